@@ -1,0 +1,1 @@
+"""Data: the canonical DPC-layout data model, readers, validation and the synthetic database."""
