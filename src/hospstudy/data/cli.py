@@ -1,0 +1,59 @@
+"""CLI: hospstudy synth, hospstudy validate (and the foundation's demo until the report lands)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hospstudy.console import console, out
+
+
+def _parse_years(text: str) -> tuple[int, int]:
+    try:
+        a, _, b = text.partition("-")
+        first, last = int(a), int(b or a)
+    except ValueError:
+        raise typer.BadParameter(f"expected a range of fiscal years like 2012-2020, got {text!r}")
+    if not (1990 <= first <= last <= 2100):
+        raise typer.BadParameter(f"expected first <= last fiscal year within 1990-2100, got {text!r}")
+    return first, last
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def synth(
+        out_dir: Path = typer.Option(..., "--out", help="Folder to write the database into (created)."),
+        seed: int = typer.Option(20240601, "--seed", help="Random seed: same seed and options give byte-identical files."),
+        scale: float = typer.Option(1.0, "--scale", min=0.001, max=100.0, help="Multiplies hospitals and every count of patients, admissions and billing lines."),
+        years: str = typer.Option("2012-2020", "--years", help="Fiscal years, FIRST-LAST."),
+        effects: Optional[Path] = typer.Option(None, "--effects", exists=True, dir_okay=False, help="TOML overriding planted effects (see docs/synthetic.md)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing database in --out."),
+    ):
+        """Generate a synthetic nationwide DPC-layout database (and truth.json)."""
+        from hospstudy.data.synth import generate
+
+        first, last = _parse_years(years)
+        summary = generate(out_dir, seed=seed, scale=scale, years=(first, last), effects=effects, overwrite=overwrite)
+        console.print(f"[green]✓[/] synthetic database written to [bold]{out_dir}[/]")
+        if summary:
+            for k, v in summary.items():
+                console.print(f"  {k}: {v:,}" if isinstance(v, int) else f"  {k}: {v}")
+
+    @app.command()
+    def validate(
+        data: Path = typer.Argument(..., help="Database folder (Parquet tables or CSV in UTF-8/CP932)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON on stdout."),
+        encoding: Optional[str] = typer.Option(None, "--encoding", help="CSV encoding (utf-8 or cp932); detected when omitted."),
+    ):
+        """Check a database against the data model. Exit 0 clean, 1 errors, 2 unusable input."""
+        from hospstudy.data.validate import validate_database
+
+        report = validate_database(data, encoding=encoding)
+        if as_json:
+            out.print_json(json.dumps(report.to_dict()))
+        else:
+            report.render(console)
+        raise typer.Exit(report.exit_code)
