@@ -1,0 +1,36 @@
+"""CLI: hospstudy run, demo, report, check-disclosure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hospstudy.console import console
+from hospstudy.report import pipeline as _pl
+
+_ENGINES = ("duckdb", "spark")
+
+
+def _engine(value: str) -> str:
+    if value not in _ENGINES:
+        raise typer.BadParameter(f"must be one of {', '.join(_ENGINES)}; got {value!r}")
+    return value
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        data: Path = typer.Option(_pl.DEMO_DATA, "--data", help="Folder of the synthetic database (generated when absent)."),
+        out: Path = typer.Option(_pl.DEMO_OUT, "--out", help="Output folder of the flagship study's report."),
+        seed: int = typer.Option(_pl.DEFAULT_SEED, "--seed", help="Seed of the synthetic database and of the analyses."),
+        scale: float = typer.Option(1.0, "--scale", min=0.001, max=100.0, help="Size of the synthetic database (1 = nationwide)."),
+        engine: str = typer.Option("duckdb", "--engine", callback=_engine, help="duckdb or spark."),
+        force: bool = typer.Option(False, "--force", help="Rebuild every stage, ignoring the cache."),
+    ):
+        """Generate the default synthetic database if absent, run the flagship study, print where the report is."""
+        res = _pl.demo(data, out, seed=seed, scale=scale, engine=engine, force=force)
+        if res.run is not None:
+            console.print(f"[bold green]report:[/] {res.run.report.resolve()}")
+            if res.run.violations:
+                raise typer.Exit(1)
