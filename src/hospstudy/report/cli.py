@@ -34,3 +34,21 @@ def register(app: typer.Typer) -> None:
             console.print(f"[bold green]report:[/] {res.run.report.resolve()}")
             if res.run.violations:
                 raise typer.Exit(1)
+
+    @app.command("check-disclosure")
+    def check_disclosure_cmd(
+        out: Path = typer.Argument(..., help="Output folder to scan (everything except OUT/private/)."),
+        threshold: int = typer.Option(10, "--threshold", min=2, help="Smallest count that may be shown."),
+    ):
+        """Scan an output folder for counts below the threshold and for identifiers. Exit 1 on any violation."""
+        from rich.markup import escape
+
+        from hospstudy.report.disclosure import check_disclosure
+
+        found = check_disclosure(out, threshold=threshold)
+        for v in found:
+            console.print(f"[red]✗[/] {escape(str(v))}", soft_wrap=True)
+        if found:
+            console.print(f"[bold red]{len(found)} disclosure violation(s)[/] in {out}")
+            raise typer.Exit(1)
+        console.print(f"[green]✓[/] {out}: no count below {threshold} and no identifier outside private/")

@@ -1,0 +1,482 @@
+"""Statistical disclosure control: small-cell suppression and the output checker.
+
+The DPC/NDB publication rules: any count of patients or hospitals between 1 and
+``threshold - 1`` (default 10) is shown as ``<10``, and it must not be recoverable from
+totals. Three tools:
+
+- :func:`suppress_table` — primary suppression of small cells in a two-way table whose row and
+  column totals are published, then secondary (complementary) suppression until every row
+  and column that holds a suppressed cell holds at least two, whose sum is not itself a
+  small count.
+- :func:`suppress_chain` — the same for an attrition chain (remaining counts after each step,
+  whose differences are the removed counts).
+- :func:`check_disclosure` — scans every file of an output folder except ``private/`` (csv,
+  json, xlsx, html, svg, txt, md) for small counts and for identifiers.
+
+Zeros are not suppressed: a zero discloses nothing about an individual.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+DEFAULT_THRESHOLD = 10
+#: Column / key names that identify a patient, an admission or a hospital.
+IDENTIFIER_NAMES = frozenset({"patient_id", "admission_id", "hospital_id"})
+
+# Names of count fields: n, events, deaths, patients, admissions, hospitals, clusters, count,
+# observed..., also as prefix/suffix (n_treated, events_cc, count_2012, admissions_removed).
+_COUNT_WORDS = r"(n|count|counts|events|deaths|died|patients|admissions|hospitals|clusters|observed|cases|removed|surgeries)"
+_COUNT_NAME = re.compile(rf"^(?:{_COUNT_WORDS}(?:_.*)?|.*_{_COUNT_WORDS})$", re.IGNORECASE)
+# A count cell as tables print it: "5", "5 (3.1%)", "5/120", "n = 5".
+_NPCT = re.compile(r"^\s*([0-9][0-9,]*)\s*(?:\(|/)")
+_BARE_INT = re.compile(r"^\s*([0-9][0-9,]*)\s*$")
+_N_EQUALS = re.compile(r"\b[nN]\s*=\s*([0-9][0-9,]*)\b")
+_N_NOUN = re.compile(r"\b([0-9][0-9,]*)\s+(patients|admissions|hospitals|deaths|events)\b", re.IGNORECASE)
+_SCANNED = {".csv", ".json", ".xlsx", ".html", ".htm", ".svg", ".txt", ".md", ".tsv"}
+
+
+def is_count_name(name: str) -> bool:
+    """True when a column or key name denotes a count of patients, admissions or hospitals."""
+    return bool(_COUNT_NAME.match(str(name).strip()))
+
+
+def is_small(value: Any, threshold: int = DEFAULT_THRESHOLD) -> bool:
+    """True for an integer count in 1 .. threshold-1 (bools and non-integers are not counts)."""
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, (int, np.integer)):
+        return 0 < int(value) < threshold
+    if isinstance(value, (float, np.floating)):
+        return float(value).is_integer() and 0 < value < threshold
+    return False
+
+
+def fmt_count(value: Any, threshold: int = DEFAULT_THRESHOLD, suppressed: bool = False) -> str:
+    """A count as published: ``<10`` when small, ``—`` when hidden by secondary suppression
+    (writing ``<10`` there would misstate its size; tables footnote the dash), else the number
+    with thousands separators."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if is_small(value, threshold):
+        return f"<{threshold}"
+    if suppressed:
+        return "—"
+    return f"{int(value):,}"
+
+
+# --------------------------------------------------------------------------------------------
+# suppression
+# --------------------------------------------------------------------------------------------
+def _complement(counts: np.ndarray, mask: np.ndarray, line: np.ndarray, idx: np.ndarray) -> int | None:
+    """Pick the cell of one line to suppress next: the smallest non-zero unsuppressed cell,
+    else an unsuppressed zero (its being zero is then no longer visible)."""
+    free = [i for i in idx if not mask[i]]
+    if not free:
+        return None
+    nonzero = [i for i in free if counts[i] > 0]
+    pool = nonzero or free
+    return min(pool, key=lambda i: (counts[i], i))
+
+
+def suppress_table(counts, threshold: int = DEFAULT_THRESHOLD, margins: tuple[bool, bool] = (True, True)) -> np.ndarray:
+    """Cells of a two-way table of counts that must not be published.
+
+    Parameters
+    ----------
+    counts : array_like of int, shape (r, c)
+        The table, without its margins. A 1-D array is a single row.
+    threshold : int
+        Counts in ``1 .. threshold-1`` are suppressed (primary suppression).
+    margins : (bool, bool)
+        Whether row totals and column totals are published. Only published totals allow
+        recovery, so secondary suppression works along those lines only.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (r, c)
+        True for every cell to hide. In each row (when row totals are published) and column
+        (when column totals are) that holds a hidden cell, at least two cells are hidden and
+        their sum is 0 or at least ``threshold``, so no hidden cell is recoverable by
+        subtraction and no hidden group is itself a small count.
+
+    Examples
+    --------
+    >>> suppress_table([[120, 4], [80, 30]]).astype(int).tolist()
+    [[1, 1], [1, 1]]
+    """
+    a = np.atleast_2d(np.asarray(counts, dtype=np.int64))
+    if (a < 0).any():
+        raise ValueError("suppress_table: counts must be non-negative")
+    mask = (a > 0) & (a < threshold)
+    r, c = a.shape
+    flat = a.ravel()
+    fmask = mask.ravel()
+    lines: list[np.ndarray] = []
+    if margins[0] and c > 1:
+        lines += [np.arange(i * c, (i + 1) * c) for i in range(r)]
+    if margins[1] and r > 1:
+        lines += [np.arange(j, r * c, c) for j in range(c)]
+    changed = True
+    while changed:
+        changed = False
+        for idx in lines:
+            hidden = fmask[idx]
+            n_hidden = int(hidden.sum())
+            if n_hidden == 0:
+                continue
+            total_hidden = int(flat[idx][hidden].sum())
+            if n_hidden >= 2 and not (0 < total_hidden < threshold):
+                continue
+            pick = _complement(flat, fmask, idx, idx)
+            if pick is None:
+                continue  # the whole line is hidden already
+            fmask[pick] = True
+            changed = True
+    return fmask.reshape(r, c)
+
+
+def suppress_chain(remaining: Iterable[int], threshold: int = DEFAULT_THRESHOLD) -> tuple[list[bool], list[bool]]:
+    """Suppression for an attrition chain.
+
+    ``remaining[k]`` is the count left after step ``k`` (``remaining[0]`` the starting total);
+    ``removed[k] = remaining[k-1] - remaining[k]``. A removed count in ``1 .. threshold-1`` is
+    hidden; since adjacent remaining counts reveal it, hidden removed counts are grouped with
+    neighbouring steps until each group holds at least two steps and removes 0 or at least
+    ``threshold``, and the remaining counts inside a group are hidden too. Only the group's
+    total is then recoverable.
+
+    Returns
+    -------
+    (hide_remaining, hide_removed) : two lists of bool, one per step (``hide_removed[0]`` is
+    always False: step 0 removes nothing).
+    """
+    rem = [int(x) for x in remaining]
+    n = len(rem)
+    removed = [0] + [rem[k - 1] - rem[k] for k in range(1, n)]
+    hide_removed = [False] + [0 < removed[k] < threshold for k in range(1, n)]
+    hide_remaining = [False] * n
+    if n <= 1:
+        return hide_remaining, hide_removed
+    k = 1
+    while k < n:
+        if not hide_removed[k]:
+            k += 1
+            continue
+        lo = hi = k
+        while True:
+            while hi + 1 < n and hide_removed[hi + 1]:
+                hi += 1
+            total = sum(removed[lo:hi + 1])
+            if hi > lo and not (0 < total < threshold):
+                break
+            if hi + 1 < n:
+                hi += 1
+                hide_removed[hi] = True
+            elif lo > 1:
+                lo -= 1
+                hide_removed[lo] = True
+            else:
+                # nothing left to pair with: hide the remaining count after the group as
+                # well (the final total then bounds the group only from above)
+                hide_remaining[hi] = True
+                break
+        for j in range(lo, hi):
+            hide_remaining[j] = True
+        k = hi + 1
+    return hide_remaining, hide_removed
+
+
+# --------------------------------------------------------------------------------------------
+# json sanitising
+# --------------------------------------------------------------------------------------------
+def sanitize_json(obj: Any, threshold: int = DEFAULT_THRESHOLD, _key: str | None = None) -> Any:
+    """A copy of a JSON-like object safe to publish: identifier keys dropped, small counts under
+    count-named keys replaced by ``"<10"``, and per-hospital records (lists of dicts with a
+    count field) with a small count dropped altogether."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if str(k) in IDENTIFIER_NAMES:
+                continue
+            if is_count_name(k) and is_small(v, threshold):
+                out[k] = f"<{threshold}"
+            else:
+                out[k] = sanitize_json(v, threshold, str(k))
+        return out
+    if isinstance(obj, list):
+        items = []
+        for v in obj:
+            if isinstance(v, dict) and "hospital_id" in v:
+                if any(is_count_name(k) and is_small(x, threshold) for k, x in v.items()):
+                    continue
+            items.append(sanitize_json(v, threshold, _key))
+        if _key is not None and is_count_name(_key) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in obj):
+            return [f"<{threshold}" if is_small(x, threshold) else x for x in obj]
+        return items
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# the checker
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Violation:
+    """One finding: the file (relative to OUT), where in it, the rule broken, the offending text."""
+
+    file: str
+    location: str
+    rule: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.location}: {self.rule} ({self.value!r})"
+
+
+def _int_of(text: str) -> int | None:
+    try:
+        return int(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def _check_cell(text: Any, column: str | None, threshold: int) -> str | None:
+    """The rule a single table cell breaks, or None."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float, np.integer, np.floating)) and not isinstance(text, bool):
+        if column is not None and is_count_name(column) and is_small(text, threshold):
+            return f"count below {threshold} in count column {column!r}"
+        return None
+    s = str(text)
+    m = _NPCT.match(s)
+    if m and (v := _int_of(m.group(1))) is not None and 0 < v < threshold:
+        return f"count below {threshold} in an n (%) cell"
+    m = _BARE_INT.match(s)
+    if m and column is not None and is_count_name(column):
+        v = _int_of(m.group(1))
+        if v is not None and 0 < v < threshold:
+            return f"count below {threshold} in count column {column!r}"
+    return None
+
+
+def _check_free_text(text: str, threshold: int) -> list[tuple[str, str]]:
+    hits = []
+    for rx in (_N_EQUALS, _N_NOUN):
+        for m in rx.finditer(text):
+            v = _int_of(m.group(1))
+            if v is not None and 0 < v < threshold:
+                hits.append((m.group(0), f"count below {threshold} in text"))
+    return hits
+
+
+def _check_tokens(text: str, ids: frozenset[str]) -> list[str]:
+    if not ids:
+        return []
+    return sorted({t for t in re.findall(r"[A-Za-z0-9_\-]+", text) if t in ids})
+
+
+def _check_rows(rel: str, header: list[str], rows: Iterable[list[Any]], threshold: int, where: str) -> list[Violation]:
+    out = []
+    for col in header:
+        if str(col).strip() in IDENTIFIER_NAMES:
+            out.append(Violation(rel, f"{where}column {col!r}", "identifier column", str(col)))
+    for i, row in enumerate(rows, start=2):
+        for j, cell in enumerate(row):
+            col = header[j] if j < len(header) else None
+            rule = _check_cell(cell, col, threshold)
+            if rule:
+                out.append(Violation(rel, f"{where}row {i}, column {col!r}", rule, str(cell)))
+    return out
+
+
+def _check_json(rel: str, obj: Any, threshold: int, path: str = "$") -> list[Violation]:
+    out = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            p = f"{path}.{k}"
+            if str(k) in IDENTIFIER_NAMES:
+                out.append(Violation(rel, p, "identifier key", str(k)))
+            if is_count_name(k) and is_small(v, threshold):
+                out.append(Violation(rel, p, f"count below {threshold}", str(v)))
+            if is_count_name(k) and isinstance(v, list):
+                for i, x in enumerate(v):
+                    if is_small(x, threshold):
+                        out.append(Violation(rel, f"{p}[{i}]", f"count below {threshold}", str(x)))
+            if isinstance(v, str):
+                rule = _check_cell(v, str(k), threshold)
+                if rule:
+                    out.append(Violation(rel, p, rule, v))
+            out += _check_json(rel, v, threshold, p)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            if isinstance(v, str):
+                rule = _check_cell(v, None, threshold)
+                if rule:
+                    out.append(Violation(rel, f"{path}[{i}]", rule, v))
+            out += _check_json(rel, v, threshold, f"{path}[{i}]")
+    return out
+
+
+class _TableParser(HTMLParser):
+    """Collects the tables of an HTML or SVG document (header cells, body cells) and its text."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tables: list[tuple[list[str], list[list[str]]]] = []
+        self._stack: list[tuple[list[str], list[list[str]]]] = []
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._is_th = False
+        self._skip = 0
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("style", "script"):
+            self._skip += 1
+        elif tag == "table":
+            self._stack.append(([], []))
+        elif tag == "tr" and self._stack:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell, self._is_th = [], tag == "th"
+
+    def handle_endtag(self, tag):
+        if tag in ("style", "script"):
+            self._skip = max(0, self._skip - 1)
+        elif tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(("TH:" if self._is_th else "") + " ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._stack:
+            head, body = self._stack[-1]
+            if self._row and all(c.startswith("TH:") for c in self._row) and not body:
+                head[:] = [c[3:] for c in self._row]
+            else:
+                body.append([c[3:] if c.startswith("TH:") else c for c in self._row])
+            self._row = None
+        elif tag == "table" and self._stack:
+            self.tables.append(self._stack.pop())
+
+    def handle_data(self, data):
+        if self._skip:
+            return
+        if self._cell is not None:
+            self._cell.append(data)
+        self.text.append(data)
+
+
+def _scan_markup(rel: str, text: str, threshold: int) -> list[Violation]:
+    p = _TableParser()
+    p.feed(text)
+    p.close()
+    out = []
+    for t, (head, body) in enumerate(p.tables, start=1):
+        # a row label in the first column, the header names the others
+        out += _check_rows(rel, head, body, threshold, f"table {t}, ")
+    for snippet, rule in _check_free_text(" ".join(" ".join(p.text).split()), threshold):
+        out.append(Violation(rel, "text", rule, snippet))
+    return out
+
+
+def check_file(path: Path, rel: str, threshold: int = DEFAULT_THRESHOLD, ids: frozenset[str] = frozenset()) -> list[Violation]:
+    """The violations in one output file (see :func:`check_disclosure`)."""
+    suffix = path.suffix.lower()
+    out: list[Violation] = []
+    if suffix in (".csv", ".tsv"):
+        import csv
+
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            rows = list(csv.reader(f, delimiter="\t" if suffix == ".tsv" else ","))
+        if rows:
+            out += _check_rows(rel, rows[0], rows[1:], threshold, "")
+        text = path.read_text(encoding="utf-8", errors="replace")
+    elif suffix == ".json":
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            return [Violation(rel, f"line {e.lineno}", "not valid JSON: cannot be checked", str(e.msg))]
+        out += _check_json(rel, obj, threshold)
+    elif suffix == ".xlsx":
+        import openpyxl
+
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        chunks = []
+        for ws in wb.worksheets:
+            rows = [list(r) for r in ws.iter_rows(values_only=True)]
+            rows = [r for r in rows if any(c is not None for c in r)]
+            # the header is the first row whose cells are all text (titles span one cell)
+            start = next((i for i, r in enumerate(rows) if sum(c is not None for c in r) > 1), 0)
+            if rows:
+                header = ["" if c is None else str(c) for c in rows[start]]
+                out += _check_rows(rel, header, rows[start + 1:], threshold, f"sheet {ws.title!r}, ")
+            chunks += [" ".join("" if c is None else str(c) for c in r) for r in rows]
+        wb.close()
+        text = "\n".join(chunks)
+        for snippet, rule in _check_free_text(text, threshold):
+            out.append(Violation(rel, "cell text", rule, snippet))
+    elif suffix in (".html", ".htm", ".svg"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        out += _scan_markup(rel, text, threshold)
+    else:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for snippet, rule in _check_free_text(text, threshold):
+            out.append(Violation(rel, "text", rule, snippet))
+    for token in _check_tokens(text, ids):
+        out.append(Violation(rel, "text", "patient or admission identifier", token))
+    return out
+
+
+def _private_ids(out_dir: Path) -> frozenset[str]:
+    """Patient and admission identifiers of the private analytic dataset, to search for."""
+    path = out_dir / "private" / "analytic.parquet"
+    if not path.exists():
+        return frozenset()
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    cols = [c for c in ("patient_id", "admission_id") if c in schema.names]
+    if not cols:
+        return frozenset()
+    table = pq.read_table(path, columns=cols)
+    ids: set[str] = set()
+    for c in cols:
+        ids.update(str(x) for x in table.column(c).to_pylist() if x is not None)
+    # short or purely numeric ids would match ordinary numbers in the text
+    return frozenset(i for i in ids if len(i) >= 6 and not i.isdigit())
+
+
+def check_disclosure(out_dir: str | Path, threshold: int = DEFAULT_THRESHOLD) -> list["Violation"]:
+    """Scan every shareable file of an output folder for small counts and identifiers.
+
+    Every file under ``out_dir`` except ``out_dir/private/`` is scanned (csv, tsv, json, xlsx,
+    html, svg, txt, md; binary figures are checked through their SVG twins):
+
+    - columns, keys or table headers named ``patient_id``, ``admission_id``, ``hospital_id``;
+    - any patient or admission identifier of ``private/analytic.parquet`` appearing as a token;
+    - counts in ``1 .. threshold-1``: under count-named columns/keys (``n``, ``events``,
+      ``deaths``, ``patients``, ``admissions_removed``, ...), in ``n (%)`` cells, and in text
+      such as ``n = 5`` or ``5 patients``.
+
+    Returns the list of :class:`Violation` (empty when the folder is shareable).
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        from hospstudy.errors import InputError
+
+        raise InputError(f"{out_dir}: no such output folder")
+    ids = _private_ids(out_dir)
+    found: list[Violation] = []
+    for p in sorted(out_dir.rglob("*")):
+        rel = p.relative_to(out_dir)
+        if not p.is_file() or rel.parts[0] == "private" or p.suffix.lower() not in _SCANNED:
+            continue
+        found += check_file(p, rel.as_posix(), threshold, ids)
+    return found
