@@ -29,6 +29,14 @@ class Design:
     terms: list[str]
     rows: np.ndarray  # positions in the input frame that survived missing-value removal
     formula: str
+    spec: Any = None  # formulaic ModelSpec of the right-hand side: rebuilds X on new data (same knots)
+
+
+def formula_context() -> dict[str, Any]:
+    """Functions hospstudy adds to formulas (``rcs(x, 4)``) on top of formulaic's own."""
+    from hospstudy.models.splines import rcs
+
+    return {"rcs": rcs}
 
 
 def design(formula: str, data: pd.DataFrame, func: str = "model") -> Design:
@@ -49,7 +57,7 @@ def design(formula: str, data: pd.DataFrame, func: str = "model") -> Design:
             frame[c] = frame[c].astype("float64")
     frame = frame.reset_index(drop=True)
     try:
-        mm = formulaic.model_matrix(formula, frame, na_action="drop")
+        mm = formulaic.model_matrix(formula, frame, na_action="drop", context=formula_context())
     except Exception as e:  # formulaic raises many types; turn them into one clear message
         raise ModelError(f"{func}: cannot build the design from formula {formula!r}: {e}") from None
     lhs, rhs = mm.lhs, mm.rhs
@@ -57,7 +65,8 @@ def design(formula: str, data: pd.DataFrame, func: str = "model") -> Design:
     y = np.asarray(lhs, dtype=float)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    return Design(y=y, X=np.asarray(rhs, dtype=float), terms=list(rhs.columns), rows=rows, formula=formula)
+    return Design(y=y, X=np.asarray(rhs, dtype=float), terms=list(rhs.columns), rows=rows, formula=formula,
+                  spec=getattr(rhs, "model_spec", None))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,333 @@
+"""Multivariable logistic regression with optional weights and cluster-robust errors.
+
+``logit`` fits a binomial GLM (logit link) by statsmodels' IRLS and wraps it in
+:class:`~hospstudy.models.base.ModelResult`. Variance choices:
+
+- no ``cluster``, no ``robust``: the model-based inverse information (R's ``vcov(glm)``);
+- ``robust=True``: the HC0 sandwich (R's ``sandwich::vcovHC(fit, type = "HC0")``);
+- ``cluster=``: the cluster sandwich with the G/(G-1) small-sample factor and no other
+  (R's ``sandwich::vcovCL(fit, cluster = ~g)``, whose defaults for a glm are type "HC0"
+  and ``cadjust = TRUE``).
+
+Weights are prior weights as in R's ``glm(weights=)``: each row's log-likelihood and score
+are multiplied by its weight; rows with weight 0 are dropped before fitting, so they count
+neither in N nor as clusters.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hospstudy.errors import (
+    ConvergenceWarning,
+    ModelError,
+    RankDeficiencyWarning,
+    SeparationWarning,
+    param_error,
+)
+from hospstudy.models.base import Design, ModelResult, design
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A design with its weights and cluster labels aligned to the rows it kept."""
+
+    d: Design
+    y: np.ndarray
+    X: np.ndarray
+    w: np.ndarray | None
+    groups: np.ndarray | None  # integer codes 0..G-1
+    template: pd.DataFrame  # one complete row of the variables the formula uses
+    variables: dict  # numeric columns of the formula's variables on the kept rows
+
+
+def _column_or_array(data: pd.DataFrame, value, func: str, param: str) -> np.ndarray:
+    if isinstance(value, str):
+        if value not in data.columns:
+            raise param_error(func, param, f"a column of data or an array of length {len(data)}", value)
+        return data[value].to_numpy()
+    arr = np.asarray(value)
+    if arr.ndim != 1 or arr.shape[0] != len(data):
+        raise param_error(func, param, f"a column name or a 1-d array of length {len(data)} (one per row of data)",
+                          f"array of shape {arr.shape}")
+    return arr
+
+
+def _row_label(data: pd.DataFrame, pos: int) -> str:
+    return f"row {pos} (index {data.index[pos]!r})"
+
+
+def prepare(formula: str, data: pd.DataFrame, func: str, weights=None, cluster=None,
+            binary: bool = True) -> Prepared:
+    """Design, weights and clusters for a binary-outcome model; bad input gets one clear error."""
+    d = design(formula, data, func=func)
+    y = np.asarray(d.y, dtype=float)
+    if y.ndim != 1:
+        raise param_error(func, "formula", "a formula with one 0/1 outcome on the left", formula)
+    if y.size == 0:
+        raise ModelError(f"{func}: no complete rows: every row has a missing value in a variable of {formula!r}.")
+    if binary:
+        bad = np.flatnonzero((y != 0) & (y != 1))
+        if bad.size:
+            pos = int(d.rows[bad[0]])
+            raise ModelError(
+                f"{func}: the outcome of {formula!r} must be 0/1 or boolean; {_row_label(data, pos)} has "
+                f"{y[bad[0]]!r} ({bad.size} such rows)."
+            )
+    keep = np.ones(y.size, dtype=bool)
+    w = None
+    if weights is not None:
+        wa = _column_or_array(data, weights, func, "weights")
+        try:
+            wa = np.asarray(wa, dtype=float)[d.rows]
+        except (TypeError, ValueError):
+            raise param_error(func, "weights", "numeric", "non-numeric values") from None
+        bad = np.flatnonzero(~np.isfinite(wa) | (wa < 0))
+        if bad.size:
+            pos = int(d.rows[bad[0]])
+            raise ModelError(
+                f"{func}: weights must be finite and >= 0; {_row_label(data, pos)} has {wa[bad[0]]!r} "
+                f"({bad.size} such rows among the complete cases)."
+            )
+        keep &= wa > 0
+        if not keep.any():
+            raise ModelError(f"{func}: every complete row has weight 0.")
+        w = wa
+    groups = None
+    if cluster is not None:
+        ga = _column_or_array(data, cluster, func, "cluster")[d.rows]
+        miss = np.flatnonzero(pd.isna(ga))
+        if miss.size:
+            pos = int(d.rows[miss[0]])
+            raise ModelError(
+                f"{func}: the cluster identifier is missing in {_row_label(data, pos)} ({miss.size} such rows); "
+                "every analysed row needs its cluster (hospital)."
+            )
+        groups = ga
+    rows = d.rows[keep]
+    X = d.X[keep]
+    y = y[keep]
+    if w is not None:
+        w = w[keep]
+    if groups is not None:
+        groups = pd.factorize(groups[keep], sort=True)[0]
+    frame = data.reset_index(drop=True)
+    used = [c for c in frame.columns if _mentions(d.formula, c)]
+    template = frame.loc[[int(rows[0])], used] if used else frame.iloc[[int(rows[0])], :0]
+    variables = {}
+    for c in used:
+        col = frame[c].iloc[rows]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            variables[c] = col.to_numpy(dtype=float)
+    dd = Design(y=y, X=X, terms=d.terms, rows=rows, formula=d.formula, spec=d.spec)
+    return Prepared(d=dd, y=y, X=X, w=w, groups=groups, template=template, variables=variables)
+
+
+def _mentions(formula: str, name: str) -> bool:
+    import re
+
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", formula) is not None
+
+
+def check_rank(X: np.ndarray, terms: list[str], func: str) -> np.ndarray:
+    """Indices of columns to keep (pivoted QR, R's tolerance 1e-7); warns about aliased ones."""
+    from scipy.linalg import qr
+
+    if X.shape[1] == 0:
+        raise ModelError(f"{func}: the formula has no terms on the right-hand side.")
+    scale = np.sqrt((X**2).sum(axis=0))
+    scale[scale == 0] = 1.0
+    _, R, piv = qr(X / scale, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(R))
+    rank = int((diag > 1e-7 * diag[0]).sum()) if diag.size else 0
+    keep = np.sort(piv[:rank])
+    if rank < X.shape[1]:
+        dropped = [terms[j] for j in sorted(set(range(X.shape[1])) - set(keep))]
+        warnings.warn(
+            f"{func}: the design is rank deficient; {dropped} are linear combinations of other terms "
+            "and are not estimated (reported as NaN).",
+            RankDeficiencyWarning,
+            stacklevel=3,
+        )
+    return keep
+
+
+def detect_separation(X: np.ndarray, y: np.ndarray, terms: list[str]) -> list[str]:
+    """Terms with infinite maximum-likelihood estimates (complete or quasi-complete separation).
+
+    The linear program of Konis (2007), as in R's ``detectseparation``: look for a direction
+    ``b`` with ``(2y-1) x_i'b >= 0`` for every row and not all zero; if one exists the
+    likelihood keeps rising along it and the coefficients with non-zero ``b_j`` diverge.
+    """
+    from scipy.optimize import linprog
+
+    s = 2 * y - 1
+    A = X * s[:, None]
+    scale = np.abs(X).max(axis=0)
+    scale[scale == 0] = 1.0
+    A = A / scale
+    res = linprog(-A.sum(axis=0), A_ub=-A, b_ub=np.zeros(A.shape[0]), bounds=[(-1, 1)] * A.shape[1],
+                  method="highs")
+    if res.status != 0 or -res.fun <= 1e-7 * A.shape[0]:
+        return []
+    b = res.x
+    return [terms[j] for j in np.flatnonzero(np.abs(b) > 1e-6)]
+
+
+def _irls(X, y, w, func: str, maxiter: int = 100, tol: float = 1e-10):
+    import statsmodels.api as sm
+
+    model = sm.GLM(y, X, family=sm.families.Binomial(), freq_weights=w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # our own separation and convergence checks follow
+        fit = model.fit(method="IRLS", maxiter=maxiter, tol=tol, tol_criterion="params")
+    beta = np.asarray(fit.params, dtype=float)
+    eta = X @ beta
+    mu = 1.0 / (1.0 + np.exp(-eta))
+    ww = np.ones_like(y) if w is None else w
+    score = X.T @ (ww * (y - mu))
+    info = (X * (ww * mu * (1 - mu))[:, None]).T @ X
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ll = float(np.sum(ww * (y * np.log(mu) + (1 - y) * np.log1p(-mu))))
+    return beta, mu, score, info, ll, bool(getattr(fit, "converged", True))
+
+
+def sandwich(X, y, mu, w, info, groups=None, adjust: bool = True) -> np.ndarray:
+    """Robust covariance ``B M B`` of a binomial GLM (HC0 per row, or by cluster with G/(G-1))."""
+    ww = np.ones_like(y) if w is None else w
+    U = X * (ww * (y - mu))[:, None]
+    if groups is not None:
+        G = int(groups.max()) + 1
+        Ug = np.zeros((G, X.shape[1]))
+        np.add.at(Ug, groups, U)
+        U = Ug
+        factor = G / (G - 1) if (adjust and G > 1) else 1.0
+    else:
+        factor = 1.0
+    bread = np.linalg.inv(info)
+    return factor * bread @ (U.T @ U) @ bread
+
+
+def logit(formula: str, data: pd.DataFrame, weights=None, cluster=None, robust: bool = False,
+          conf_level: float = 0.95) -> ModelResult:
+    """Multivariable logistic regression (binomial GLM, logit link).
+
+    Parameters
+    ----------
+    formula : str
+        ``"outcome ~ terms"`` in formulaic syntax; categorical reference levels with
+        ``C(x, contr.treatment('level'))``; splines with ``rcs(volume, 4)``.
+    data : pandas.DataFrame
+        One row per patient; the outcome is 0/1 or boolean. Rows with a missing value in a
+        used variable are dropped (complete cases).
+    weights : str or array-like, optional
+        Prior weights (column name or one value per row of ``data``), finite and >= 0.
+    cluster : str or array-like, optional
+        Cluster identifier (e.g. ``"hospital_id"``): cluster-robust sandwich errors as R's
+        ``sandwich::vcovCL(fit, cluster = ~g)`` (HC0 with the G/(G-1) factor).
+    robust : bool
+        Without ``cluster``: the HC0 sandwich instead of the model-based variance.
+    conf_level : float
+        Level of the confidence intervals in ``tidy()``.
+
+    Returns
+    -------
+    ModelResult
+        ``scale='unclustered'``; ``extra`` holds ``vcov_type``, ``fitted`` (probabilities on
+        the analysed rows), ``rows`` (their positions in ``data``) and the formula state.
+
+    Warns
+    -----
+    SeparationWarning
+        When the outcome is completely or quasi-completely separated (estimates infinite).
+    RankDeficiencyWarning
+        When design columns are aliased (their estimates are NaN).
+    ConvergenceWarning
+        When IRLS did not converge.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"y": [0, 1, 0, 1, 1, 0, 1, 1], "x": [1, 2, 3, 4, 5, 6, 7, 8.0],
+    ...                    "h": [1, 1, 2, 2, 3, 3, 4, 4]})
+    >>> r = logit("y ~ x", df, cluster="h")
+    >>> r.tidy()["term"].tolist()
+    ['Intercept', 'x']
+    """
+    func = "logit"
+    if not (isinstance(conf_level, float) and 0 < conf_level < 1):
+        raise param_error(func, "conf_level", "a float in (0, 1)", conf_level)
+    if not isinstance(robust, bool):
+        raise param_error(func, "robust", "True or False", robust)
+    p = prepare(formula, data, func, weights=weights, cluster=cluster)
+    return _fit_logit(p, func, robust=robust, conf_level=conf_level, method="logistic regression",
+                      scale="unclustered")
+
+
+def _fit_logit(p: Prepared, func: str, robust: bool, conf_level: float, method: str, scale: str,
+               extra: dict | None = None) -> ModelResult:
+    terms = p.d.terms
+    keep = check_rank(p.X, terms, func)
+    X = p.X[:, keep]
+    kept_terms = [terms[j] for j in keep]
+    sep = detect_separation(X, p.y, kept_terms)
+    if sep:
+        warnings.warn(
+            f"{func}: the outcome is separated (complete or quasi-complete separation) along {sep}; "
+            "their maximum-likelihood estimates are infinite and the reported values are not usable. "
+            "Merge sparse categories or drop the term.",
+            SeparationWarning,
+            stacklevel=3,
+        )
+    beta, mu, score, info, ll, converged = _irls(X, p.y, p.w, func)
+    grad_ok = np.max(np.abs(np.linalg.solve(info, score))) < 1e-6 if np.all(np.isfinite(info)) else False
+    if not (converged and grad_ok) and not sep:
+        warnings.warn(f"{func}: IRLS did not converge; estimates are unreliable.", ConvergenceWarning, stacklevel=3)
+    if p.groups is not None:
+        cov = sandwich(X, p.y, mu, p.w, info, p.groups)
+        vtype = "cluster-robust HC0 with G/(G-1) (sandwich::vcovCL default)"
+    elif robust:
+        cov = sandwich(X, p.y, mu, p.w, info)
+        vtype = "robust HC0 (sandwich::vcovHC type HC0)"
+    else:
+        cov = np.linalg.inv(info)
+        vtype = "model-based (inverse information)"
+    k = len(terms)
+    est = np.full(k, np.nan)
+    est[keep] = beta
+    full = np.full((k, k), np.nan)
+    full[np.ix_(keep, keep)] = cov
+    ex = {
+        "vcov_type": vtype,
+        "fitted": mu,
+        "rows": p.d.rows,
+        "weights": p.w,
+        "separation": sep,
+        "model_spec": p.d.spec,
+        "template": p.template,
+        "variables": p.variables,
+        "formula": p.d.formula,
+    }
+    ex.update(extra or {})
+    return ModelResult(
+        method=method,
+        terms=list(terms),
+        estimate=est,
+        cov=full,
+        n=int(p.y.size),
+        link="logit",
+        scale=scale,
+        events=int(p.y.sum()),
+        clusters=None if p.groups is None else int(p.groups.max()) + 1,
+        loglik=ll,
+        converged=bool(converged and grad_ok),
+        conf_level=conf_level,
+        extra=ex,
+    )
+
+
+__all__ = ["logit", "prepare", "sandwich", "detect_separation", "check_rank", "Prepared"]
