@@ -1,0 +1,562 @@
+"""Competing risks: length of stay until discharge home, with in-hospital death competing.
+
+Three pieces, each checked against R's ``survival`` package (tests/reference/survival_competing.R):
+
+- :func:`cumulative_incidence`: Aalen–Johansen cumulative incidence of every cause, by group,
+  with infinitesimal-jackknife standard errors and log-scale limits, as
+  ``survfit(Surv(time, factor(event)) ~ group)`` computes them. Our own implementation:
+  lifelines' ``AalenJohansenFitter`` breaks tied times by random jitter, and length of stay in
+  whole days is nearly all ties.
+- :func:`cause_specific_cox`: Cox model of one cause (others censored), Efron ties, optional
+  cluster-robust (hospital) variance, as ``coxph(Surv(time, event == k) ~ ..., cluster = h)``.
+- :func:`fine_gray`: subdistribution hazard ratio (Fine & Gray 1999): the data are expanded as
+  ``survival::finegray`` does (:func:`finegray_expand`) and a weighted Cox model is fitted on the
+  (start, stop] rows, as ``coxph(Surv(fgstart, fgstop, fgstatus) ~ ..., weights = fgwt)``.
+
+Both Cox models use :func:`cox_fit`, a weighted counting-process Cox fit written here rather
+than lifelines' ``CoxPHFitter``: lifelines' cluster-robust standard errors differ from
+``coxph``'s by up to 0.4% on mgus2 (it does not use Efron-adjusted score residuals) and its
+delayed-entry fit of the expanded Fine–Gray rows took ~6 s for 42,000 rows, where this takes
+a fraction of a second. Estimates agree with lifelines to 1e-10 (checked in the tests).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+
+from hospstudy.errors import ConvergenceWarning, InputError, ModelError, param_error
+from hospstudy.models.base import ModelResult, design
+
+__all__ = [
+    "CoxFit",
+    "cox_fit",
+    "cause_specific_cox",
+    "fine_gray",
+    "finegray_expand",
+    "cumulative_incidence",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# The weighted counting-process Cox model (pure numerics)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CoxFit:
+    """Result of :func:`cox_fit`: coefficients, naive (model) and robust covariance."""
+
+    coef: np.ndarray
+    cov_naive: np.ndarray
+    cov_robust: np.ndarray | None
+    loglik: float
+    loglik_null: float
+    iterations: int
+    converged: bool
+    n_events: int
+    score_residuals: np.ndarray
+
+
+class _RiskSets:
+    """Risk-set bookkeeping for (start, stop] rows at the distinct event times.
+
+    Row i is at risk at event times k = first[i] .. last[i] (start < t_k <= stop). Sums over
+    risk sets are cumulative sums of a sparse difference operator, so one pass costs O(n p^2)
+    whatever the number of event times.
+    """
+
+    def __init__(self, start, stop, status):
+        self.times = np.unique(stop[status > 0])
+        K = len(self.times)
+        self.first = np.searchsorted(self.times, start, side="right")
+        self.last = np.searchsorted(self.times, stop, side="right") - 1
+        at_risk = self.first <= self.last
+        n = len(stop)
+        rows = np.concatenate([self.first[at_risk], self.last[at_risk] + 1])
+        cols = np.concatenate([np.nonzero(at_risk)[0]] * 2)
+        vals = np.concatenate([np.ones(at_risk.sum()), -np.ones(at_risk.sum())])
+        self.D = sparse.csr_matrix((vals, (rows, cols)), shape=(K + 1, n))
+        dead = status > 0
+        self.death_idx = np.nonzero(dead)[0]
+        self.death_k = self.last[dead]  # a death at its stop time = event time index
+        self.E = sparse.csr_matrix((np.ones(dead.sum()), (self.death_k, self.death_idx)), shape=(K, n))
+        self.d = np.bincount(self.death_k, minlength=K).astype(float)
+
+    def risk_sum(self, v):
+        """Sum over each risk set of v (n,) or (n, q) -> (K,) or (K, q)."""
+        return np.cumsum(self.D @ v, axis=0)[:-1]
+
+
+def _efron_terms(rs: _RiskSets, X, w, eta, need_hessian=True, breslow=False):
+    r = w * np.exp(eta)
+    p = X.shape[1]
+    S0 = rs.risk_sum(r)
+    S1 = rs.risk_sum(r[:, None] * X)
+    E0 = rs.E @ r
+    E1 = rs.E @ (r[:, None] * X)
+    dw = rs.E @ w
+    loglik = float(np.sum(w[rs.death_idx] * eta[rs.death_idx]))
+    score = (w[rs.death_idx, None] * X[rs.death_idx]).sum(axis=0)
+    if need_hessian:
+        S2 = np.empty((len(rs.times), p, p))
+        E2 = np.empty((len(rs.times), p, p))
+        for j in range(p):
+            S2[:, j, :] = rs.risk_sum((r * X[:, j])[:, None] * X)
+            E2[:, j, :] = rs.E @ ((r * X[:, j])[:, None] * X)
+    H = np.zeros((p, p))
+    # per event time: hazard pieces used by the score residuals
+    dmax = int(rs.d.max()) if len(rs.d) else 0
+    haz = np.zeros(len(rs.times))
+    hazmean = np.zeros((len(rs.times), p))
+    haz2 = np.zeros(len(rs.times))
+    hazmean2 = np.zeros((len(rs.times), p))
+    meanbar = np.zeros((len(rs.times), p))
+    meanwt = dw / rs.d
+    for m in range(dmax):
+        k = rs.d > m  # event times with more than m deaths
+        frac = m / rs.d[k] if not breslow else np.zeros(int(k.sum()))
+        den = S0[k] - frac * E0[k]
+        a = (S1[k] - frac[:, None] * E1[k]) / den[:, None]
+        mw = meanwt[k]
+        loglik -= float(np.sum(mw * np.log(den)))
+        score -= (mw[:, None] * a).sum(axis=0)
+        if need_hessian:
+            B = (S2[k] - frac[:, None, None] * E2[k]) / den[:, None, None]
+            H += np.einsum("k,kij->ij", mw, B - a[:, :, None] * a[:, None, :])
+        h = mw / den
+        haz[k] += h
+        hazmean[k] += h[:, None] * a
+        haz2[k] += (1 - frac) * h
+        hazmean2[k] += ((1 - frac) * h)[:, None] * a
+        meanbar[k] += a / rs.d[k][:, None]
+    return loglik, score, H, (haz, hazmean, haz2, hazmean2, meanbar)
+
+
+def _score_residuals(rs: _RiskSets, X, eta, pieces):
+    """Efron score residuals, as survival's ``residuals(fit, type = "score")`` (unweighted)."""
+    haz, hazmean, haz2, hazmean2, meanbar = pieces
+    ch = np.concatenate([[0.0], np.cumsum(haz)])
+    chm = np.vstack([np.zeros((1, X.shape[1])), np.cumsum(hazmean, axis=0)])
+    risk = np.exp(eta)
+    lo, hi = rs.first, rs.last + 1
+    at = lo < hi
+    H0 = np.where(at, ch[np.minimum(hi, len(ch) - 1)] - ch[np.minimum(lo, len(ch) - 1)], 0.0)
+    H1 = np.where(at[:, None], chm[np.minimum(hi, len(ch) - 1)] - chm[np.minimum(lo, len(ch) - 1)], 0.0)
+    res = -risk[:, None] * (X * H0[:, None] - H1)
+    i, k = rs.death_idx, rs.death_k
+    # a death's own time: the reduced (Efron) hazard, and the event term
+    res[i] += risk[i, None] * (X[i] * (haz[k] - haz2[k])[:, None] - (hazmean[k] - hazmean2[k]))
+    res[i] += X[i] - meanbar[k]
+    return res
+
+
+def cox_fit(
+    X: np.ndarray,
+    stop: np.ndarray,
+    status: np.ndarray,
+    *,
+    start: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    cluster: np.ndarray | None = None,
+    robust: bool | None = None,
+    ties: str = "efron",
+    tol: float = 1e-11,
+    max_iter: int = 50,
+) -> CoxFit:
+    """Weighted Cox proportional-hazards fit on (start, stop] rows, Efron ties.
+
+    Newton–Raphson with step halving, started at 0, stopped when the relative change in the
+    log partial likelihood is below ``tol`` (as ``coxph.control(eps=)``). The robust covariance
+    is ``D' D`` with ``D`` the weighted dfbeta residuals summed within ``cluster`` (each row its
+    own cluster when ``cluster`` is None) — survival's robust variance.
+
+    Parameters
+    ----------
+    X : (n, p) covariates (no intercept column).
+    stop, status : exit time and event indicator (1 event, 0 censored).
+    start : entry time (delayed entry / counting process); 0 when None. Must be < stop.
+    weights : case weights (>= 0; a zero weight drops the row); 1 when None. With tied event
+        times a weight of 2 is not the same as a duplicated row under Efron's method (the
+        number of tied events differs), exactly as in ``coxph``.
+    cluster : cluster labels for the robust variance.
+    robust : compute the robust covariance; default: when weights or cluster are given.
+    ties : ``"efron"`` (R's default) or ``"breslow"``.
+    """
+    X = np.asarray(X, dtype=float)
+    n, p = X.shape
+    stop = np.asarray(stop, dtype=float)
+    status = np.asarray(status, dtype=float)
+    start = np.full(n, -np.inf) if start is None else np.asarray(start, dtype=float)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    if np.any(start >= stop):
+        raise ModelError("cox_fit: every row needs start < stop")
+    if np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ModelError("cox_fit: weights must be finite and >= 0")
+    if ties not in ("efron", "breslow"):
+        raise param_error("cox_fit", "ties", "'efron' or 'breslow'", ties)
+    breslow = ties == "breslow"
+    if robust is None:
+        robust = cluster is not None or weights is not None
+    if np.any(w == 0):
+        # a zero-weight row is a dropped row (with Efron ties it would still count as a tie)
+        keep = w > 0
+        sub = cox_fit(
+            X[keep], stop[keep], status[keep], start=start[keep], weights=w[keep],
+            cluster=None if cluster is None else np.asarray(cluster)[keep], robust=robust, ties=ties, tol=tol, max_iter=max_iter,
+        )
+        resid = np.zeros((n, p))
+        resid[keep] = sub.score_residuals
+        return CoxFit(**{**sub.__dict__, "score_residuals": resid})
+    rs = _RiskSets(start, stop, status)
+    n_events = int(status.sum())
+    if n_events == 0:
+        raise ModelError("cox_fit: no events; a Cox model cannot be fitted")
+    beta = np.zeros(p)
+    ll, score, H, pieces = _efron_terms(rs, X, w, X @ beta, breslow=breslow)
+    ll0 = ll
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        try:
+            step = np.linalg.solve(H, score)
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(H, score, rcond=None)[0]
+        new = beta + step
+        ll_new, sc_new, H_new, pc_new = _efron_terms(rs, X, w, X @ new, breslow=breslow)
+        halvings = 0
+        while (not np.isfinite(ll_new) or ll_new < ll - 1e-12 * abs(ll)) and halvings < 30:
+            step /= 2
+            new = beta + step
+            ll_new, sc_new, H_new, pc_new = _efron_terms(rs, X, w, X @ new, breslow=breslow)
+            halvings += 1
+        done = abs(ll_new - ll) <= tol * abs(ll_new) and np.max(np.abs(step)) < 1e-6
+        beta, ll, score, H, pieces = new, ll_new, sc_new, H_new, pc_new
+        if done:
+            converged = True
+            break
+    if not converged:
+        warnings.warn(
+            f"Cox model: Newton-Raphson did not converge in {max_iter} iterations "
+            f"(last change in log-likelihood relative {abs(ll):.3g}); estimates may be infinite (monotone likelihood)",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    try:
+        cov = np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        cov = np.linalg.pinv(H)
+    resid = _score_residuals(rs, X, X @ beta, pieces)
+    cov_r = None
+    if robust:
+        dfb = (resid @ cov) * w[:, None]
+        if cluster is not None:
+            codes = pd.factorize(pd.Series(cluster), sort=False)[0]
+            dfb = np.asarray(pd.DataFrame(dfb).groupby(codes).sum())
+        cov_r = dfb.T @ dfb
+    return CoxFit(beta, cov, cov_r, ll, ll0, it, converged, n_events, resid)
+
+
+# --------------------------------------------------------------------------------------------
+# Formula front ends
+# --------------------------------------------------------------------------------------------
+
+
+def _check_frame(func, data, cols):
+    if not isinstance(data, pd.DataFrame):
+        raise param_error(func, "data", "a pandas DataFrame", type(data).__name__)
+    missing = [c for c in cols if c is not None and c not in data.columns]
+    if missing:
+        raise InputError(f"{func}: data has no column(s) {missing}; columns are {list(data.columns)}")
+
+
+def _rhs_design(func, formula, data, extra_cols):
+    """Design of the right-hand side; rows with a missing value in any used column dropped."""
+    if not isinstance(formula, str) or "~" not in formula:
+        raise param_error(func, "formula", "a formula 'time ~ terms'", formula)
+    lhs, rhs = (s.strip() for s in formula.split("~", 1))
+    time = lhs
+    _check_frame(func, data, [time, *extra_cols])
+    frame = data.reset_index(drop=True)
+    keep = frame[[time, *[c for c in extra_cols if c]]].notna().all(axis=1).to_numpy()
+    d = design(f"{time} ~ {rhs}", frame.loc[keep].reset_index(drop=True), func=func)
+    rows = np.nonzero(keep)[0][d.rows]
+    cols = [j for j, t in enumerate(d.terms) if t != "Intercept"]
+    if not cols:
+        raise param_error(func, "formula", "at least one covariate on the right-hand side", formula)
+    return time, d.X[:, cols], [d.terms[j] for j in cols], rows
+
+
+def _event_codes(func, values, cause, name):
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy()
+    if np.any(~np.isfinite(v)) or np.any(v < 0) or np.any(v != np.round(v)):
+        bad = int(np.nonzero(~np.isfinite(v) | (v < 0) | (v != np.round(v)))[0][0])
+        raise InputError(
+            f"{func}: column {name!r} must hold event codes 0 (censored), 1, 2, ... ; row {bad} holds {values[bad]!r}"
+        )
+    if not np.any(v == cause):
+        raise ModelError(f"{func}: no row of {name!r} has the event of interest {cause}; cannot fit")
+    return v.astype(int)
+
+
+def _check_times(func, t, name, positive=True):
+    t = pd.to_numeric(pd.Series(t), errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(t) | (t < 0)
+    if bad.any():
+        i = int(np.nonzero(bad)[0][0])
+        raise InputError(f"{func}: column {name!r} must hold times >= 0; row {i} holds {t[i]!r}")
+    return t
+
+
+def cause_specific_cox(
+    formula: str,
+    data: pd.DataFrame,
+    event: str,
+    *,
+    cause: int = 1,
+    cluster: str | None = None,
+    weights: str | None = None,
+    conf_level: float = 0.95,
+) -> ModelResult:
+    """Cause-specific Cox model: the hazard of ``cause`` with every other event censored.
+
+    Parameters
+    ----------
+    formula : ``"time ~ terms"`` (formulaic syntax, e.g. ``"los_to_home ~ cancer_center + age"``).
+    data : one row per patient.
+    event : event-code column: 0 censored, ``cause`` the event of interest, others competing.
+    cause : the event code modelled.
+    cluster : column whose clusters (hospitals) define the robust variance; the hazard ratios
+        are then read with cluster-robust (marginal) standard errors.
+    weights : optional case-weight column.
+
+    Returns
+    -------
+    ModelResult with ``link='cox'``: ``exp_estimate`` are hazard ratios.
+
+    Examples
+    --------
+    >>> res = cause_specific_cox("los_to_home ~ cancer_center + age", analytic,
+    ...                          event="los_to_home_event", cluster="hospital_id")  # doctest: +SKIP
+    >>> res.tidy()[["term", "exp_estimate", "p_value"]]  # doctest: +SKIP
+    """
+    func = "cause_specific_cox"
+    time, X, terms, rows = _rhs_design(func, formula, data, [event, cluster, weights])
+    frame = data.reset_index(drop=True).iloc[rows]
+    t = _check_times(func, frame[time].to_numpy(), time)
+    ev = _event_codes(func, frame[event].to_numpy(), cause, event)
+    w = None if weights is None else frame[weights].to_numpy(dtype=float)
+    cl = None if cluster is None else frame[cluster].to_numpy()
+    fit = cox_fit(X, t, (ev == cause).astype(float), weights=w, cluster=cl, robust=cluster is not None or w is not None)
+    cov = fit.cov_robust if fit.cov_robust is not None else fit.cov_naive
+    return ModelResult(
+        method=f"cause-specific Cox (event {cause}; Efron ties{'; cluster-robust SE' if cluster else ''})",
+        terms=terms,
+        estimate=fit.coef,
+        cov=cov,
+        n=len(t),
+        link="cox",
+        scale="marginal" if cluster is not None else "unclustered",
+        events=fit.n_events,
+        clusters=None if cl is None else int(pd.Series(cl).nunique()),
+        loglik=fit.loglik,
+        converged=fit.converged,
+        conf_level=conf_level,
+        extra={"cov_naive": fit.cov_naive, "loglik_null": fit.loglik_null, "cause": cause},
+    )
+
+
+def finegray_expand(time: np.ndarray, event: np.ndarray, cause: int = 1) -> pd.DataFrame:
+    """Expand right-censored competing-risks data as ``survival::finegray`` does.
+
+    Subjects without a competing event keep one row (0, time] with weight 1. A subject whose
+    competing event occurs at ``T`` stays in the risk set after it: (0, T] with weight 1, then
+    one row per interval between jumps of the censoring distribution G (Kaplan–Meier of
+    censoring; censorings tied with events fall after them) that contains an event of interest,
+    with weight G(interval start)/G(T).
+
+    Returns
+    -------
+    DataFrame ``row`` (index into the input), ``start``, ``stop``, ``status`` (1 = event of
+    interest), ``weight``.
+    """
+    t = np.asarray(time, dtype=float)
+    ev = np.asarray(event, dtype=int)
+    n = len(t)
+    # censoring KM: events precede censorings at a tied time
+    ct = np.unique(t[ev == 0])
+    n_risk = np.array([(t >= c).sum() - 0 for c in ct], dtype=float)
+    # at a tied time the events leave first: subtract those events from the censoring risk set
+    ev_at = np.array([((t == c) & (ev != 0)).sum() for c in ct], dtype=float)
+    n_cens = np.array([((t == c) & (ev == 0)).sum() for c in ct], dtype=float)
+    G = np.cumprod(1 - n_cens / (n_risk - ev_at))
+    maxtime = t.max()
+    etimes = np.unique(t[ev == cause])
+    ct2 = np.concatenate([ct, [maxtime]])
+    cp2 = np.concatenate([[1.0], G])  # G on (ct2[j-1], ct2[j]] is cp2[j]... cp2[j] is G just after ct2[j-1]
+    # interval j covers (ct2[j-1], ct2[j]] (ct2[-1] = -inf); keep intervals holding an event of interest
+    idx = np.unique(np.searchsorted(ct2, etimes, side="left"))
+    keep = np.zeros(len(ct2), dtype=bool)
+    keep[idx] = True
+    rows, starts, stops, status, wts = [], [], [], [], []
+    for i in range(n):
+        if ev[i] == 0 or ev[i] == cause:
+            rows.append(i); starts.append(0.0); stops.append(t[i]); status.append(int(ev[i] == cause)); wts.append(1.0)
+            continue
+        # competing event at t[i]: G(T) is the censoring survival at T (censorings at T come after)
+        j0 = np.searchsorted(ct2, t[i], side="left")  # interval containing T
+        gT = cp2[j0]
+        # G does not jump before the end of T's interval: weight 1 up to there
+        rows.append(i); starts.append(0.0); stops.append(max(ct2[j0], t[i])); status.append(0); wts.append(1.0)
+        for j in np.nonzero(keep[j0 + 1:])[0] + j0 + 1:
+            rows.append(i); starts.append(ct2[j - 1]); stops.append(ct2[j]); status.append(0); wts.append(cp2[j] / gT)
+    return pd.DataFrame({"row": rows, "start": starts, "stop": stops, "status": status, "weight": wts})
+
+
+def fine_gray(
+    formula: str,
+    data: pd.DataFrame,
+    event: str,
+    *,
+    cause: int = 1,
+    cluster: str | None = None,
+    conf_level: float = 0.95,
+) -> ModelResult:
+    """Fine–Gray subdistribution hazard model for ``cause``.
+
+    The data are expanded with :func:`finegray_expand` (subjects with a competing event stay
+    in the risk set with inverse-probability-of-censoring weights) and a weighted Cox model is
+    fitted on the (start, stop] rows — ``coxph(Surv(fgstart, fgstop, fgstatus) ~ ...,
+    weights = fgwt, cluster = id)`` in R. The variance is the robust sandwich clustered by
+    patient, or by ``cluster`` (hospital) when given; like ``coxph`` on ``finegray`` data it
+    treats the censoring weights as known (Geskus 2011).
+
+    Returns
+    -------
+    ModelResult with ``link='subdistribution'``: ``exp_estimate`` are subdistribution HRs.
+    """
+    func = "fine_gray"
+    time, X, terms, rows = _rhs_design(func, formula, data, [event, cluster])
+    frame = data.reset_index(drop=True).iloc[rows]
+    t = _check_times(func, frame[time].to_numpy(), time)
+    ev = _event_codes(func, frame[event].to_numpy(), cause, event)
+    fg = finegray_expand(t, ev, cause)
+    r = fg["row"].to_numpy()
+    cl_all = np.arange(len(t)) if cluster is None else frame[cluster].to_numpy()
+    fit = cox_fit(
+        X[r], fg["stop"].to_numpy(), fg["status"].to_numpy(float), start=fg["start"].to_numpy(),
+        weights=fg["weight"].to_numpy(), cluster=cl_all[r], robust=True,
+    )
+    return ModelResult(
+        method=f"Fine-Gray subdistribution hazard (event {cause}; robust SE by {'cluster' if cluster else 'patient'})",
+        terms=terms,
+        estimate=fit.coef,
+        cov=fit.cov_robust,
+        n=len(t),
+        link="subdistribution",
+        scale="marginal" if cluster is not None else "unclustered",
+        events=fit.n_events,
+        clusters=None if cluster is None else int(pd.Series(cl_all).nunique()),
+        loglik=fit.loglik,
+        converged=fit.converged,
+        conf_level=conf_level,
+        extra={"cov_naive": fit.cov_naive, "expanded_rows": len(fg), "cause": cause},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Aalen–Johansen cumulative incidence
+# --------------------------------------------------------------------------------------------
+
+
+def _aalen_johansen(t: np.ndarray, ev: np.ndarray, causes: list[int], z: float) -> pd.DataFrame:
+    times = np.unique(t)
+    n = len(t)
+    order_counts = {k: np.bincount(np.searchsorted(times, t[ev == k]), minlength=len(times)) for k in causes}
+    n_cens = np.bincount(np.searchsorted(times, t[ev == 0]), minlength=len(times))
+    at_risk = n - np.concatenate([[0], np.cumsum(sum(order_counts.values()) + n_cens)[:-1]])
+    S_prev = 1.0
+    inflS = np.zeros(n)
+    F = {k: 0.0 for k in causes}
+    inflF = {k: np.zeros(n) for k in causes}
+    out = []
+    for j, u in enumerate(times):
+        Y = at_risk[j]
+        Yi = (t >= u).astype(float)
+        dl = {k: order_counts[k][j] / Y for k in causes}
+        dl_all = sum(dl.values())
+        infl_dl = {k: (((t == u) & (ev == k)).astype(float) - Yi * dl[k]) / Y for k in causes}
+        infl_all = sum(infl_dl.values())
+        for k in causes:
+            inflF[k] = inflF[k] + inflS * dl[k] + S_prev * infl_dl[k]
+            F[k] = F[k] + S_prev * dl[k]
+        inflS = inflS * (1 - dl_all) - S_prev * infl_all
+        S_prev = S_prev * (1 - dl_all)
+        for k in causes:
+            se = float(np.sqrt(np.sum(inflF[k] ** 2)))
+            est = F[k]
+            if est > 0:
+                lo, hi = est * np.exp(-z * se / est), min(1.0, est * np.exp(z * se / est))
+            else:
+                lo = hi = np.nan
+            out.append((u, k, int(Y), int(order_counts[k][j]), est, se, lo, hi))
+    return pd.DataFrame(out, columns=["time", "cause", "n_risk", "n_event", "estimate", "std_error", "conf_low", "conf_high"])
+
+
+def cumulative_incidence(
+    data: pd.DataFrame,
+    time: str,
+    event: str,
+    *,
+    group: str | None = None,
+    causes: list[int] | None = None,
+    conf_level: float = 0.95,
+) -> pd.DataFrame:
+    """Aalen–Johansen cumulative incidence of each cause, by group.
+
+    Standard errors are infinitesimal-jackknife (the influence of each patient on the
+    estimate), log-scale confidence limits — the definitions of R's
+    ``survfit(Surv(time, factor(event)) ~ group)`` for multi-state data, matched to 1e-10 in
+    the tests.
+
+    Parameters
+    ----------
+    data : one row per patient.
+    time : follow-up time column (>= 0).
+    event : event codes, 0 censored, 1, 2, ... the causes.
+    group : optional grouping column (an exposure); one curve per level.
+    causes : causes to report; every non-zero code present when None.
+
+    Returns
+    -------
+    DataFrame ``group, time, cause, n_risk, n_event, estimate, std_error, conf_low, conf_high``,
+    one row per distinct time (event or censoring) per group and cause.
+    """
+    func = "cumulative_incidence"
+    _check_frame(func, data, [time, event, group])
+    if not 0.5 < conf_level < 1:
+        raise param_error(func, "conf_level", "a number in (0.5, 1)", conf_level)
+    cols = [time, event] + ([group] if group else [])
+    frame = data[cols].dropna()
+    t = _check_times(func, frame[time].to_numpy(), time)
+    ev = pd.to_numeric(frame[event], errors="coerce").to_numpy()
+    if np.any(~np.isfinite(ev)) or np.any(ev < 0) or np.any(ev != np.round(ev)):
+        raise InputError(f"{func}: column {event!r} must hold event codes 0 (censored), 1, 2, ...")
+    ev = ev.astype(int)
+    if causes is None:
+        causes = sorted(int(k) for k in np.unique(ev) if k != 0)
+    z = stats.norm.ppf(0.5 + conf_level / 2)
+    parts = []
+    levels = [None] if group is None else sorted(frame[group].unique(), key=lambda v: (str(type(v)), v))
+    for g in levels:
+        m = np.ones(len(t), bool) if g is None else (frame[group].to_numpy() == g)
+        if not m.any():
+            continue
+        res = _aalen_johansen(t[m], ev[m], causes, z)
+        res.insert(0, "group", g)
+        parts.append(res)
+    return pd.concat(parts, ignore_index=True)
