@@ -177,7 +177,7 @@ def gee_logit(formula: str, data: pd.DataFrame, group, corr: str = "exchangeable
         raise param_error(func, "group", "a cluster column name or array", group)
     if not (isinstance(conf_level, float) and 0 < conf_level < 1):
         raise param_error(func, "conf_level", "a float in (0, 1)", conf_level)
-    p = prepare(formula, data, func, weights=weights, cluster=group)
+    p = prepare(formula, data, func, weights=weights, cluster=group, cluster_param="group")
     terms = p.d.terms
     keep = check_rank(p.X, terms, func)
     X = p.X[:, keep]

@@ -62,7 +62,7 @@ def _row_label(data: pd.DataFrame, pos: int) -> str:
 
 
 def prepare(formula: str, data: pd.DataFrame, func: str, weights=None, cluster=None,
-            binary: bool = True) -> Prepared:
+            binary: bool = True, cluster_param: str = "cluster") -> Prepared:
     """Design, weights and clusters for a binary-outcome model; bad input gets one clear error."""
     d = design(formula, data, func=func)
     y = np.asarray(d.y, dtype=float)
@@ -99,7 +99,7 @@ def prepare(formula: str, data: pd.DataFrame, func: str, weights=None, cluster=N
         w = wa
     groups = None
     if cluster is not None:
-        ga = _column_or_array(data, cluster, func, "cluster")[d.rows]
+        ga = _column_or_array(data, cluster, func, cluster_param)[d.rows]
         miss = np.flatnonzero(pd.isna(ga))
         if miss.size:
             pos = int(d.rows[miss[0]])
