@@ -210,23 +210,29 @@ def locate_tables(
 # CSV → Parquet (streamed), so that CSV and Parquet tables are read by the same SQL.
 
 
-def csv_header(path: Path, encoding: str) -> list[str]:
-    """The column names on a CSV file's first line (a UTF-8 byte-order mark is dropped)."""
+def csv_header(path: Path, encoding: str, label: str | None = None) -> list[str]:
+    """The column names on a CSV file's first line (a UTF-8 byte-order mark is dropped).
+
+    ``label`` is how errors name the file (default: its path).
+    """
+    label = label or str(path)
     try:
         with open(path, "r", encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="") as f:
             row = next(csv.reader(f), None)
     except UnicodeDecodeError as e:
+        other = "cp932" if encoding == "utf-8" else "utf-8"
         raise DataUnusableError(
-            f"{path}: header line is not valid {encoding} ({e.reason}); give --encoding utf-8 or cp932"
+            f"{label}: cannot read as {encoding} CSV: header line has bytes that are not {encoding} ({e.reason}); "
+            f"is it {other.upper()}? give --encoding {other}"
         ) from None
     except OSError as e:
-        raise DataUnusableError(f"{path}: cannot read file ({e.strerror or e})") from None
+        raise DataUnusableError(f"{label}: cannot read file ({e.strerror or e})") from None
     if not row:
-        raise DataUnusableError(f"{path}: empty CSV file (no header line)")
+        raise DataUnusableError(f"{label}: empty CSV file (no header line)")
     names = [c.strip() for c in row]
     dupes = sorted({c for c in names if names.count(c) > 1})
     if dupes:
-        raise DataUnusableError(f"{path}: header names column(s) {', '.join(dupes)} more than once")
+        raise DataUnusableError(f"{label}: header names column(s) {', '.join(dupes)} more than once")
     return names
 
 
@@ -249,8 +255,8 @@ def csv_to_parquet(source: TableSource, dest: str | Path, on_rows=None) -> list[
     dest.mkdir(parents=True, exist_ok=True)
     outs = []
     for i, path in enumerate(source.paths):
-        names = csv_header(path, source.encoding)
         rel = source.relpath(path)
+        names = csv_header(path, source.encoding, rel)
         out = dest / f"{source.name}-{i:05d}.parquet"
         read_opts = pacsv.ReadOptions(
             encoding="utf8" if source.encoding == "utf-8" else source.encoding,
@@ -280,7 +286,9 @@ def csv_to_parquet(source: TableSource, dest: str | Path, on_rows=None) -> list[
                 writer.write_table(schema.empty_table())
         except (pa.ArrowInvalid, UnicodeDecodeError) as e:
             msg = str(e).splitlines()[0]
-            hint = " (is it CP932? give --encoding cp932)" if "UTF8" in msg or "utf-8" in msg.lower() else ""
+            other = "cp932" if source.encoding == "utf-8" else "utf-8"
+            hint = (f"; is it {other.upper()}? give --encoding {other}"
+                    if isinstance(e, UnicodeDecodeError) or "UTF8" in msg or "decode" in msg.lower() else "")
             raise DataUnusableError(
                 f"{rel}: cannot read as {source.encoding} CSV after record {row}: {msg}{hint}"
             ) from None
@@ -477,7 +485,7 @@ def plan_scan(con, source: TableSource, workdir: str | Path | None = None, on_ro
         scan = parquet_scan_sql(files)
         file_expr, row_expr = quote(FILE_COL), quote(ROW_COL)
         # CSV has no types: every column is text, and casts are the normal way in.
-        file_types = {source.relpath(p): {n: pa.string() for n in csv_header(p, source.encoding)} for p in source.paths}
+        file_types = {source.relpath(p): {n: pa.string() for n in csv_header(p, source.encoding, source.relpath(p))} for p in source.paths}
     else:
         file_types = {source.relpath(p): {f.name: f.type for f in check_parquet(p, source)} for p in source.paths}
         files = [str(p) for p in source.paths]
