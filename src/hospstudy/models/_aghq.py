@@ -297,31 +297,31 @@ def fit(problem: AghqProblem, beta0: np.ndarray, theta0: float = 1.0,
     f, g = fg(x)
     decrement = np.inf
     message = str(res.message)
-    for it in range(20):
+    def newton(x, g, H):
+        """Newton step (theta held at 0 when the boundary is active) and its decrement."""
         free = np.ones(len(x), bool)
         if x[0] <= 0.0 and g[0] >= 0.0:
-            free[0] = False  # boundary theta = 0 is a stationary point of an even function
+            free[0] = False  # theta = 0 is a stationary point of the (even) deviance
         Hf = H[np.ix_(free, free)]
         try:
-            cf = linalg.cho_factor(Hf)
-            dx = -linalg.cho_solve(cf, g[free])
+            dx = -linalg.cho_solve(linalg.cho_factor(Hf), g[free])
         except linalg.LinAlgError:
-            dx = -np.linalg.lstsq(Hf, g[free], rcond=None)[0]
-        decrement = float(-g[free] @ dx)
-        if not np.isfinite(decrement) or decrement < 0:
-            message = "the Hessian of the deviance is not positive definite at the optimum"
-            decrement = np.inf
-            break
-        if decrement < gtol:
-            break
+            return np.zeros(len(x)), np.inf, False
         step = np.zeros(len(x))
         step[free] = dx
+        return step, float(-g[free] @ dx), True
+
+    pd_ok = True
+    for _ in range(max(0, min(20, max_iter - n_iter))):
+        step, decrement, pd_ok = newton(x, g, H)
+        if not pd_ok or decrement < gtol:
+            break
         t = 1.0
-        while t > 1e-4:
+        while True:
             xn = x + t * step
             xn[0] = max(xn[0], 0.0)
             fn, gn = fg(xn)
-            if fn <= f + 1e-10 * abs(f) or np.linalg.norm(gn) < np.linalg.norm(g):
+            if fn <= f + 1e-12 * abs(f) or np.linalg.norm(gn) < np.linalg.norm(g) or t < 1e-4:
                 break
             t *= 0.5
         x, f, g = xn, fn, gn
@@ -331,6 +331,9 @@ def fit(problem: AghqProblem, beta0: np.ndarray, theta0: float = 1.0,
             H_at = x.copy()
     if moved_far(x, H_at, 1e-6):
         H = _hessian(grad_only, x, steps)
+    _, decrement, pd_ok = newton(x, g, H)
+    if not pd_ok:
+        message = "the Hessian of the deviance is not positive definite where the optimiser stopped"
     th, b = to_par(x)
     ev = problem.evaluate(th, b)
     # back to (theta, beta) coordinates: H_par = T' H_x T with x = T^-1-free linear map
@@ -338,7 +341,7 @@ def fit(problem: AghqProblem, beta0: np.ndarray, theta0: float = 1.0,
     T[0, 0] = s_theta
     T[1:, 1:] = R
     H_par = T.T @ H @ T
-    converged = bool(np.isfinite(decrement) and decrement < max(gtol, 1e-6))
+    converged = bool(pd_ok and decrement < gtol)
     if converged:
         message = "converged: Newton decrement below tolerance"
     return FitOutput(theta=float(th), beta=b, deviance=ev.deviance, grad=ev.grad, hessian=H_par,
