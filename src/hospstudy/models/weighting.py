@@ -73,8 +73,9 @@ def _binary(values, func: str, what: str, data: pd.DataFrame) -> np.ndarray:
     v = pd.Series(values)
     if v.dtype == bool or str(v.dtype) == "boolean":
         v = v.astype("float64")
-    v = pd.to_numeric(v, errors="coerce")
-    bad = np.flatnonzero(v.notna().to_numpy() & ~v.isin([0, 1]).to_numpy())
+    num = pd.to_numeric(v, errors="coerce")
+    bad = np.flatnonzero((v.notna() & num.isna()).to_numpy() | (num.notna() & ~num.isin([0, 1])).to_numpy())
+    v = num
     if bad.size:
         raise ModelError(
             f"{func}: the {what} must be 0/1 or boolean; row {bad[0]} (index {data.index[bad[0]]!r}) has "

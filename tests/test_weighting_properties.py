@@ -1,0 +1,94 @@
+"""Propensity weighting: known properties, missing data, weights in gee_logit, errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hospstudy.errors import HospstudyWarning, ModelError
+from hospstudy.models.gee import gee_logit
+from hospstudy.models.glm import logit
+from hospstudy.models.weighting import balance_table, propensity_weights, weighted_logit
+
+
+@pytest.fixture(scope="module")
+def df():
+    rng = np.random.default_rng(3)
+    n, H = 3000, 60
+    h = rng.integers(0, H, n)
+    age = rng.normal(67, 11, n)
+    male = rng.random(n) < 0.55
+    site = rng.choice(["lung", "breast", "prostate", "other"], n, p=[.35, .2, .2, .25])
+    lin = -0.5 + 0.03 * (age - 67) + 0.3 * male + np.select([site == "lung", site == "breast"], [0.4, -0.3], 0)
+    cc = rng.random(n) < 1 / (1 + np.exp(-lin))
+    y = rng.random(n) < 1 / (1 + np.exp(-(-2.5 + 0.04 * (age - 67) - 0.2 * cc)))
+    return pd.DataFrame({"cc": cc, "age": age, "male": male, "site": site, "y": y, "h": h})
+
+
+PS = "cc ~ age + male + C(site, contr.treatment('other'))"
+
+
+def test_overlap_weights_balance_ps_covariates_exactly(df):
+    """Li, Morgan & Zaslavsky (2018): with a logistic PS, overlap weights give exact mean balance."""
+    pw = propensity_weights(PS, df, method="overlap")
+    bt = balance_table(df, ["age", "male", "site"], "cc", pw)
+    assert np.abs(bt["smd_after"]).max() < 1e-8
+    assert np.abs(bt["smd_before"]).max() > 0.05
+
+
+def test_iptw_improves_balance_and_stabilized_sums(df):
+    pw = propensity_weights(PS, df)
+    bt = balance_table(df, ["age", "male", "site"], "cc", pw)
+    assert np.abs(bt["smd_after"]).max() < 0.1 < np.abs(bt["smd_before"]).max() + 0.1
+    s = pw.summary().set_index("group")
+    # stabilized IPTW: weights sum to about the group size
+    assert s.loc["treated", "weight_sum"] == pytest.approx(s.loc["treated", "n"], rel=0.1)
+    assert s.loc["control", "weight_sum"] == pytest.approx(s.loc["control", "n"], rel=0.1)
+    assert 0 < pw.ess()["treated"] <= s.loc["treated", "n"]
+
+
+def test_missing_covariate_rows_have_no_weight_and_are_not_analysed(df):
+    d = df.copy()
+    d.loc[d.index[:10], "age"] = np.nan
+    pw = propensity_weights(PS, d)
+    assert pw.weights.isna().sum() == 10 and pw.ps.iloc[:10].isna().all()
+    r = weighted_logit("y ~ cc", d, pw)
+    assert r.n == len(d) - 10
+    assert r.extra["rows"][0] == 10
+
+
+def test_weights_in_gee_and_logit_agree_with_weighted_logit(df):
+    pw = propensity_weights(PS, df)
+    a = weighted_logit("y ~ cc", df, pw, cluster="h")
+    b = logit("y ~ cc", df, weights=pw.weights.to_numpy(), cluster="h")
+    np.testing.assert_allclose(a.estimate, b.estimate)
+    np.testing.assert_allclose(a.cov, b.cov)
+    g = gee_logit("y ~ cc", df, group="h", corr="independence", weights=pw.weights.to_numpy())
+    np.testing.assert_allclose(g.estimate, a.estimate, atol=1e-9)
+    G = a.clusters
+    np.testing.assert_allclose(g.cov, a.cov * (G - 1) / G, rtol=1e-7)
+
+
+def test_balance_without_weights_and_types(df):
+    bt = balance_table(df, ["age", "male", "site"], "cc")
+    assert bt["smd_after"].isna().all()
+    assert list(bt["type"]) == ["continuous", "binary"] + ["categorical"] * 4
+    assert bt.loc[bt["type"] != "continuous", "vr_before"].isna().all()
+
+
+def test_extreme_scores_warn():
+    x = np.r_[np.linspace(-10, 10, 200)]
+    t = (np.random.default_rng(1).random(200) < 1 / (1 + np.exp(-2 * x))).astype(int)
+    d = pd.DataFrame({"t": t, "x": x})
+    with pytest.warns(HospstudyWarning, match="positivity"):
+        propensity_weights("t ~ x", d)
+
+
+def test_errors(df):
+    with pytest.raises(ModelError, match="'method' parameter of propensity_weights"):
+        propensity_weights(PS, df, method="ipw")
+    with pytest.raises(ModelError, match="0/1"):
+        balance_table(df.assign(cc=df["site"]), ["age"], "cc")
+    with pytest.raises(ModelError, match="'covariates/treatment' parameter"):
+        balance_table(df, ["nope"], "cc")
+    with pytest.raises(ModelError, match="'weights' parameter of weighted_logit"):
+        weighted_logit("y ~ cc", df, None)
