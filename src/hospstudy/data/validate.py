@@ -29,6 +29,7 @@ from hospstudy.data.schema import (
 from hospstudy.errors import DataUnusableError, DataValidationError
 
 MAX_EXAMPLES = 5
+MAX_VALUE_CHARS = 200  # example values are cut to this length
 
 # Plausibility limits (warnings). Japanese law defines a hospital as having at least 20 beds;
 # the largest Japanese hospitals have about 1,500.
@@ -480,7 +481,7 @@ class _Validator:
         if not checks:
             return
         flags = ", ".join(f"coalesce({c.flag}, false) AS _f{i}" for i, c in enumerate(checks))
-        values = ", ".join(f"{c.value} AS _v{i}" for i, c in enumerate(checks))
+        values = ", ".join(f"left({c.value}, {MAX_VALUE_CHARS}) AS _v{i}" for i, c in enumerate(checks))
         base = quote("t_" + table)
         # Window columns are computed on the table alone; the flags may use them and the joins.
         source = f"(SELECT t.*, {', '.join(extra)} FROM {base} t {window}) t" if extra else f"{base} t"
