@@ -380,8 +380,9 @@ def _scan_markup(rel: str, text: str, threshold: int) -> list[Violation]:
     for t, (head, body) in enumerate(p.tables, start=1):
         # a row label in the first column, the header names the others
         out += _check_rows(rel, head, body, threshold, f"table {t}, ")
-    for snippet, rule in _check_free_text(" ".join(" ".join(p.text).split()), threshold):
-        out.append(Violation(rel, "text", rule, snippet))
+    for chunk in p.text:
+        for snippet, rule in _check_free_text(" ".join(chunk.split()), threshold):
+            out.append(Violation(rel, "text", rule, snippet))
     return out
 
 
@@ -409,6 +410,7 @@ def check_file(path: Path, rel: str, threshold: int = DEFAULT_THRESHOLD, ids: fr
 
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
         chunks = []
+        cells: list[list[tuple[str, str]]] = []
         for ws in wb.worksheets:
             rows = [list(r) for r in ws.iter_rows(values_only=True)]
             rows = [r for r in rows if any(c is not None for c in r)]
@@ -418,10 +420,13 @@ def check_file(path: Path, rel: str, threshold: int = DEFAULT_THRESHOLD, ids: fr
                 header = ["" if c is None else str(c) for c in rows[start]]
                 out += _check_rows(rel, header, rows[start + 1:], threshold, f"sheet {ws.title!r}, ")
             chunks += [" ".join("" if c is None else str(c) for c in r) for r in rows]
+            cells.append([(f"sheet {ws.title!r}, cell text", str(c)) for r in rows for c in r if isinstance(c, str)])
         wb.close()
         text = "\n".join(chunks)
-        for snippet, rule in _check_free_text(text, threshold):
-            out.append(Violation(rel, "cell text", rule, snippet))
+        for ws_rows in cells:
+            for where, value in ws_rows:
+                for snippet, rule in _check_free_text(value, threshold):
+                    out.append(Violation(rel, where, rule, snippet))
     elif suffix in (".html", ".htm", ".svg"):
         text = path.read_text(encoding="utf-8", errors="replace")
         out += _scan_markup(rel, text, threshold)

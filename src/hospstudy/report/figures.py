@@ -1,0 +1,211 @@
+"""The report's figures: matplotlib (Agg) → SVG (inline in the HTML and ``OUT/figures/*.svg``)
+and PNG (``OUT/figures/*.png``).
+
+Output is reproducible to the byte: fixed SVG hash salt, no dates or software versions in the
+file metadata, text kept as text (``svg.fonttype = 'none'``, so labels stay searchable by the
+disclosure checker and the SVG stays small). Every function takes already disclosure-safe
+inputs (labels as strings, hidden points removed) and returns the figure.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+_RC = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "hospstudy",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 10,
+    "figure.dpi": 100,
+}
+_BLUE, _ORANGE, _GREY, _GREEN, _RED = "#1f5f8b", "#d9822b", "#7f7f7f", "#3a7d44", "#b03a2e"
+
+
+def _figure(w: float = 6.4, h: float = 3.6):
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(w, h), layout="constrained")
+    return fig, ax
+
+
+def save(fig, name: str, fig_dir: Path) -> str:
+    """Write ``fig_dir/name.svg`` and ``.png`` and return the SVG markup for inlining (without
+    the XML prolog). Closes the figure."""
+    fig_dir = Path(fig_dir)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    with plt.rc_context(_RC):
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+        svg = buf.getvalue()
+        fig.savefig(fig_dir / f"{name}.png", format="png", dpi=150, metadata={"Software": None})
+    plt.close(fig)
+    (fig_dir / f"{name}.svg").write_text(svg, encoding="utf-8")
+    inline = re.sub(r"^<\?xml[^>]*>\s*(<!DOCTYPE[^>]*>\s*)?", "", svg)
+    # ids must be unique across the several SVGs inlined in one page
+    inline = re.sub(r'id="([^"]+)"', rf'id="{name}-\1"', inline)
+    inline = re.sub(r'url\(#([^)]+)\)', rf'url(#{name}-\1)', inline)
+    inline = re.sub(r'xlink:href="#([^"]+)"', rf'xlink:href="#{name}-\1"', inline)
+    inline = re.sub(r'href="#([^"]+)"', rf'href="#{name}-\1"', inline) if "xlink:href" not in inline else inline
+    return inline.replace("<svg ", f'<svg role="img" aria-label="{name}" class="figure-svg" ', 1)
+
+
+def flow_diagram(steps: Sequence[dict]):
+    """Cohort flow: one box per remaining population, side boxes for the exclusions.
+
+    ``steps``: dicts with ``description``, ``admissions``, ``patients`` (remaining, strings),
+    ``admissions_removed``, ``patients_removed`` (strings, empty for the first step).
+    """
+    n = len(steps)
+    fig, ax = _figure(7.0, max(2.0, 1.05 * n + 0.4))
+    ax.set_axis_off()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-n + 0.3, 1)
+    box = dict(boxstyle="round,pad=0.4", fc="#eef3f8", ec=_BLUE, lw=1)
+    side = dict(boxstyle="round,pad=0.3", fc="#fbf1e6", ec=_ORANGE, lw=1)
+    for k, s in enumerate(steps):
+        y = -k
+        title = "All admissions in the database" if k == 0 else ("Study cohort" if k == n - 1 else f"After step {k}")
+        ax.text(3.0, y, f"{title}\n{s['admissions']} admissions; {s['patients']} patients",
+                ha="center", va="center", bbox=box, fontsize=8.5)
+        if k > 0:
+            ax.annotate("", xy=(3.0, y + 0.28), xytext=(3.0, y + 0.72), arrowprops=dict(arrowstyle="-|>", color=_GREY))
+            desc = str(s["description"])
+            if len(desc) > 48:
+                desc = desc[:46].rsplit(" ", 1)[0] + "…"
+            ax.text(6.2, y + 0.5, f"Excluded: {desc}\n{s['admissions_removed']} admissions; {s['patients_removed']} patients",
+                    ha="left", va="center", bbox=side, fontsize=7.5)
+            ax.plot([3.0, 6.05], [y + 0.5, y + 0.5], color=_GREY, lw=0.8)
+    return fig
+
+
+def forest_plot(rows: Sequence[dict], xlabel: str = "Odds ratio (95% CI), log scale"):
+    """Forest plot. ``rows``: dicts with ``label``, ``estimate``, ``conf_low``, ``conf_high``
+    (ratios) and optional ``group`` (rows of one group share a colour)."""
+    rows = [r for r in rows if np.isfinite([r["estimate"], r["conf_low"], r["conf_high"]]).all()]
+    fig, ax = _figure(7.0, max(2.2, 0.28 * len(rows) + 1.0))
+    groups = list(dict.fromkeys(r.get("group", "") for r in rows))
+    colours = [_BLUE, _ORANGE, _GREEN, _RED, _GREY]
+    for i, r in enumerate(rows):
+        y = len(rows) - 1 - i
+        c = colours[groups.index(r.get("group", "")) % len(colours)]
+        ax.plot([r["conf_low"], r["conf_high"]], [y, y], color=c, lw=1.4)
+        ax.plot(r["estimate"], y, "s", color=c, ms=4.5)
+    ax.axvline(1.0, color=_GREY, lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([r["label"] for r in rows][::-1], fontsize=7.5)
+    ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if len(groups) > 1:
+        for g, c in zip(groups, colours):
+            ax.plot([], [], "s", color=c, label=g)
+        ax.legend(frameon=False, fontsize=7.5, loc="best")
+    return fig
+
+
+def volume_curve(volume, estimate, conf_low, conf_high, rug: Sequence[float] = (), reference: float | None = None,
+                 xlabel: str = "Annual hospital volume (cases)", ylabel: str = "Odds ratio (95% CI)"):
+    """Spline odds ratio against volume with its confidence band and a rug of hospital volumes."""
+    fig, ax = _figure()
+    v = np.asarray(volume, float)
+    ax.fill_between(v, conf_low, conf_high, color=_BLUE, alpha=0.18, lw=0, label="95% CI")
+    ax.plot(v, estimate, color=_BLUE, lw=1.8, label="Odds ratio")
+    ax.axhline(1.0, color=_GREY, lw=0.8, ls="--")
+    if reference is not None and np.isfinite(reference):
+        ax.axvline(reference, color=_GREY, lw=0.6, ls=":")
+    rug = np.asarray(rug, float)
+    if rug.size:
+        lo = ax.get_ylim()[0]
+        ax.plot(rug, np.full(rug.shape, lo), "|", color="black", ms=6, alpha=0.35, label="Hospital-years")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, fontsize=7.5)
+    return fig
+
+
+def love_plot(rows: Sequence[dict], methods: Sequence[str]):
+    """Absolute standardized mean differences per covariate, unweighted and per weighting method.
+    ``rows``: dicts with ``covariate`` and one key per method (``unweighted``, ``iptw``, ...)."""
+    fig, ax = _figure(6.4, max(2.4, 0.22 * len(rows) + 1.0))
+    markers = ["o", "s", "^", "D"]
+    colours = [_GREY, _BLUE, _ORANGE, _GREEN]
+    ys = np.arange(len(rows))[::-1]
+    for m, mk, c in zip(methods, markers, colours):
+        x = [abs(float(r.get(m, np.nan))) for r in rows]
+        ax.plot(x, ys, mk, color=c, ms=4, label=m, ls="none")
+    ax.axvline(0.1, color=_RED, lw=0.8, ls="--")
+    ax.set_yticks(ys)
+    ax.set_yticklabels([r["covariate"] for r in rows], fontsize=7)
+    ax.set_xlabel("Absolute standardized mean difference")
+    ax.legend(frameon=False, fontsize=7.5, loc="lower right")
+    return fig
+
+
+def cif_plot(curves: Sequence[dict], xlabel: str = "Days after surgery"):
+    """Cumulative incidence curves. ``curves``: dicts with ``label``, ``time``, ``cif`` and
+    optional ``linestyle``."""
+    fig, ax = _figure()
+    colours = [_BLUE, _ORANGE, _GREEN, _RED]
+    for i, c in enumerate(curves):
+        ax.step(c["time"], c["cif"], where="post", color=colours[(i // 2 if c.get("linestyle") else i) % 4],
+                ls=c.get("linestyle", "-"), lw=1.5, label=c["label"])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Cumulative incidence")
+    ax.legend(frameon=False, fontsize=7.5)
+    return fig
+
+
+def funnel_plot(n, rate, overall: float, limits: Sequence[dict], ylabel: str = "Risk-standardized rate"):
+    """Funnel plot: one anonymous point per hospital (cases, rate) and control limits.
+    ``limits``: dicts with ``coverage``, ``n``, ``lower``, ``upper``."""
+    fig, ax = _figure()
+    ax.scatter(n, rate, s=9, color=_BLUE, alpha=0.6, lw=0, label="Hospitals")
+    ax.axhline(overall, color=_GREY, lw=1.0, label="Overall")
+    styles = ["--", ":"]
+    for i, lim in enumerate(limits):
+        ax.plot(lim["n"], lim["lower"], color=_RED, lw=0.9, ls=styles[i % 2], label=f"{100 * float(lim['coverage']):g}% limits")
+        ax.plot(lim["n"], lim["upper"], color=_RED, lw=0.9, ls=styles[i % 2])
+    ax.set_xlabel("Patients per hospital")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.legend(frameon=False, fontsize=7.5)
+    return fig
+
+
+def trends_plot(years: Sequence, counts: Sequence[float | None], series: dict[str, Sequence[float | None]]):
+    """Patients per fiscal year (bars) and outcome proportions (lines, right axis); ``None``
+    marks a suppressed value, which is not drawn."""
+    fig, ax = _figure()
+    x = np.arange(len(years))
+    h = np.array([np.nan if c is None else c for c in counts], float)
+    ax.bar(x, np.nan_to_num(h), color="#c9d9e8", label="Patients")
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(y) for y in years])
+    ax.set_ylabel("Patients")
+    ax2 = ax.twinx()
+    for (name, vals), c in zip(series.items(), [_RED, _ORANGE, _GREEN]):
+        ax2.plot(x, [np.nan if v is None else 100 * v for v in vals], "o-", color=c, ms=3, lw=1.3, label=name)
+    ax2.set_ylabel("%")
+    ax2.set_ylim(bottom=0)
+    ax2.spines["right"].set_visible(True)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax2.legend(lines[0] + lines2[0], lines[1] + lines2[1], frameon=False, fontsize=7.5, loc="upper left")
+    return fig

@@ -1,0 +1,74 @@
+"""``OUT/tables.xlsx``: one sheet per report table, formatted for manuscripts (openpyxl).
+
+Cells are the report's already disclosure-safe strings; numbers stay text so that ``<10`` and
+``—`` sit beside them unchanged. Each sheet: title in A1, header row in bold with a rule,
+notes under the table, column widths fitted to the content, header frozen. Reproducible: the
+workbook's creation and modification dates are fixed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from pathlib import Path
+from typing import Sequence
+
+from hospstudy.report.tables import ReportTable
+
+_FIXED_DATE = _dt.datetime(2000, 1, 1)
+
+
+def _sheet_name(key: str, used: set[str]) -> str:
+    base = re.sub(r"[\[\]\*\?/\\:]", "_", key)[:31] or "table"
+    name, k = base, 2
+    while name.lower() in used:
+        suffix = f"_{k}"
+        name, k = base[: 31 - len(suffix)] + suffix, k + 1
+    used.add(name.lower())
+    return name
+
+
+def write_tables(tables: Sequence[ReportTable], path: str | Path, title: str = "", synthetic: bool = False) -> Path:
+    """Write each table to its own sheet (named by ``ReportTable.key``) and return the path."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Border, Font, Side
+    from openpyxl.utils import get_column_letter
+
+    path = Path(path)
+    wb = Workbook()
+    wb.remove(wb.active)
+    rule = Side(style="thin")
+    used: set[str] = set()
+    for t in tables:
+        ws = wb.create_sheet(_sheet_name(t.key, used))
+        heading = t.title + (" [SYNTHETIC DATA]" if synthetic else "")
+        ws.cell(row=1, column=1, value=heading).font = Font(bold=True, size=12)
+        cols = [str(c) for c in t.frame.columns]
+        for j, c in enumerate(cols, start=1):
+            cell = ws.cell(row=3, column=j, value=c)
+            cell.font = Font(bold=True)
+            cell.border = Border(top=rule, bottom=rule)
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
+        for i, row in enumerate(t.frame.itertuples(index=False), start=4):
+            for j, v in enumerate(row, start=1):
+                cell = ws.cell(row=i, column=j, value="" if v is None else str(v))
+                if j > 1:
+                    cell.alignment = Alignment(horizontal="right" if str(v)[:1].isdigit() or str(v)[:1] in "<—" else "left")
+        last = 3 + len(t.frame)
+        for j in range(1, len(cols) + 1):
+            ws.cell(row=last, column=j).border = Border(bottom=rule)
+        for k, note in enumerate(t.notes, start=last + 2):
+            ws.cell(row=k, column=1, value=note).font = Font(italic=True, size=9)
+        for j, c in enumerate(cols, start=1):
+            width = max([len(c)] + [len(str(v)) for v in t.frame.iloc[:, j - 1]]) if len(t.frame) else len(c)
+            ws.column_dimensions[get_column_letter(j)].width = min(max(8, width + 2), 60)
+        ws.freeze_panes = "A4"
+    if not tables:
+        ws = wb.create_sheet("empty")
+        ws["A1"] = "No table could be built for this run."
+    wb.properties.creator = "hospstudy"
+    wb.properties.title = title
+    wb.properties.created = _FIXED_DATE
+    wb.properties.modified = _FIXED_DATE
+    wb.save(path)
+    return path
