@@ -1,0 +1,707 @@
+"""The cohort engine: a study file and a database folder in, the analytic dataset out.
+
+Written once as lazy Ibis expressions, run on DuckDB (default, embedded) or Apache Spark:
+
+1. **staging** — one table per source table of :data:`hospstudy.data.schema.TABLES`: the data
+   model's columns, cast to its types (a hive partition column is not data and is dropped);
+2. **index events** — per admission, the first procedure of the index code list (date = day 0,
+   its fiscal year, its code), the hospital's facility record for that fiscal year;
+3. **steps** — every admission of the database gets ``removed_at``, the first step it fails
+   (null = in the cohort); attrition is counted from that one column, so the counts reconcile
+   with every admission by construction;
+4. **derivations** — exposures, covariates and outcomes on the cohort's admissions, in the
+   study file's order (a column may use the columns before it);
+5. **the analytic dataset** — one row per patient, fetched through Arrow; quantile groups are
+   the only cohort-level derivation and are computed after the fetch (identically for every
+   engine).
+
+Conditions over the diagnoses, procedures and billing tables are evaluated as one grouped
+aggregate per table (one scan, one boolean column per distinct condition), not one subquery each.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from hospstudy.cohort import codelists as cl
+from hospstudy.cohort import spec as S
+from hospstudy.data.schema import ADL_ITEMS, ADL_MAX_LEVEL, TABLES
+from hospstudy.errors import DataUnusableError, DataValidationError, EngineError, InputError
+
+ENGINES = ("duckdb", "spark")
+STAGES = ("validate", "staging", "index events and steps", "attrition", "derivations", "analytic dataset")
+
+_IBIS_TYPES = {
+    pa.int16(): "int16", pa.int32(): "int32", pa.int64(): "int64", pa.bool_(): "boolean",
+    pa.string(): "string", pa.date32(): "date", pa.float32(): "float32", pa.float64(): "float64",
+}
+_OUT_TYPES = {"bool": "boolean", "int": "int64", "float": "float64", "string": "string", "date": "date"}
+
+
+@dataclass
+class CohortResult:
+    """What :func:`build_cohort` returns.
+
+    Attributes
+    ----------
+    analytic : pandas.DataFrame
+        One row per patient (sorted by patient_id); booleans and integers with missing values
+        use pandas' nullable dtypes, dates are ``datetime64``.
+    attrition : pandas.DataFrame
+        step, name, description, admissions, patients, admissions_removed, patients_removed.
+    dictionary : pandas.DataFrame
+        column, type, definition, source_codes.
+    table : pyarrow.Table
+        The analytic dataset with its Arrow types (what is written to Parquet).
+    engine : str
+    timings : dict
+        Seconds per stage.
+    """
+
+    analytic: pd.DataFrame
+    attrition: pd.DataFrame
+    dictionary: pd.DataFrame
+    table: pa.Table
+    engine: str
+    timings: dict = field(default_factory=dict)
+
+    def write(self, out_dir) -> dict[str, Path]:
+        """Write ``private/analytic.parquet``, ``attrition.csv`` and ``dictionary.csv``."""
+        import pyarrow.parquet as pq
+
+        out = Path(out_dir)
+        (out / "private").mkdir(parents=True, exist_ok=True)
+        paths = {
+            "analytic": out / "private" / "analytic.parquet",
+            "attrition": out / "attrition.csv",
+            "dictionary": out / "dictionary.csv",
+        }
+        pq.write_table(self.table, paths["analytic"])
+        self.attrition.to_csv(paths["attrition"], index=False)
+        self.dictionary.to_csv(paths["dictionary"], index=False)
+        return paths
+
+
+# ---- engines --------------------------------------------------------------------------------
+
+def spark_session(master: str | None = None):
+    """A local SparkSession with the settings ENGINE_NOTES.md found reliable (4 GB driver,
+    8 shuffle partitions, Arrow, loopback address, no UI)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise EngineError("the Spark engine needs pyspark: pip install 'hospstudy[spark]'") from None
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = (
+        SparkSession.builder.master(master or "local[2]")
+        .appName("hospstudy-cohort")
+        .config("spark.driver.memory", "4g")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+    )
+    try:
+        session = builder.getOrCreate()
+    except Exception as e:  # Java missing, port blocked, ...
+        raise EngineError(f"could not start Spark ({master or 'local[2]'}): {e}") from None
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def connect(engine: str = "duckdb", spark=None, spark_master: str | None = None):
+    """An Ibis connection for ``engine`` ('duckdb' or 'spark')."""
+    import ibis
+
+    if engine == "duckdb":
+        return ibis.duckdb.connect()
+    if engine == "spark":
+        session = spark if spark is not None else spark_session(spark_master)
+        return ibis.pyspark.connect(session)
+    raise InputError(f"The 'engine' parameter of build_cohort must be one of {list(ENGINES)}. Got {engine!r} instead.")
+
+
+# ---- staging --------------------------------------------------------------------------------
+
+def stage_tables(con, data_dir, engine: str) -> dict:
+    """One Ibis table per canonical table: the data model's columns, cast to its types."""
+    import ibis
+    import pyarrow.csv as pacsv
+
+    from hospstudy.data.readers import locate_tables
+
+    sources = locate_tables(data_dir)
+    out = {}
+    for name, src in sources.items():
+        cols = TABLES[name]
+        if src.format == "parquet":
+            if engine == "duckdb":
+                t = con.read_parquet([str(p) for p in src.paths], table_name=f"hs_raw_{name}", hive_partitioning=False)
+            else:
+                if src.root.is_dir():
+                    t = con.read_parquet(str(src.root), table_name=f"hs_raw_{name}", recursiveFileLookup="true")
+                else:
+                    t = con.read_parquet(str(src.root), table_name=f"hs_raw_{name}")
+        else:
+            opts = pacsv.ConvertOptions(
+                column_types={c.name: (pa.string() if c.type == pa.date32() else c.type) for c in cols},
+                strings_can_be_null=True,
+            )
+            parts = []
+            for p in src.paths:
+                try:
+                    parts.append(pacsv.read_csv(p, read_options=pacsv.ReadOptions(encoding=src.encoding), convert_options=opts))
+                except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+                    raise DataUnusableError(f"{p}: cannot read as CSV ({src.encoding}): {e}") from None
+            arrow = pa.concat_tables(parts, promote_options="default")
+            t = con.create_table(f"hs_raw_{name}", arrow.to_pandas(), temp=engine == "duckdb", overwrite=True)
+        missing = [c.name for c in cols if c.name not in t.columns]
+        if missing:
+            raise DataUnusableError(
+                f"{src.root}: table '{name}' lacks column(s) {', '.join(missing)} of the data model "
+                f"(run `hospstudy validate` for every finding)"
+            )
+        out[name] = t.select(**{c.name: t[c.name].cast(_IBIS_TYPES[c.type]) for c in cols})
+    return out
+
+
+def _fiscal_year(d):
+    import ibis
+
+    return (d.year() - ibis.ifelse(d.month() < 4, 1, 0)).cast("int64")
+
+
+def _left_join(left, right, keys: list[str], prefix: str = "_r_"):
+    """Left join on same-named keys, keeping the left keys only (Ibis keeps both otherwise)."""
+    r = right.rename({f"{prefix}{k}": k for k in keys})
+    pred = [left[k] == r[f"{prefix}{k}"] for k in keys]
+    return left.left_join(r, pred).drop(*[f"{prefix}{k}" for k in keys])
+
+
+# ---- conditions -----------------------------------------------------------------------------
+
+class _Atoms:
+    """Distinct table conditions of a set of settings, evaluated as one aggregate per table."""
+
+    def __init__(self, study):
+        self.study = study
+        self.names: dict[tuple, str] = {}
+
+    @staticmethod
+    def key(table, codes, roles=None, kind=None, window=None):
+        return (table, codes, tuple(sorted(roles)) if roles else None, kind, tuple(window) if window else None)
+
+    def add(self, table, codes, roles=None, kind=None, window=None) -> str:
+        k = self.key(table, codes, roles, kind, window)
+        if k not in self.names:
+            self.names[k] = f"_atom{len(self.names)}"
+        return self.names[k]
+
+    def add_condition(self, cond):
+        for c in cond.walk():
+            if c.table:
+                self.add(c.table, c.codes, c.roles, c.kind, c.window)
+
+    def attach(self, base, tables, date_col: str):
+        """Left-join one boolean column per atom onto ``base`` (one row per admission)."""
+        import ibis
+
+        for table in ("diagnoses", "procedures", "billing"):
+            atoms = {k: n for k, n in self.names.items() if k[0] == table}
+            if not atoms:
+                continue
+            src = tables[table]
+            code_col = {"diagnoses": "icd10", "procedures": "proc_code", "billing": "code"}[table]
+            date_src = {"procedures": "proc_date", "billing": "service_date"}.get(table)
+            needs_window = any(k[4] is not None for k in atoms)
+            ids = base.select("admission_id", date_col)
+            if needs_window:
+                ids_r = ids.rename(_r_admission_id="admission_id")
+                src = src.inner_join(ids_r, src.admission_id == ids_r._r_admission_id).drop("_r_admission_id")
+                src = src.mutate(_day=src[date_src].delta(src[date_col], unit="day"))
+            else:
+                src = src.semi_join(ids, "admission_id")
+            preds = {}
+            for (tbl, codes, roles, kind, window), name in atoms.items():
+                p = cl.predicate(src[code_col], self.study.codelists[codes])
+                if roles:
+                    p = p & src.role.isin(list(roles))
+                if kind:
+                    p = p & (src.kind == kind)
+                if window:
+                    p = p & src._day.between(window[0], window[1])
+                preds[name] = p
+            any_pred = None
+            for p in preds.values():
+                any_pred = p if any_pred is None else (any_pred | p)
+            agg = src.filter(any_pred).group_by("admission_id").aggregate(**{n: p.any() for n, p in preds.items()})
+            base = _left_join(base, agg, ["admission_id"])
+            base = base.mutate(**{n: base[n].fill_null(False) for n in preds})
+        return base
+
+    def expr(self, cond, t):
+        """The Ibis boolean expression of a condition on table ``t`` (SQL three-valued logic)."""
+        import ibis
+
+        if cond.table:
+            return t[self.names[self.key(cond.table, cond.codes, cond.roles, cond.kind, cond.window)]]
+        if cond.field:
+            col = t[cond.field]
+            val = lambda v: t[v.field] if isinstance(v, S.FieldRef) else v  # noqa: E731
+            if cond.eq is not None:
+                return col == val(cond.eq)
+            if cond.ne is not None:
+                return col != val(cond.ne)
+            if cond.lt is not None:
+                return col < val(cond.lt)
+            if cond.le is not None:
+                return col <= val(cond.le)
+            if cond.gt is not None:
+                return col > val(cond.gt)
+            if cond.ge is not None:
+                return col >= val(cond.ge)
+            if cond.in_ is not None:
+                return col.isin(list(cond.in_))
+            if cond.not_in is not None:
+                return col.notin(list(cond.not_in))
+            if cond.between is not None:
+                return col.between(val(cond.between[0]), val(cond.between[1]))
+            return col.isnull() if cond.is_null else col.notnull()
+        if cond.all:
+            out = self.expr(cond.all[0], t)
+            for c in cond.all[1:]:
+                out = out & self.expr(c, t)
+            return out
+        if cond.any:
+            out = self.expr(cond.any[0], t)
+            for c in cond.any[1:]:
+                out = out | self.expr(c, t)
+            return out
+        return ~self.expr(cond.not_, t)
+
+
+# ---- derivations ----------------------------------------------------------------------------
+
+def _adl_item(s, i: int):
+    """Level of ADL item ``i`` (0-based position) or null when unknown ('9') or out of range."""
+    import ibis
+
+    ch = s.substr(i, 1)
+    return ibis.cases(*[(ch == str(v), v) for v in range(ADL_MAX_LEVEL[i] + 1)], else_=ibis.null("int64"))
+
+
+def _adl(s, measure: str):
+    import ibis
+
+    ok = s.notnull() & (s.length() == 10)
+    if measure == "barthel":
+        items = [_adl_item(s, i) for i in range(10)]
+        total = items[0]
+        for it in items[1:]:
+            total = total + it  # any unknown item makes the sum (and the score) null
+        return ibis.ifelse(ok, total * 5, ibis.null("int64")).cast("int64")
+    return ibis.ifelse(ok, _adl_item(s, ADL_ITEMS.index(measure)), ibis.null("int64")).cast("int64")
+
+
+def _derive(name: str, d, t, atoms: _Atoms):
+    import ibis
+
+    if isinstance(d, S.FieldDeriv):
+        e = t[d.field]
+        return e.cast(_OUT_TYPES[d.type]) if d.type else e
+    if isinstance(d, S.VolumeDeriv):
+        return t[f"_vol_{name}"].fill_null(0).cast("int64")
+    if isinstance(d, S.ScaleDeriv):
+        return t[d.of].cast("float64") / float(d.divide_by)
+    if isinstance(d, S.CutDeriv):
+        x = t[d.of]
+        branches = [(x < b, lab) for b, lab in zip(d.breaks, d.labels)]
+        e = ibis.cases(*branches, else_=d.labels[-1])
+        missing = ibis.literal(d.missing_label, "string") if d.missing_label is not None else ibis.null("string")
+        return ibis.ifelse(x.isnull(), missing, e).cast("string")
+    if isinstance(d, S.BmiDeriv):
+        h = t.height_cm.cast("float64")
+        w = t.weight_kg.cast("float64")
+        ok = h.between(d.min_height_cm, d.max_height_cm) & w.between(d.min_weight_kg, d.max_weight_kg)
+        return ibis.ifelse(ok, w / ((h / 100.0) * (h / 100.0)), ibis.null("float64"))
+    if isinstance(d, S.AdlDeriv):
+        return _adl(t[d.field], d.measure)
+    if isinstance(d, S.FlagDeriv):
+        e = atoms.expr(d.when, t).cast("boolean")
+        if d.among is not None:
+            e = ibis.ifelse(atoms.expr(d.among, t).fill_null(False), e, ibis.null("boolean"))
+        return e
+    if isinstance(d, S.CaseDeriv):
+        vals = [c.value for c in d.cases] + ([d.default] if d.default is not None else [])
+        typ = _value_type(vals)
+        branches = [(atoms.expr(c.when, t).fill_null(False), ibis.literal(c.value, typ)) for c in d.cases]
+        default = ibis.literal(d.default, typ) if d.default is not None else ibis.null(typ)
+        e = ibis.cases(*branches, else_=default)
+        if d.among is not None:
+            e = ibis.ifelse(atoms.expr(d.among, t).fill_null(False), e, ibis.null(typ))
+        return e
+    if isinstance(d, S.ScoreDeriv):
+        groups: dict[str, list] = {}
+        for i, c in enumerate(d.components):
+            n = atoms.names[atoms.key("diagnoses", c.codes, d.roles)]
+            groups.setdefault(c.group or f"_c{i}", []).append((t[n], c.weight))
+        integral = all(float(c.weight).is_integer() for c in d.components)
+        typ = "int64" if integral else "float64"
+        total = ibis.literal(0, typ)
+        for members in groups.values():
+            # the largest weight present in the group (hierarchy: severe liver disease supersedes mild)
+            members = sorted(members, key=lambda m: -m[1])
+            g = ibis.cases(*[(flag, ibis.literal(int(w) if integral else w, typ)) for flag, w in members], else_=ibis.literal(0, typ))
+            total = total + g
+        return total.cast(typ)
+    if isinstance(d, S.DaysDeriv):
+        return t[d.end].delta(t[d.start], unit="day").cast("int64")
+    raise AssertionError(f"unhandled derivation kind {d.kind}")
+
+
+def _value_type(vals) -> str:
+    if all(isinstance(v, bool) for v in vals):
+        return "boolean"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+        return "int64"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+        return "float64"
+    return "string"
+
+
+def _quantile_groups(values: pd.Series, groups: int) -> pd.Series:
+    """Group 1..k by the cohort's quantiles (linear interpolation, numpy's default); a value
+    equal to a cut point falls in the lower group."""
+    x = values.astype("float64")
+    cuts = np.nanquantile(x.to_numpy(), [i / groups for i in range(1, groups)]) if x.notna().any() else []
+    g = np.searchsorted(np.asarray(cuts), x.to_numpy(), side="left") + 1
+    return pd.Series(g, index=values.index, dtype="Int64").mask(x.isna())
+
+
+# ---- the pipeline ---------------------------------------------------------------------------
+
+def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_master: str | None = None,
+                 validate: bool = True, progress: Callable[[str], None] | None = None) -> CohortResult:
+    """Build the analytic dataset and attrition of ``study`` on the database in ``data_dir``.
+
+    Parameters
+    ----------
+    study : hospstudy.cohort.Study
+    data_dir : path
+        A database folder (see :func:`hospstudy.data.readers.locate_tables`).
+    engine : {'duckdb', 'spark'}
+    spark : pyspark.sql.SparkSession, optional
+        An existing session (a cluster's); a local one is started otherwise.
+    spark_master : str, optional
+        Master URL of the session to start (default ``local[2]``).
+    validate : bool
+        Run :func:`hospstudy.data.validate.validate_database` first and stop on errors.
+    progress : callable, optional
+        Called with each stage name of :data:`STAGES` as it starts.
+
+    Returns
+    -------
+    CohortResult
+    """
+    import ibis
+
+    if engine not in ENGINES:
+        raise InputError(f"The 'engine' parameter of build_cohort must be one of {list(ENGINES)}. Got {engine!r} instead.")
+    timings: dict[str, float] = {}
+    note = progress or (lambda s: None)
+    clock = [time.perf_counter()]
+
+    def tick(stage):
+        now = time.perf_counter()
+        if timings or stage != STAGES[0]:
+            timings[_last[0]] = now - clock[0]
+        clock[0] = now
+        _last[0] = stage
+        note(stage)
+
+    _last = [STAGES[0]]
+    tick(STAGES[0])
+    if validate:
+        run_validation(data_dir)
+    tick("staging")
+    con = connect(engine, spark=spark, spark_master=spark_master)
+    cached = None
+    try:
+        tables = stage_tables(con, data_dir, engine)
+        tick("index events and steps")
+        cohort_t, steps = _steps(study, tables)
+        cohort_t = cached = cohort_t.cache()
+        tick("attrition")
+        attrition = _attrition(study, cohort_t, steps)
+        tick("derivations")
+        analytic_expr, helpers = _derivations(study, tables, cohort_t)
+        tick("analytic dataset")
+        arrow = analytic_expr.to_pyarrow()
+    except (DataUnusableError, InputError):
+        raise
+    except Exception as e:
+        if type(e).__module__.startswith(("ibis", "duckdb", "pyspark", "py4j")):
+            raise EngineError(f"the {engine} engine failed: {type(e).__name__}: {e}") from e
+        raise
+    finally:
+        # the DuckDB connection is left to the garbage collector: closing it here would
+        # break Ibis' finaliser of the cached table
+        del cached
+    table, frame = _finish(study, arrow)
+    timings[_last[0]] = time.perf_counter() - clock[0]
+    dictionary = data_dictionary(study, table)
+    return CohortResult(frame, attrition, dictionary, table, engine, timings)
+
+
+def run_validation(data_dir) -> None:
+    """The foundation's validation; raises DataValidationError (with its report) on errors."""
+    try:
+        from hospstudy.data.validate import validate_database
+    except ModuleNotFoundError as e:
+        if e.name != "hospstudy.data.validate":
+            raise
+        from hospstudy.console import console
+
+        console.print("[yellow]warning:[/] hospstudy.data.validate is not installed; the database was not validated")
+        return
+    report = validate_database(data_dir)
+    if not report.ok:
+        raise DataValidationError(
+            f"{data_dir}: the database breaks the data model (see the findings above; "
+            f"`hospstudy validate {data_dir}` lists them; --skip-validation to run anyway)",
+            report=report,
+        )
+
+
+def _steps(study, tables):
+    """Every admission with its index event, facility record and ``removed_at`` step."""
+    import ibis
+
+    idx = study.cohort.index
+    date_col, code_col = idx.date_column, idx.code_column
+    adm, proc, fac = tables["admissions"], tables["procedures"], tables["facilities"]
+    pats = study.codelists[idx.procedures]
+    p = proc.filter(cl.predicate(proc.proc_code, pats))
+    first = p.group_by("admission_id").aggregate(**{date_col: p.proc_date.min()})
+    first_r = first.rename(_f_id="admission_id", _f_date=date_col)
+    on_day = p.inner_join(first_r, [p.admission_id == first_r._f_id, p.proc_date == first_r._f_date])
+    codes = on_day.group_by("admission_id").aggregate(**{code_col: on_day.proc_code.min()})
+    first = _left_join(first, codes, ["admission_id"])
+
+    base = _left_join(adm, first, ["admission_id"])
+    base = base.mutate(fiscal_year=_fiscal_year(base[date_col]))
+    f = fac.select(
+        hospital_id=fac.hospital_id, fiscal_year=fac.fiscal_year.cast("int64"), cancer_center=fac.cancer_center,
+        beds=fac.beds, teaching=fac.teaching, region=fac.region, facility_record=ibis.literal(True),
+    )
+    base = _left_join(base, f, ["hospital_id", "fiscal_year"])
+    base = base.mutate(facility_record=base.facility_record.fill_null(False))
+
+    atoms = _Atoms(study)
+    for s in study.cohort.steps:
+        for c in (s.include, s.exclude):
+            if c is not None:
+                atoms.add_condition(c)
+    base = atoms.attach(base, tables, date_col)
+
+    steps = [(idx.name, idx.description or f"admissions with a procedure in '{idx.procedures}' (the first is the index, day 0)")]
+    removed = ibis.ifelse(base[date_col].isnull(), 1, ibis.null("int64")).cast("int64")
+    t = base.mutate(removed_at=removed)
+    for k, s in enumerate(study.cohort.steps, start=2):
+        if s.first_per_patient:
+            alive = t.removed_at.isnull()
+            w = ibis.window(group_by=[t.patient_id, alive], order_by=[t[date_col], t.admit_date, t.admission_id])
+            t = t.mutate(_rn=ibis.row_number().over(w))
+            keep = t._rn == 0
+            desc = s.description or "the first remaining admission of each patient (by index date)"
+        elif s.include is not None:
+            keep = atoms.expr(s.include, t).fill_null(False)
+            desc = s.description or f"keep: {s.include.describe()}"
+        else:
+            keep = ~atoms.expr(s.exclude, t).fill_null(False)
+            desc = s.description or f"exclude: {s.exclude.describe()}"
+        t = t.mutate(removed_at=ibis.ifelse(t.removed_at.isnull() & ~keep, k, t.removed_at).cast("int64"))
+        if s.first_per_patient:
+            t = t.drop("_rn")
+        steps.append((s.name, desc))
+    drop = [c for c in t.columns if c.startswith("_atom")]
+    return t.drop(*drop), steps
+
+
+def _attrition(study, t, steps) -> pd.DataFrame:
+    import ibis
+
+    n_steps = len(steps)
+    level = t.removed_at.fill_null(n_steps + 1)
+    by_adm = t.mutate(_lvl=level).group_by("_lvl").aggregate(n=ibis._.count()).to_pandas()
+    per_patient = t.mutate(_lvl=level).group_by("patient_id").aggregate(_m=ibis._._lvl.max())
+    by_pat = per_patient.group_by("_m").aggregate(n=ibis._.count()).to_pandas()
+    adm_at = dict(zip(by_adm["_lvl"].astype(int), by_adm["n"].astype(int)))
+    pat_at = dict(zip(by_pat["_m"].astype(int), by_pat["n"].astype(int)))
+    total_adm, total_pat = sum(adm_at.values()), sum(pat_at.values())
+    rows = [dict(step=0, name="database", description="every admission in the database",
+                 admissions=total_adm, patients=total_pat, admissions_removed=0, patients_removed=0)]
+    rem_a, rem_p = total_adm, total_pat
+    for k, (name, desc) in enumerate(steps, start=1):
+        ra, rp = adm_at.get(k, 0), pat_at.get(k, 0)
+        rem_a, rem_p = rem_a - ra, rem_p - rp
+        rows.append(dict(step=k, name=name, description=desc, admissions=rem_a, patients=rem_p,
+                         admissions_removed=ra, patients_removed=rp))
+    return pd.DataFrame(rows)
+
+
+def _derivations(study, tables, t):
+    import ibis
+
+    date_col = study.cohort.index.date_column
+    cohort = t.filter(t.removed_at.isnull()).drop("removed_at")
+    cols = study.columns
+    atoms = _Atoms(study)
+    for name, d in cols.items():
+        for _, c in S._conditions_of(d):
+            atoms.add_condition(c)
+        if isinstance(d, S.ScoreDeriv):
+            for comp in d.components:
+                atoms.add("diagnoses", comp.codes, d.roles)
+    cohort = atoms.attach(cohort, tables, date_col)
+
+    proc, adm = tables["procedures"], tables["admissions"]
+    for name, d in cols.items():
+        if isinstance(d, S.VolumeDeriv):
+            # annual volume over the whole database: admissions by the fiscal year of their
+            # first procedure in the list, at that hospital
+            p = proc.filter(cl.predicate(proc.proc_code, study.codelists[d.codes]))
+            firsts = p.group_by("admission_id").aggregate(_d=p.proc_date.min())
+            firsts = firsts.inner_join(adm.select("admission_id", "hospital_id"), "admission_id")
+            vol = firsts.mutate(fiscal_year=_fiscal_year(firsts._d)).group_by(["hospital_id", "fiscal_year"]).aggregate(
+                **{f"_vol_{name}": ibis._.count()}
+            )
+            cohort = _left_join(cohort, vol, ["hospital_id", "fiscal_year"])
+
+    helpers = []
+    for name, d in cols.items():
+        if isinstance(d, S.QuantileDeriv):
+            continue
+        cohort = cohort.mutate(**{name: _derive(name, d, cohort, atoms)})
+    keys = [
+        cohort.patient_id, cohort.admission_id, cohort.hospital_id.cast("int64").name("hospital_id"),
+        cohort.fiscal_year.cast("int64").name("fiscal_year"), cohort[date_col],
+    ]
+    fetch = [c for c in cols if not isinstance(cols[c], S.QuantileDeriv)]
+    out = cohort.select(*keys, *[cohort[c] for c in fetch]).order_by(["patient_id", "admission_id"])
+    return out, helpers
+
+
+def _finish(study, arrow: pa.Table):
+    """Quantile groups, column order, normalised Arrow types and the pandas frame."""
+    frame = arrow.to_pandas(types_mapper=_nullable_mapper, date_as_object=False)
+    cols = study.columns
+    for name, d in cols.items():
+        if isinstance(d, S.QuantileDeriv):
+            frame[name] = _quantile_groups(frame[d.of], d.groups)
+    frame = frame[study.output_columns]
+    table = _normalise_arrow(pa.Table.from_pandas(frame, preserve_index=False))
+    frame = table.to_pandas(types_mapper=_nullable_mapper, date_as_object=False)
+    for c in frame.columns:
+        if str(frame[c].dtype) in ("boolean", "Int64") and not frame[c].isna().any():
+            frame[c] = frame[c].astype("bool" if str(frame[c].dtype) == "boolean" else "int64")
+        elif str(frame[c].dtype) == "Float64":
+            frame[c] = frame[c].astype("float64")
+        elif str(frame[c].dtype) == "string":
+            frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    return table, frame
+
+
+def _nullable_mapper(t: pa.DataType):
+    if pa.types.is_boolean(t):
+        return pd.BooleanDtype()
+    if pa.types.is_integer(t):
+        return pd.Int64Dtype()
+    if pa.types.is_floating(t):
+        return pd.Float64Dtype()
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pd.StringDtype()
+    return None
+
+
+def _normalise_arrow(table: pa.Table) -> pa.Table:
+    """int64, float64, bool, string (not large_string), date32: the same types from every engine."""
+    fields = []
+    for f in table.schema:
+        t = f.type
+        if pa.types.is_integer(t):
+            t = pa.int64()
+        elif pa.types.is_floating(t) or pa.types.is_decimal(t):
+            t = pa.float64()
+        elif pa.types.is_large_string(t) or pa.types.is_string(t):
+            t = pa.string()
+        elif pa.types.is_timestamp(t) or pa.types.is_date(t):
+            t = pa.date32()
+        fields.append(pa.field(f.name, t, nullable=True))
+    return table.cast(pa.schema(fields))
+
+
+KEY_DEFINITIONS = {
+    "patient_id": "patient pseudonym",
+    "admission_id": "the index admission",
+    "hospital_id": "treating hospital",
+    "fiscal_year": "fiscal year (April-March) of the index date",
+}
+
+
+def data_dictionary(study, table: pa.Table) -> pd.DataFrame:
+    """column, type, definition, source_codes for every column of the analytic dataset."""
+    idx = study.cohort.index
+    rows = []
+    for f in table.schema:
+        name = f.name
+        d = study.columns.get(name)
+        if name in KEY_DEFINITIONS:
+            definition, codes = KEY_DEFINITIONS[name], ""
+        elif name == idx.date_column:
+            definition = f"date of the index event: the first procedure in '{idx.procedures}' of the admission (day 0)"
+            codes = f"{idx.procedures}: {' '.join(str(p) for p in study.codelists[idx.procedures])}"
+        else:
+            definition = d.description or describe(d)
+            codes = study.source_codes(name)
+        rows.append(dict(column=name, type=str(f.type), definition=definition, source_codes=codes))
+    return pd.DataFrame(rows)
+
+
+def describe(d) -> str:
+    """A plain-language definition generated from a derivation's settings."""
+    if isinstance(d, S.FieldDeriv):
+        return f"database field {d.field}"
+    if isinstance(d, S.VolumeDeriv):
+        return f"admissions with any procedure in '{d.codes}' at the hospital in the fiscal year, whole database"
+    if isinstance(d, S.ScaleDeriv):
+        return f"{d.of} / {d.divide_by:g}"
+    if isinstance(d, S.QuantileDeriv):
+        return f"{d.of} in {d.groups} groups by the cohort's quantiles (1 = lowest)"
+    if isinstance(d, S.CutDeriv):
+        return f"{d.of} cut at {list(d.breaks)} (left-closed) into {list(d.labels)}"
+    if isinstance(d, S.BmiDeriv):
+        return "weight (kg) / height (m)^2; missing outside plausible height and weight"
+    if isinstance(d, S.AdlDeriv):
+        return f"{d.measure} from {d.field}" + (" (5 x sum of the ten items; missing if any unknown)" if d.measure == "barthel" else "")
+    if isinstance(d, S.FlagDeriv):
+        return d.when.describe() + (f"; missing unless {d.among.describe()}" if d.among else "")
+    if isinstance(d, S.CaseDeriv):
+        s = "; ".join(f"{c.value!r} if {c.when.describe()}" for c in d.cases)
+        return s + (f"; otherwise {d.default!r}" if d.default is not None else "")
+    if isinstance(d, S.ScoreDeriv):
+        return "sum of weights: " + ", ".join(f"{c.codes} {c.weight:g}" for c in d.components)
+    if isinstance(d, S.DaysDeriv):
+        return f"days from {d.start} to {d.end}"
+    return ""

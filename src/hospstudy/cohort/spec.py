@@ -1,0 +1,726 @@
+"""The study file: a TOML document parsed into frozen, validated settings objects.
+
+Sections (see docs/study_file.md for a walk-through):
+
+``[study]``
+    name, title, description, fiscal_years (metadata the report shows).
+``[codelists]``
+    named code lists: an array of entries (``"C795"``, ``"C78*"``, ``"C00-C26"``, ``"@other"``),
+    or a table ``{codes = [...], file = "codes.csv", list = "mi", description, source}``.
+``[cohort]``
+    ``index``: the index event (the first procedure of a code list within an admission; its
+    date is day 0), and ``[[cohort.steps]]``: ordered, named inclusion/exclusion steps, each
+    ``include = CONDITION``, ``exclude = CONDITION`` or ``first_per_patient = true``.
+``[exposures.NAME]``, ``[covariates.NAME]``, ``[outcomes.NAME]``
+    one column of the analytic dataset each, defined by a ``kind`` (see :data:`KINDS`).
+``[analyses]``
+    validated by :class:`hospstudy.models.spec.AnalysesSpec` when that module is present.
+
+A CONDITION is one of ``{table = "diagnoses", codes = LIST, roles = [...]}``,
+``{table = "procedures", codes = LIST, window = [FROM, TO]}``,
+``{table = "billing", codes = LIST, kind = "drug", window = [FROM, TO]}``,
+``{field = NAME, ge = 18}`` (also eq, ne, lt, le, gt, in, not_in, between, is_null; a value may be
+``{field = OTHER}``), ``{all = [...]}``, ``{any = [...]}``, ``{not = {...}}``.
+
+:meth:`Study.load` reports every problem at once (:class:`~hospstudy.errors.StudyFileError`,
+exit code 2), each naming its field path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from hospstudy.cohort import codelists as cl
+from hospstudy.data.schema import BILLING_KINDS, DIAGNOSIS_ROLES, TABLES
+from hospstudy.errors import StudyFileError
+
+Scalar = Union[bool, int, float, str]
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class FieldRef(_Settings):
+    """A comparison against another column: ``lt = {field = "walking_adm"}``."""
+
+    field: str
+
+
+Value = Union[FieldRef, Scalar]
+
+
+class Condition(_Settings):
+    """An admission-level condition (see the module docstring for the forms)."""
+
+    table: Literal["diagnoses", "procedures", "billing"] | None = None
+    codes: str | None = Field(None, description="Code list name.")
+    roles: tuple[Literal[DIAGNOSIS_ROLES], ...] | None = Field(None, description="Diagnosis roles that count (default: any).")
+    kind: Literal[BILLING_KINDS] | None = Field(None, description="Billing line kind (billing only).")
+    window: tuple[int, int] | None = Field(None, description="Days from the index date, inclusive (procedures, billing).")
+    field: str | None = None
+    eq: Value | None = None
+    ne: Value | None = None
+    lt: Value | None = None
+    le: Value | None = None
+    gt: Value | None = None
+    ge: Value | None = None
+    in_: tuple[Scalar, ...] | None = Field(None, alias="in")
+    not_in: tuple[Scalar, ...] | None = None
+    between: tuple[Value, Value] | None = None
+    is_null: bool | None = None
+    all: tuple["Condition", ...] | None = None
+    any: tuple["Condition", ...] | None = None
+    not_: "Condition | None" = Field(None, alias="not")
+
+    @model_validator(mode="after")
+    def _shape(self):
+        forms = [k for k in ("table", "field", "all", "any", "not_") if getattr(self, k) is not None]
+        if len(forms) != 1:
+            raise ValueError(
+                "a condition needs exactly one of 'table' (with 'codes'), 'field' (with a comparison), "
+                f"'all', 'any', 'not'; got {[f.rstrip('_') for f in forms] or 'none'}"
+            )
+        comps = [k for k in COMPARISONS if getattr(self, k) is not None]
+        if self.table is not None:
+            if self.codes is None:
+                raise ValueError("'table' needs 'codes' (the name of a code list)")
+            if comps:
+                raise ValueError(f"comparisons {comps} need 'field', not 'table'")
+            if self.roles is not None and self.table != "diagnoses":
+                raise ValueError("'roles' applies to table 'diagnoses' only")
+            if self.kind is not None and self.table != "billing":
+                raise ValueError("'kind' applies to table 'billing' only")
+            if self.window is not None:
+                if self.table == "diagnoses":
+                    raise ValueError("'window' applies to procedures and billing (diagnoses carry no date)")
+                if self.window[0] > self.window[1]:
+                    raise ValueError(f"window {list(self.window)}: the first day must not come after the last")
+        else:
+            extra = [k for k in ("codes", "roles", "kind", "window") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{extra} need 'table'")
+        if self.field is not None and len(comps) != 1:
+            raise ValueError(f"'field' needs exactly one comparison of {[c.rstrip('_') for c in COMPARISONS]}; got {comps or 'none'}")
+        if self.field is None and self.table is None and comps:
+            raise ValueError(f"comparisons {comps} need 'field'")
+        for k in ("all", "any"):
+            if getattr(self, k) is not None and len(getattr(self, k)) == 0:
+                raise ValueError(f"'{k}' needs at least one condition")
+        return self
+
+    def walk(self):
+        """This condition and every nested one."""
+        yield self
+        for sub in (self.all or ()) + (self.any or ()) + ((self.not_,) if self.not_ else ()):
+            yield from sub.walk()
+
+    def fields(self) -> set[str]:
+        out = set()
+        for c in self.walk():
+            if c.field:
+                out.add(c.field)
+            for k in COMPARISONS:
+                v = getattr(c, k)
+                vals = v if isinstance(v, tuple) else (v,)
+                out.update(x.field for x in vals if isinstance(x, FieldRef))
+        return out
+
+    def code_lists(self) -> set[str]:
+        return {c.codes for c in self.walk() if c.codes}
+
+    def describe(self) -> str:
+        """Plain-language text for the data dictionary and methods."""
+        if self.table:
+            s = f"any {self.table} code in '{self.codes}'"
+            if self.roles:
+                s += f" with role {'/'.join(self.roles)}"
+            if self.kind:
+                s += f" of kind {self.kind}"
+            if self.window:
+                s += f" on days {self.window[0]} to {self.window[1]} from the index date"
+            return s
+        if self.field:
+            k = next(k for k in COMPARISONS if getattr(self, k) is not None)
+            v = getattr(self, k)
+            show = lambda x: x.field if isinstance(x, FieldRef) else repr(x)  # noqa: E731
+            if k == "is_null":
+                return f"{self.field} is {'missing' if v else 'not missing'}"
+            if k == "between":
+                return f"{self.field} between {show(v[0])} and {show(v[1])}"
+            if k in ("in_", "not_in"):
+                return f"{self.field} {'in' if k == 'in_' else 'not in'} {list(v)}"
+            ops = {"eq": "=", "ne": "≠", "lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
+            return f"{self.field} {ops[k]} {show(v)}"
+        if self.all:
+            return "(" + " and ".join(c.describe() for c in self.all) + ")"
+        if self.any:
+            return "(" + " or ".join(c.describe() for c in self.any) + ")"
+        return f"not {self.not_.describe()}"
+
+
+COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge", "in_", "not_in", "between", "is_null")
+Condition.model_rebuild()
+
+
+class StudyInfo(_Settings):
+    name: str = Field(..., pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+    title: str = ""
+    description: str = ""
+    fiscal_years: tuple[int, int] | None = None
+    database: str = ""
+    references: tuple[str, ...] = ()
+
+
+class CodeListEntry(_Settings):
+    codes: tuple[str, ...] = ()
+    file: str | None = None
+    list: str | None = Field(None, description="Rows of `file` whose 'list' column equals this.")
+    description: str = ""
+    source: str = ""
+
+
+class IndexSpec(_Settings):
+    name: str = "index_event"
+    description: str = ""
+    procedures: str = Field(..., description="Code list of the index procedure.")
+    date_column: str = Field("index_date", pattern=r"^[a-z_][a-z0-9_]*$")
+    code_column: str = Field("index_code", pattern=r"^[a-z_][a-z0-9_]*$")
+
+
+class Step(_Settings):
+    name: str = Field(..., pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    description: str = ""
+    include: Condition | None = None
+    exclude: Condition | None = None
+    first_per_patient: bool = False
+
+    @model_validator(mode="after")
+    def _one(self):
+        n = (self.include is not None) + (self.exclude is not None) + bool(self.first_per_patient)
+        if n != 1:
+            raise ValueError("a step needs exactly one of 'include', 'exclude' or 'first_per_patient = true'")
+        return self
+
+
+class CohortSpec(_Settings):
+    index: IndexSpec
+    steps: tuple[Step, ...] = ()
+
+
+# ---- derivations: one column each ------------------------------------------------------------
+
+OutType = Literal["bool", "int", "float", "string", "date"]
+
+
+class _Deriv(_Settings):
+    description: str = Field("", description="Definition shown in the data dictionary.")
+    keep: bool = Field(True, description="false: a helper column, not written to the analytic dataset.")
+
+
+class FieldDeriv(_Deriv):
+    kind: Literal["field"]
+    field: str
+    type: OutType | None = None
+
+
+class VolumeDeriv(_Deriv):
+    kind: Literal["volume"]
+    codes: str = Field(..., description="Admissions with any procedure of this list are counted.")
+
+
+class ScaleDeriv(_Deriv):
+    kind: Literal["scale"]
+    of: str
+    divide_by: float = Field(..., gt=0)
+
+
+class QuantileDeriv(_Deriv):
+    kind: Literal["quantile_group"]
+    of: str
+    groups: int = Field(4, ge=2, le=10)
+
+
+class CutDeriv(_Deriv):
+    kind: Literal["cut"]
+    of: str
+    breaks: tuple[float, ...] = Field(..., min_length=1)
+    labels: tuple[str, ...]
+    missing_label: str | None = None
+
+    @model_validator(mode="after")
+    def _labels(self):
+        if list(self.breaks) != sorted(set(self.breaks)):
+            raise ValueError(f"breaks {list(self.breaks)} must increase strictly")
+        if len(self.labels) != len(self.breaks) + 1:
+            raise ValueError(f"{len(self.breaks)} breaks make {len(self.breaks) + 1} groups; got {len(self.labels)} labels")
+        return self
+
+
+class BmiDeriv(_Deriv):
+    kind: Literal["bmi"]
+    min_height_cm: float = 100.0
+    max_height_cm: float = 230.0
+    min_weight_kg: float = 20.0
+    max_weight_kg: float = 250.0
+
+
+class AdlDeriv(_Deriv):
+    kind: Literal["adl"]
+    field: Literal["adl_adm", "adl_dis"]
+    measure: str = Field(..., description="'barthel' (5 x sum of items) or an item name such as 'walking'.")
+
+    @field_validator("measure")
+    @classmethod
+    def _measure(cls, v):
+        from hospstudy.data.schema import ADL_ITEMS
+
+        if v != "barthel" and v not in ADL_ITEMS:
+            raise ValueError(f"unknown measure {v!r}; allowed: barthel, {', '.join(ADL_ITEMS)}")
+        return v
+
+
+class FlagDeriv(_Deriv):
+    kind: Literal["flag"]
+    when: Condition
+    among: Condition | None = Field(None, description="Missing (null) for rows outside this condition.")
+
+
+class Case(_Settings):
+    value: Scalar
+    when: Condition
+
+
+class CaseDeriv(_Deriv):
+    kind: Literal["case"]
+    cases: tuple[Case, ...] = Field(..., min_length=1)
+    default: Scalar | None = None
+    among: Condition | None = None
+
+    @model_validator(mode="after")
+    def _types(self):
+        kinds = {type(c.value) for c in self.cases} | ({type(self.default)} if self.default is not None else set())
+        if len(kinds - {int, float}) > 1 or (kinds & {str, bool} and kinds & {int, float}):
+            raise ValueError(f"all case values and the default must share one type; got {sorted(k.__name__ for k in kinds)}")
+        return self
+
+
+class Component(_Settings):
+    codes: str
+    weight: float = 1.0
+    group: str | None = Field(None, description="Components sharing a group count once, with the largest weight present.")
+
+
+class ScoreDeriv(_Deriv):
+    kind: Literal["score"]
+    table: Literal["diagnoses"] = "diagnoses"
+    roles: tuple[Literal[DIAGNOSIS_ROLES], ...] | None = None
+    components: tuple[Component, ...] = Field(..., min_length=1)
+
+
+class DaysDeriv(_Deriv):
+    kind: Literal["days_between"]
+    start: str
+    end: str
+
+
+Derivation = Annotated[
+    Union[FieldDeriv, VolumeDeriv, ScaleDeriv, QuantileDeriv, CutDeriv, BmiDeriv, AdlDeriv, FlagDeriv, CaseDeriv, ScoreDeriv, DaysDeriv],
+    Field(discriminator="kind"),
+]
+KINDS = ("field", "volume", "scale", "quantile_group", "cut", "bmi", "adl", "flag", "case", "score", "days_between")
+_DERIV = TypeAdapter(Derivation)
+SECTIONS = ("exposures", "covariates", "outcomes")
+TOP_KEYS = ("study", "codelists", "cohort", *SECTIONS, "analyses")
+
+ADMISSION_FIELDS = tuple(c.name for c in TABLES["admissions"])
+FACILITY_FIELDS = ("cancer_center", "beds", "teaching", "region", "facility_record")
+
+
+def derivation_refs(d) -> set[str]:
+    """Columns a derivation reads."""
+    if isinstance(d, FieldDeriv):
+        return {d.field}
+    if isinstance(d, (ScaleDeriv, QuantileDeriv, CutDeriv)):
+        return {d.of}
+    if isinstance(d, DaysDeriv):
+        return {d.start, d.end}
+    if isinstance(d, FlagDeriv):
+        return d.when.fields() | (d.among.fields() if d.among else set())
+    if isinstance(d, CaseDeriv):
+        out = set().union(*(c.when.fields() for c in d.cases))
+        return out | (d.among.fields() if d.among else set())
+    return set()
+
+
+def derivation_lists(d) -> set[str]:
+    """Code lists a derivation uses."""
+    if isinstance(d, VolumeDeriv):
+        return {d.codes}
+    if isinstance(d, ScoreDeriv):
+        return {c.codes for c in d.components}
+    if isinstance(d, FlagDeriv):
+        return d.when.code_lists() | (d.among.code_lists() if d.among else set())
+    if isinstance(d, CaseDeriv):
+        return set().union(*(c.when.code_lists() for c in d.cases)) | (d.among.code_lists() if d.among else set())
+    return set()
+
+
+class Study:
+    """A validated study file.
+
+    Attributes
+    ----------
+    path, info (:class:`StudyInfo`), codelists (name -> tuple of :class:`~hospstudy.cohort.codelists.Pattern`),
+    codelist_meta (name -> :class:`CodeListEntry`), cohort (:class:`CohortSpec`),
+    derivations (section -> {column: settings}, in file order), analyses (an
+    ``AnalysesSpec`` when hospstudy.models.spec imports, else the raw dict), raw (the parsed TOML).
+
+    Examples
+    --------
+    >>> from hospstudy.cohort import Study
+    >>> study = Study.load("studies/spinal_metastasis.toml")      # doctest: +SKIP
+    >>> result = study.build_cohort("data/demo")                  # doctest: +SKIP
+    >>> result.analytic.shape, result.attrition[["name", "patients"]]  # doctest: +SKIP
+    """
+
+    def __init__(self, path, raw, info, codelists, codelist_meta, cohort, derivations, analyses):
+        self.path = path
+        self.raw = raw
+        self.info = info
+        self.codelists = codelists
+        self.codelist_meta = codelist_meta
+        self.cohort = cohort
+        self.derivations = derivations
+        self.analyses = analyses
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def columns(self) -> dict[str, Any]:
+        """Every derived column in evaluation order (exposures, covariates, outcomes)."""
+        out: dict[str, Any] = {}
+        for sec in SECTIONS:
+            out.update(self.derivations[sec])
+        return out
+
+    def section_of(self, column: str) -> str | None:
+        for sec in SECTIONS:
+            if column in self.derivations[sec]:
+                return sec
+        return None
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return ("patient_id", "admission_id", "hospital_id", "fiscal_year", self.cohort.index.date_column)
+
+    @property
+    def output_columns(self) -> list[str]:
+        return list(self.key_columns) + [c for c, d in self.columns.items() if d.keep and c not in self.key_columns]
+
+    @classmethod
+    def load(cls, path) -> "Study":
+        """Parse and validate a study file; every problem at once in one StudyFileError."""
+        path = Path(path)
+        if not path.is_file():
+            raise StudyFileError(f"{path}: no such study file", [f"{path}: no such study file"])
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise StudyFileError(f"{path}: not valid TOML: {e}", [f"toml: {e}"]) from None
+        except UnicodeDecodeError as e:
+            raise StudyFileError(f"{path}: not UTF-8 text ({e})", [f"file: not UTF-8 ({e})"]) from None
+        return cls.from_dict(raw, path)
+
+    @classmethod
+    def from_dict(cls, raw: dict, path: Path | None = None) -> "Study":
+        """Validate an already parsed study (``path`` locates code-list files)."""
+        base = path.parent if path is not None else Path.cwd()
+        problems: list[str] = []
+        for k in raw:
+            if k not in TOP_KEYS:
+                problems.append(f"{k}: unknown section; allowed: {', '.join(TOP_KEYS)}")
+
+        info = _validate(StudyInfo, raw.get("study"), "study", problems)
+
+        # code lists
+        raw_lists: dict[str, list] = {}
+        meta: dict[str, CodeListEntry] = {}
+        lists_tbl = raw.get("codelists", {})
+        if not isinstance(lists_tbl, dict):
+            problems.append("codelists: must be a table of named code lists")
+            lists_tbl = {}
+        for name, val in lists_tbl.items():
+            where = f"codelists.{name}"
+            if not cl.valid_name(name):
+                problems.append(f"{where}: a code list name is letters, digits and '_' (not starting with a digit)")
+            if isinstance(val, list):
+                val = {"codes": val}
+            entry = _validate(CodeListEntry, val, where, problems)
+            if entry is None:
+                continue
+            entries = list(entry.codes)
+            if entry.file:
+                fp = (base / entry.file)
+                try:
+                    rows = _read_list_file(fp, entry.list)
+                    entries.extend(rows)
+                except (OSError, ValueError) as e:
+                    problems.append(f"{where}.file: {e}")
+            elif entry.list:
+                problems.append(f"{where}.list: 'list' selects rows of 'file'; give 'file' too")
+            if not entries and not entry.file:
+                problems.append(f"{where}: empty code list; give 'codes' or 'file'")
+            raw_lists[name] = entries
+            meta[name] = entry
+        lists, list_problems = cl.resolve(raw_lists)
+        problems.extend(f"codelists.{w}: {m}" for w, m in list_problems)
+        known_lists = sorted(raw_lists)
+
+        def check_list(name, where):
+            if name not in raw_lists:
+                problems.append(f"{where}: unknown code list '{name}'; known: {', '.join(known_lists) or '(none)'}")
+
+        # cohort
+        cohort = _validate(CohortSpec, raw.get("cohort"), "cohort", problems)
+        index_fields: set[str] = set()
+        if cohort is not None:
+            check_list(cohort.index.procedures, "cohort.index.procedures")
+            index_fields = {cohort.index.date_column, cohort.index.code_column, "fiscal_year"}
+        base_fields = set(ADMISSION_FIELDS) | set(FACILITY_FIELDS) | index_fields
+        if cohort is not None:
+            names = [s.name for s in cohort.steps]
+            for i, s in enumerate(cohort.steps):
+                w = f"cohort.steps[{i}]"
+                if names.count(s.name) > 1:
+                    problems.append(f"{w}.name: step name '{s.name}' is used more than once")
+                cond, key = (s.include, "include") if s.include is not None else (s.exclude, "exclude")
+                if cond is not None:
+                    _check_condition(cond, f"{w}.{key}", raw_lists, known_lists, base_fields, problems)
+
+        # derivations
+        derivations: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+        defined: list[str] = []
+        for sec in SECTIONS:
+            tbl = raw.get(sec, {})
+            if not isinstance(tbl, dict):
+                problems.append(f"{sec}: must be a table of named columns ([{sec}.NAME] with a 'kind')")
+                continue
+            for col, val in tbl.items():
+                where = f"{sec}.{col}"
+                if not cl.valid_name(col):
+                    problems.append(f"{where}: a column name is letters, digits and '_'")
+                if col in defined:
+                    problems.append(f"{where}: column '{col}' is defined twice")
+                if cohort is not None and col in (cohort.index.date_column, "patient_id", "admission_id", "hospital_id", "fiscal_year"):
+                    problems.append(f"{where}: '{col}' is a key column of every analytic dataset; choose another name")
+                d = _validate_derivation(val, where, problems)
+                if d is None:
+                    defined.append(col)
+                    continue
+                visible = base_fields | set(defined)
+                for ref in sorted(derivation_refs(d)):
+                    if ref not in visible:
+                        problems.append(
+                            f"{where}: unknown column '{ref}'; a column may use database fields "
+                            f"({', '.join(sorted(base_fields))}) or columns defined before it ({', '.join(defined) or 'none'})"
+                        )
+                    elif ref in derivations_all(derivations) and isinstance(derivations_all(derivations)[ref], QuantileDeriv):
+                        problems.append(f"{where}: '{ref}' is a quantile group (computed after the query); other columns cannot use it")
+                for lst in sorted(derivation_lists(d)):
+                    check_list(lst, where + ".codes")
+                for cond_where, cond in _conditions_of(d):
+                    _check_condition(cond, f"{where}.{cond_where}", raw_lists, known_lists, base_fields | set(defined), problems, refs=False)
+                derivations[sec][col] = d
+                defined.append(col)
+
+        # analyses
+        analyses = raw.get("analyses")
+        if analyses is not None:
+            try:
+                from hospstudy.models.spec import AnalysesSpec
+            except ImportError:
+                AnalysesSpec = None
+            if AnalysesSpec is not None:
+                try:
+                    analyses = AnalysesSpec.from_table(analyses, "analyses")
+                except StudyFileError as e:
+                    problems.extend(e.problems)
+                    analyses = None
+                else:
+                    have = set(defined) | {"patient_id", "admission_id", "hospital_id", "fiscal_year"}
+                    if cohort is not None:
+                        have.add(cohort.index.date_column)
+                    kept = {c for s in SECTIONS for c, d in derivations[s].items() if not d.keep}
+                    for c, f in analyses.columns().items():
+                        if c not in have or c in kept:
+                            problems.append(
+                                f"analyses.{f}: column '{c}' is not in the analytic dataset; "
+                                f"defined columns: {', '.join(c for c in defined if c not in kept)}"
+                            )
+
+        if problems:
+            where = str(path) if path is not None else "study file"
+            raise StudyFileError(
+                f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems
+            )
+        return cls(path, raw, info, lists, meta, cohort, derivations, analyses)
+
+    def build_cohort(self, data_dir, engine: str = "duckdb", spark=None, spark_master: str | None = None,
+                     validate: bool = True, progress=None):
+        """Run the cohort on a database folder; returns a :class:`~hospstudy.cohort.engine.CohortResult`."""
+        from hospstudy.cohort.engine import build_cohort
+
+        return build_cohort(self, data_dir, engine=engine, spark=spark, spark_master=spark_master,
+                            validate=validate, progress=progress)
+
+    def source_codes(self, column: str) -> str:
+        """Code lists (with their entries) behind a column, for the data dictionary."""
+        d = self.columns.get(column)
+        names = sorted(derivation_lists(d)) if d is not None else []
+        return "; ".join(f"{n}: {' '.join(str(p) for p in self.codelists[n])}" for n in names)
+
+
+def derivations_all(derivations):
+    out = {}
+    for s in SECTIONS:
+        out.update(derivations[s])
+    return out
+
+
+def _conditions_of(d):
+    if isinstance(d, FlagDeriv):
+        yield "when", d.when
+        if d.among:
+            yield "among", d.among
+    elif isinstance(d, CaseDeriv):
+        for i, c in enumerate(d.cases):
+            yield f"cases[{i}].when", c.when
+        if d.among:
+            yield "among", d.among
+
+
+def _check_condition(cond, where, raw_lists, known_lists, fields, problems, refs=True):
+    """Unknown code lists and fields, each with its own path."""
+
+    def rec(c, w):
+        if c.codes is not None and c.codes not in raw_lists:
+            problems.append(f"{w}.codes: unknown code list '{c.codes}'; known: {', '.join(known_lists) or '(none)'}")
+        if refs and c.field is not None and c.field not in fields:
+            problems.append(f"{w}.field: unknown field '{c.field}'; allowed: {', '.join(sorted(fields))}")
+        for k in ("all", "any"):
+            for i, sub in enumerate(getattr(c, k) or ()):
+                rec(sub, f"{w}.{k}[{i}]")
+        if c.not_ is not None:
+            rec(c.not_, f"{w}.not")
+
+    rec(cond, where)
+
+
+def _read_list_file(path: Path, list_name: str | None) -> list[str]:
+    if list_name is None:
+        return cl.read_file(path)
+    import csv
+
+    if path.suffix.lower() != ".csv":
+        raise ValueError(f"{path}: 'list' selects rows of a CSV file with columns list, code")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"list", "code"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: needs a header with columns 'list' and 'code'")
+        rows = [r["code"] for r in reader if r["list"] == list_name and (r["code"] or "").strip()]
+    if not rows:
+        raise ValueError(f"{path}: no rows with list = '{list_name}'")
+    return rows
+
+
+def _validate(model, value, where: str, problems: list[str]):
+    if value is None:
+        value = {}
+        if model in (StudyInfo, CohortSpec):
+            problems.append(f"{where}: missing section [{where}]")
+            return None
+    if not isinstance(value, dict):
+        problems.append(f"{where}: must be a table")
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError as e:
+        problems.extend(_format(e, where, model))
+        return None
+
+
+def _validate_derivation(value, where, problems):
+    if not isinstance(value, dict):
+        problems.append(f"{where}: must be a table with a 'kind' (one of {', '.join(KINDS)})")
+        return None
+    kind = value.get("kind")
+    if kind is None:
+        problems.append(f"{where}.kind: missing; allowed: {', '.join(KINDS)}")
+        return None
+    if kind not in KINDS:
+        problems.append(f"{where}.kind: unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
+        return None
+    try:
+        return _DERIV.validate_python(value)
+    except ValidationError as e:
+        model = {m.model_fields["kind"].annotation.__args__[0]: m for m in Derivation.__origin__.__args__}[kind]
+        problems.extend(_format(e, where, model, strip_tag=kind))
+        return None
+
+
+def _format(e: ValidationError, where: str, model, strip_tag: str | None = None) -> list[str]:
+    out = []
+    for err in e.errors():
+        loc = list(err["loc"])
+        if strip_tag is not None and loc and loc[0] == strip_tag:
+            loc = loc[1:]
+        loc = [p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "tagged-union")))]
+        # pydantic adds the member type of a union to the path (`eq.int`); drop it
+        loc = [p for p in loc if p not in ("bool", "int", "float", "str", "FieldRef", "Condition")]
+        path = where
+        for p in loc:
+            path += f"[{p}]" if isinstance(p, int) else f".{p}"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            allowed = sorted((f.alias or n) for n, f in parent.model_fields.items()) if parent else []
+            msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
+        elif err["type"] == "missing":
+            msg = "required key missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        line = f"{path}: {msg}"
+        if line not in out:
+            out.append(line)
+    return out
+
+
+def _model_at(model, loc):
+    import typing
+
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = {(f.alias or n): f for n, f in model.model_fields.items()}
+        f = fields.get(part)
+        if f is None:
+            return None
+        stack = [f.annotation]
+        found = None
+        while stack:
+            a = stack.pop()
+            if isinstance(a, type) and issubclass(a, BaseModel):
+                found = a
+                break
+            stack.extend(typing.get_args(a))
+        if found is None:
+            return None
+        model = found
+    return model
