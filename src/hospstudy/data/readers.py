@@ -568,6 +568,7 @@ def read_table(source: TableSource, columns=None) -> pa.Table:
     if columns is not None:
         schema = pa.schema([f for f in schema if f.name in columns])
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     try:
         with tempfile.TemporaryDirectory(prefix="hospstudy-read-") as tmp:
             plan = plan_scan(con, source, tmp)

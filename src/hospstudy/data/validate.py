@@ -278,6 +278,8 @@ class _Validator:
                 con.execute(f"SET memory_limit = {sql_str(self.memory_limit)}")
                 con.execute(f"SET temp_directory = {sql_str(os.path.join(tmp, 'spill'))}")
                 con.execute("SET preserve_insertion_order = false")
+                # DuckDB's own progress bar writes to stdout, which --json keeps for the report.
+                con.execute("SET enable_progress_bar = false")
                 if self.threads:
                     con.execute(f"SET threads = {int(self.threads)}")
                 self._run(con, sources, tmp)
