@@ -141,3 +141,15 @@ def test_bad_data_names_the_row(df):
         logit(F, d, cluster="h")
     with pytest.raises(ModelError, match="cannot build the design"):
         logit("y ~ not_a_column", df)
+
+
+def test_matches_statsmodels_glm(df):
+    import statsmodels.api as sm
+
+    d = df.assign(w=df["w"])
+    X = np.c_[np.ones(len(d)), d["age"], d["cc"].astype(float), (d["sex"] == "M").astype(float)]
+    ref = sm.GLM(d["y"].astype(float), X, family=sm.families.Binomial(), freq_weights=d["w"]).fit(tol=1e-12)
+    r = logit(F, d, weights="w")
+    np.testing.assert_allclose(r.estimate, ref.params, atol=1e-9)
+    np.testing.assert_allclose(r.std_error, ref.bse, rtol=1e-7)
+    assert r.loglik == pytest.approx(ref.llf, rel=1e-10)

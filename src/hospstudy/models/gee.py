@@ -25,9 +25,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from hospstudy.errors import ConvergenceWarning, ModelError, SeparationWarning, param_error
+from hospstudy.errors import ConvergenceWarning, ModelError, param_error
 from hospstudy.models.base import ModelResult
-from hospstudy.models.glm import _irls, check_rank, detect_separation, prepare
+from hospstudy.models.glm import _irls, check_rank, prepare, separation_check
 
 CORR = ("exchangeable", "independence")
 
@@ -181,14 +181,9 @@ def gee_logit(formula: str, data: pd.DataFrame, group, corr: str = "exchangeable
     terms = p.d.terms
     keep = check_rank(p.X, terms, func)
     X = p.X[:, keep]
-    sep = detect_separation(X, p.y, [terms[j] for j in keep])
-    if sep:
-        warnings.warn(
-            f"{func}: the outcome is separated along {sep}; their estimates are infinite and not usable.",
-            SeparationWarning,
-            stacklevel=2,
-        )
-    fit = fit_gee_binomial(X, p.y, p.groups, p.w, corr=corr, tol=tol, maxiter=maxiter)
+    beta0, mu0, _, _, _, conv0 = _irls(X, p.y, p.w, func)
+    sep = separation_check(X, p.y, [terms[j] for j in keep], mu0, conv0, func)
+    fit = fit_gee_binomial(X, p.y, p.groups, p.w, corr=corr, tol=tol, maxiter=maxiter, beta0=beta0)
     if not fit["converged"] and not sep:
         warnings.warn(f"{func}: did not converge in {maxiter} iterations.", ConvergenceWarning, stacklevel=2)
     k = len(terms)
