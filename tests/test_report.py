@@ -132,7 +132,9 @@ def make_results(small_events=True):
     }
 
 
-TRUTH = {"seed": 1, "scale": 0.05, "effects": {"death_30d": {"cancer_center_log_or": float(np.log(0.84)), "volume_per50_log_or": float(np.log(0.958))}}}
+TRUTH = {"generator": {"seed": 1, "scale": 0.05},
+         "effects": {"death_30d": {"cancer_center_or": 0.841, "volume_per50_log_or": float(np.log(0.958)), "hospital_sd": 0.3},
+                     "complication": {"cancer_center_or": 1.0}, "los_to_home": {"cancer_center_hr": 1.0}}}
 
 
 @pytest.fixture(scope="module")
@@ -204,9 +206,14 @@ def test_xlsx_has_one_sheet_per_table(rendered):
 def test_planted_vs_estimated_matches_truth(rendered):
     _, art, _ = rendered
     t = next(t for t in art.tables if t.key == "planted_vs_estimated").frame
-    assert len(t) == 2
-    assert set(t["Planted OR"]) == {"0.840", "0.958"}
-    assert (t["Planted value inside CI"] == "yes").all()
+    assert len(t) == 4
+    assert set(t["Planted"]) == {"OR 0.841", "OR 0.958", "OR 1.000", "HR 1.000"}
+    by = dict(zip(t["Planted"], t["Planted value inside CI"]))
+    # the hand-built results estimate OR 0.84 (0.72-0.98) for complications, where 1.0 was planted
+    assert by["OR 1.000"] == "no"
+    assert by["OR 0.841"] == "yes" and by["OR 0.958"] == "yes"
+    assert by["HR 1.000"] == "yes"  # cause-specific HR 1.02 (0.94-1.10)
+    assert t.loc[t["Planted"] == "OR 0.841", "Model"].iloc[0].startswith("Random-intercept logistic (conditional, mutual)")
 
 
 def test_published_vs_run_lists_every_adjusted_figure(rendered):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -52,3 +53,37 @@ def register(app: typer.Typer) -> None:
             console.print(f"[bold red]{len(found)} disclosure violation(s)[/] in {out}")
             raise typer.Exit(1)
         console.print(f"[green]✓[/] {out}: no count below {threshold} and no identifier outside private/")
+
+    @app.command()
+    def run(
+        study_file: Path = typer.Argument(..., help="Study file (TOML), e.g. studies/spinal_metastasis.toml."),
+        data: Path = typer.Option(..., "--data", help="Database folder (DPC layout)."),
+        out: Path = typer.Option(..., "--out", help="Output folder (patient-level files only under OUT/private/)."),
+        engine: str = typer.Option("duckdb", "--engine", callback=_engine, help="duckdb or spark."),
+        seed: int = typer.Option(_pl.DEFAULT_SEED, "--seed", help="Seed of the analyses."),
+        force: bool = typer.Option(False, "--force", help="Rebuild every stage, ignoring the cache."),
+        threshold: Optional[int] = typer.Option(None, "--threshold", min=2, help="Smallest count shown (default 10)."),
+    ):
+        """validate → cohort → analyses → report → check-disclosure; cached by settings and input hashes."""
+        res = _pl.run_study(study_file, data, out, engine=engine, seed=seed, force=force, threshold=threshold)
+        console.print(f"[bold green]report:[/] {res.report.resolve()}")
+        if res.violations:
+            raise typer.Exit(1)
+
+    @app.command()
+    def report(
+        out: Path = typer.Argument(..., help="Output folder of an earlier `hospstudy run`."),
+    ):
+        """Re-render report.html, tables.xlsx and figures from the results stored in OUT."""
+        from hospstudy.report.disclosure import check_disclosure
+        from hospstudy.report.html import build_report, load_inputs
+
+        inputs = load_inputs(out)
+        with console.status("[bold]rendering the report…"):
+            art = build_report(out)
+        found = check_disclosure(out, threshold=inputs.threshold)
+        for v in found:
+            console.print(f"[red]✗[/] {v}", highlight=False)
+        console.print(f"[bold green]report:[/] {art.html.resolve()}")
+        if found:
+            raise typer.Exit(1)

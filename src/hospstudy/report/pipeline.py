@@ -166,10 +166,10 @@ def _summarise_database(data_dir: Path) -> dict[str, Any]:
     truth = Path(data_dir) / "truth.json"
     if truth.is_file():
         try:
-            t = json.loads(truth.read_text())
+            gen = json.loads(truth.read_text()).get("generator", {})
             for k in ("seed", "scale", "years"):
-                if k in t:
-                    summary[k] = t[k]
+                if k in gen:
+                    summary[k] = gen[k]
         except json.JSONDecodeError:
             pass
     return summary
@@ -190,7 +190,8 @@ def ensure_demo_database(data_dir: Path = DEMO_DATA, seed: int = DEFAULT_SEED, s
         same = True
         try:
             t = json.loads(truth.read_text())
-            same = t.get("seed", seed) == seed and float(t.get("scale", scale)) == float(scale)
+            gen = t.get("generator", t)
+            same = gen.get("seed", seed) == seed and float(gen.get("scale", scale)) == float(scale)
         except (json.JSONDecodeError, TypeError, ValueError):
             same = False
         if same:
@@ -255,16 +256,276 @@ def demo(data_dir: Path = DEMO_DATA, out_dir: Path = DEMO_OUT, seed: int = DEFAU
 
 
 # --------------------------------------------------------------------------------------------
-# run (filled in below)
+# run
 # --------------------------------------------------------------------------------------------
+STAGES = ("validate", "cohort", "analyses", "report", "check-disclosure")
+
+
 @dataclass
 class RunResult:
+    """What :func:`run_study` did: the output folder, the report's path, per stage 'ran' or
+    'cached' with its seconds, and the disclosure violations found (empty when shareable)."""
+
     out: Path
     report: Path
     stages: dict[str, str]
     violations: list
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_study(study_path: Path, data_dir: Path, out_dir: Path, engine: str = "duckdb", seed: int | None = None,
-              force: bool = False, validated=None) -> RunResult:  # pragma: no cover - replaced below
-    raise InputError("hospstudy run: the cohort and analyses stages are not installed yet")
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("hospstudy", "numpy", "scipy", "pandas", "pyarrow", "duckdb", "ibis-framework", "statsmodels", "matplotlib"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        state = json.loads(path.read_text())
+        return state if state.get("version") == _CACHE_VERSION else {"version": _CACHE_VERSION}
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"version": _CACHE_VERSION}
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, (_dt.date, _dt.datetime)):
+        return o.isoformat()
+    if isinstance(o, Path):
+        return str(o)
+    try:
+        import pandas as pd
+
+        if isinstance(o, pd.DataFrame):
+            return o.to_dict("records")
+        if o is pd.NA:
+            return None
+    except ImportError:
+        pass
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _analyses_document(res) -> dict:
+    """The runner's result as one JSON document (``table`` plus extras), whatever the result's shape."""
+    if hasattr(res, "to_dict"):
+        doc = res.to_dict()
+    else:
+        doc = {"table": getattr(res, "table"), "extras": getattr(res, "extras", {}) or {}}
+        for k in ("failures", "errors", "meta"):
+            if getattr(res, k, None):
+                doc[k] = getattr(res, k)
+    return json.loads(json.dumps(doc, default=_json_default))
+
+
+def publish_results(raw: dict, out_dir: Path, threshold: int) -> None:
+    """Write the shareable ``OUT/results.json`` and ``OUT/results.csv`` from the runner's raw
+    document: identifiers dropped, counts below ``threshold`` shown as ``<threshold``, per-hospital
+    records with a small count dropped."""
+    import pandas as pd
+
+    from hospstudy.report.disclosure import sanitize_json
+
+    safe = sanitize_json(raw, threshold)
+    safe.setdefault("meta", {})["disclosure_threshold"] = threshold
+    _write_json(out_dir / "results.json", safe)
+    table = pd.DataFrame(safe.get("table", []))
+    table.to_csv(out_dir / "results.csv", index=False)
+
+
+def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path, engine: str = "duckdb",
+              seed: int | None = None, force: bool = False, threshold: int | None = None, validated=None) -> RunResult:
+    """Run a study from a database folder to a checked, shareable output folder.
+
+    Parameters
+    ----------
+    study_path : path
+        The study file (TOML).
+    data_dir : path
+        The database folder (DPC layout).
+    out_dir : path
+        Output folder (created). Patient-level files go to ``out_dir/private/`` only.
+    engine : {'duckdb', 'spark'}
+    seed : int, optional
+        Seed of the analyses (bootstrap, resampling); default :data:`DEFAULT_SEED`.
+    force : bool
+        Rebuild every stage even when its cache key matches.
+    threshold : int, optional
+        Smallest count shown; default the study's ``[report] disclosure_threshold`` or 10.
+    validated : optional
+        A validation report of ``data_dir`` already obtained (skips the validate stage).
+
+    Returns
+    -------
+    RunResult
+        ``violations`` lists what :func:`~hospstudy.report.disclosure.check_disclosure` found;
+        the CLI exits 1 when it is not empty.
+    """
+    from hospstudy.report.disclosure import DEFAULT_THRESHOLD, check_disclosure
+    from hospstudy.report.html import build_report
+
+    study_path, data_dir, out_dir = Path(study_path), Path(data_dir), Path(out_dir)
+    seed = DEFAULT_SEED if seed is None else int(seed)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: no such database folder")
+    cohort_settings, analyses_settings = split_study_settings(study_path)
+    if threshold is None:
+        threshold = int((cohort_settings.get("report") or {}).get("disclosure_threshold", DEFAULT_THRESHOLD))
+    priv = out_dir / "private"
+    priv.mkdir(parents=True, exist_ok=True)
+    state_path = priv / "cache" / "state.json"
+    state = _read_state(state_path)
+    stages: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def done(name: str, how: str, t0: float) -> None:
+        seconds[name] = round(time.perf_counter() - t0, 2)
+        stages[name] = how
+        mark = "[green]✓[/]" if how == "ran" else "[cyan]↺[/]"
+        console.print(f"{mark} {name} [dim]({how}, {seconds[name]:.1f} s)[/]")
+
+    # -- input hashes (memoised by size and mtime) and the stage keys
+    t0 = time.perf_counter()
+    memo = state.get("hash_memo", {}) if state.get("data") == str(data_dir.resolve()) else {}
+    with console.status("[bold]hashing input files…"):
+        hashes = input_file_hashes(data_dir, memo)
+    state["hash_memo"], state["data"] = memo, str(data_dir.resolve())
+    seconds["hash inputs"] = round(time.perf_counter() - t0, 2)
+    study_sha = _sha256_file(study_path)
+    k_validate = settings_key("validate", hashes)
+    k_cohort = settings_key("cohort", cohort_settings, engine, k_validate)
+    k_analyses = settings_key("analyses", analyses_settings, seed, k_cohort)
+    keys = state.setdefault("keys", {})
+
+    def fresh(name: str, key: str, *paths: Path) -> bool:
+        return not force and keys.get(name) == key and all(p.exists() for p in paths)
+
+    # -- validate
+    t0 = time.perf_counter()
+    if validated is not None:
+        keys["validate"] = k_validate
+        done("validate", "ran", t0)
+    elif fresh("validate", k_validate):
+        done("validate", "cached", t0)
+    else:
+        with console.status("[bold]validating the database…"):
+            validate_data(data_dir, render=False)
+        keys["validate"] = k_validate
+        done("validate", "ran", t0)
+    _write_json(state_path, state)
+
+    # -- cohort
+    t0 = time.perf_counter()
+    analytic_path, attrition_path = priv / "analytic.parquet", priv / "attrition.csv"
+    Study = _optional("hospstudy.cohort", "Study")
+    if Study is None:
+        raise InputError("the cohort stage (hospstudy.cohort) is not installed")
+    study = Study.load(study_path)
+    if fresh("cohort", k_cohort, analytic_path, attrition_path):
+        done("cohort", "cached", t0)
+    else:
+        import pyarrow.parquet as pq
+
+        keys.pop("cohort", None)
+        keys.pop("analyses", None)
+        with console.status(f"[bold]building the cohort on {engine}…") as status:
+            res = study.build_cohort(data_dir, engine=engine, validate=False,
+                                     progress=lambda s: status.update(f"[bold]cohort: {s}…"))
+        pq.write_table(res.table, analytic_path)
+        res.attrition.to_csv(attrition_path, index=False)
+        if getattr(res, "dictionary", None) is not None:
+            res.dictionary.to_csv(out_dir / "dictionary.csv", index=False)
+        keys["cohort"] = k_cohort
+        done("cohort", "ran", t0)
+        console.print(f"  [dim]{len(res.analytic):,} patients in the analytic dataset[/]")
+    _write_json(state_path, state)
+
+    # -- analyses
+    t0 = time.perf_counter()
+    raw_results = priv / "analyses" / "results.json"
+    run_analyses = _optional("hospstudy.models.analyses", "run_analyses")
+    if fresh("analyses", k_analyses, raw_results):
+        done("analyses", "cached", t0)
+    elif run_analyses is None:
+        stages["analyses"] = "not installed"
+        console.print("[yellow]![/] the analyses stage (hospstudy.models.analyses) is not installed: "
+                      "the report shows descriptive sections only")
+        raw_results.unlink(missing_ok=True)
+        (out_dir / "results.json").unlink(missing_ok=True)
+    else:
+        import pandas as pd
+
+        analytic = pd.read_parquet(analytic_path)
+        keys.pop("analyses", None)
+        with console.status("[bold]running the analyses…"):
+            res = _call_runner(run_analyses, study, analytic, seed, priv / "analyses")
+        doc = _analyses_document(res)
+        _write_json(raw_results, doc)
+        keys["analyses"] = k_analyses
+        done("analyses", "ran", t0)
+    if raw_results.exists():
+        publish_results(json.loads(raw_results.read_text()), out_dir, threshold)
+    _write_json(state_path, state)
+
+    # -- report (always re-rendered: cheap, and the template may have changed)
+    t0 = time.perf_counter()
+    shutil.copyfile(study_path, out_dir / "study.toml")
+    run_info = {
+        "study": str(study_path.resolve()), "study_sha256": study_sha, "data": str(data_dir.resolve()),
+        "engine": engine, "seed": seed, "threshold": threshold,
+        "run_date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "versions": _versions(), "input_hashes": hashes, "stage_keys": dict(keys),
+    }
+    _write_json(out_dir / "run.json", run_info)
+    with console.status("[bold]rendering the report…"):
+        art = build_report(out_dir)
+    done("report", "ran", t0)
+
+    # -- check-disclosure
+    t0 = time.perf_counter()
+    violations = check_disclosure(out_dir, threshold=threshold)
+    done("check-disclosure", "ran", t0)
+    for v in violations:
+        console.print(f"[red]✗[/] {v}", markup=True, highlight=False)
+    if violations:
+        console.print(f"[bold red]{len(violations)} disclosure violation(s): {out_dir} is not shareable[/]")
+    seconds["total"] = round(time.perf_counter() - t_all, 2)
+    state["last_run"] = {"stages": stages, "seconds": seconds}
+    _write_json(state_path, state)
+    return RunResult(out_dir, art.html, stages, violations, seconds)
+
+
+def _call_runner(run_analyses: Callable, study, analytic, seed: int, out: Path):
+    """Call the analyses runner, passing ``out`` only when it accepts an output folder (its
+    own files then stay in private/)."""
+    import inspect
+
+    params = inspect.signature(run_analyses).parameters
+    kwargs = {"seed": seed}
+    for name in ("out", "out_dir"):
+        if name in params:
+            out.mkdir(parents=True, exist_ok=True)
+            kwargs[name] = out
+    return run_analyses(study, analytic, **kwargs)
