@@ -36,9 +36,14 @@ def _gsum(groups: np.ndarray, G: int, v: np.ndarray) -> np.ndarray:
     """Per-cluster sums of the rows of ``v`` (1-d or 2-d)."""
     if v.ndim == 1:
         return np.bincount(groups, weights=v, minlength=G)
-    out = np.zeros((G, v.shape[1]))
-    np.add.at(out, groups, v)
-    return out
+    return _indicator(groups, G) @ v
+
+
+def _indicator(groups: np.ndarray, G: int):
+    from scipy import sparse
+
+    n = groups.size
+    return sparse.csr_matrix((np.ones(n), (groups, np.arange(n))), shape=(G, n))
 
 
 def _coefficients(alpha: float, m: np.ndarray):
