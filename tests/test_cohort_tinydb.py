@@ -25,7 +25,8 @@ A07   P06     H1   non-metastatic spine surgery 31 Mar 2016: H1 FY2015 volume
 A08   P07     H1   non-metastatic, admitted 30 Mar 2016, surgery 1 Apr 2016: H1 FY2016
 A09   P08     H1   hip fracture, no spine surgery: removed by spine_surgery
 A10   P09     H2   metastatic, aged 17: removed by adult
-A11   P10     H3   metastatic, FY2014 at H3 (no facility record): removed by facility_record
+A11   P10     H3   metastatic, admitted FY2014, surgery 2 Apr 2015 (FY2015) at H3, which has a
+                   facility record for FY2014 only: removed by facility_record
 A12   P11     H2   metastatic, FY2011: removed by study_period
 A13   P12     H2   metastatic, no ADL at all -> unfavorable_ambulatory missing; biliary
                    primary (site 'other', Katagiri rapid); K136 tumour resection
@@ -67,7 +68,7 @@ ADMISSIONS = [
     _adm("A08", "P07", 1, D(2016, 3, 30), D(2016, 4, 25), 58, "F", "home", level=None),
     _adm("A09", "P08", 1, D(2016, 5, 1), D(2016, 6, 1), 85, "F", "care_facility", level=None),
     _adm("A10", "P09", 2, D(2017, 9, 1), D(2017, 10, 1), 17, "M", "home"),
-    _adm("A11", "P10", 3, D(2014, 7, 1), D(2014, 8, 1), 60, "M", "home"),
+    _adm("A11", "P10", 3, D(2015, 3, 25), D(2015, 4, 30), 60, "M", "home"),
     _adm("A12", "P11", 2, D(2011, 10, 1), D(2011, 11, 1), 60, "F", "home"),
     _adm("A13", "P12", 2, D(2019, 6, 1), D(2019, 7, 1), 60, "M", "other_hospital", h=175.0, w=80.0, jcs=300,
          adm=None, dis_adl=None, level=None),
@@ -85,7 +86,7 @@ PROCEDURES = [
     ("A08", "K1423", D(2016, 4, 1)),
     ("A09", "K0461", D(2016, 5, 2)),
     ("A10", "K1422", D(2017, 9, 2)),
-    ("A11", "K1422", D(2014, 7, 2)),
+    ("A11", "K1422", D(2015, 4, 2)),
     ("A12", "K1422", D(2011, 10, 2)),
     ("A13", "K136", D(2019, 6, 3)),
     ("A14", "K1341", D(2016, 9, 2)),
@@ -124,7 +125,7 @@ def facilities():
     for fy in range(2011, 2021):
         rows.append(dict(hospital_id=1, fiscal_year=fy, cancer_center=fy >= 2016, beds=500, teaching=True, region="Kanto"))
         rows.append(dict(hospital_id=2, fiscal_year=fy, cancer_center=False, beds=200, teaching=False, region="Kinki"))
-    rows.append(dict(hospital_id=3, fiscal_year=2015, cancer_center=True, beds=300, teaching=False, region="Tohoku"))
+    rows.append(dict(hospital_id=3, fiscal_year=2014, cancer_center=True, beds=300, teaching=False, region="Tohoku"))
     return rows
 
 

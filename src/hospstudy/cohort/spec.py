@@ -28,6 +28,7 @@ exit code 2), each naming its field path and what is allowed.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -488,21 +489,24 @@ class Study:
                 problems.append(f"{where}: unknown code list '{name}'; known: {', '.join(known_lists) or '(none)'}")
 
         # cohort
-        cohort = _validate(CohortSpec, raw.get("cohort"), "cohort", problems)
-        index_fields: set[str] = set()
-        if cohort is not None:
-            check_list(cohort.index.procedures, "cohort.index.procedures")
-            index_fields = {cohort.index.date_column, cohort.index.code_column, "fiscal_year"}
+        index, steps, cohort = _validate_cohort(raw.get("cohort"), problems)
+        index_fields: set[str] = {"fiscal_year"}
+        if index is not None:
+            check_list(index.procedures, "cohort.index.procedures")
+            index_fields |= {index.date_column, index.code_column}
+        else:
+            index_fields |= {"index_date", "index_code"}
         base_fields = set(ADMISSION_FIELDS) | set(FACILITY_FIELDS) | index_fields
-        if cohort is not None:
-            names = [s.name for s in cohort.steps]
-            for i, s in enumerate(cohort.steps):
-                w = f"cohort.steps[{i}]"
-                if names.count(s.name) > 1:
-                    problems.append(f"{w}.name: step name '{s.name}' is used more than once")
-                cond, key = (s.include, "include") if s.include is not None else (s.exclude, "exclude")
-                if cond is not None:
-                    _check_condition(cond, f"{w}.{key}", raw_lists, known_lists, base_fields, problems)
+        names = [s.name for s in steps if s is not None]
+        for i, s in enumerate(steps):
+            if s is None:
+                continue
+            w = f"cohort.steps[{i}]"
+            if names.count(s.name) > 1:
+                problems.append(f"{w}.name: step name '{s.name}' is used more than once")
+            cond, key = (s.include, "include") if s.include is not None else (s.exclude, "exclude")
+            if cond is not None:
+                _check_condition(cond, f"{w}.{key}", raw_lists, known_lists, base_fields, problems)
 
         # derivations
         derivations: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
@@ -518,7 +522,7 @@ class Study:
                     problems.append(f"{where}: a column name is letters, digits and '_'")
                 if col in defined:
                     problems.append(f"{where}: column '{col}' is defined twice")
-                if cohort is not None and col in (cohort.index.date_column, "patient_id", "admission_id", "hospital_id", "fiscal_year"):
+                if index is not None and col in (index.date_column, "patient_id", "admission_id", "hospital_id", "fiscal_year"):
                     problems.append(f"{where}: '{col}' is a key column of every analytic dataset; choose another name")
                 d = _validate_derivation(val, where, problems)
                 if d is None:
@@ -551,12 +555,13 @@ class Study:
                 try:
                     analyses = AnalysesSpec.from_table(analyses, "analyses")
                 except StudyFileError as e:
-                    problems.extend(e.problems)
+                    problems.extend(re.sub(r"\.(\d+)(?=[.\[]|$)", r"[\1]", p.split(":", 1)[0]) + ":" + p.split(":", 1)[1]
+                                    if ":" in p else p for p in e.problems)
                     analyses = None
                 else:
                     have = set(defined) | {"patient_id", "admission_id", "hospital_id", "fiscal_year"}
-                    if cohort is not None:
-                        have.add(cohort.index.date_column)
+                    if index is not None:
+                        have.add(index.date_column)
                     kept = {c for s in SECTIONS for c, d in derivations[s].items() if not d.keep}
                     for c, f in analyses.columns().items():
                         if c not in have or c in kept:
@@ -621,6 +626,33 @@ def _check_condition(cond, where, raw_lists, known_lists, fields, problems, refs
             rec(c.not_, f"{w}.not")
 
     rec(cond, where)
+
+
+def _validate_cohort(value, problems):
+    """Index and each step validated on their own, so one bad step hides no other problem."""
+    if value is None:
+        problems.append("cohort: missing section [cohort] (needs [cohort.index] and [[cohort.steps]])")
+        return None, [], None
+    if not isinstance(value, dict):
+        problems.append("cohort: must be a table")
+        return None, [], None
+    for k in value:
+        if k not in ("index", "steps"):
+            problems.append(f"cohort.{k}: unknown key; allowed keys here: index, steps")
+    index = None
+    if "index" not in value:
+        problems.append("cohort.index: required key missing ([cohort.index] with 'procedures')")
+    else:
+        index = _validate(IndexSpec, value["index"], "cohort.index", problems)
+    steps_raw = value.get("steps", [])
+    if not isinstance(steps_raw, list):
+        problems.append("cohort.steps: must be an array of tables ([[cohort.steps]])")
+        steps_raw = []
+    steps = [_validate(Step, st, f"cohort.steps[{i}]", problems) for i, st in enumerate(steps_raw)]
+    cohort = None
+    if index is not None and all(st is not None for st in steps):
+        cohort = CohortSpec(index=index, steps=tuple(steps))
+    return index, steps, cohort
 
 
 def _read_list_file(path: Path, list_name: str | None) -> list[str]:

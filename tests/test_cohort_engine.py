@@ -1,0 +1,183 @@
+"""The cohort engine on a hand-made database: every rule of the flagship, on DuckDB and on Spark.
+
+The database and the expected rows are in test_cohort_tinydb.py, written by hand. The flagship
+study file itself is run (not a test copy), so these tests pin its definitions. Spark runs once
+per session (one SparkSession, one cohort build) and is compared cell by cell with the same
+hand-written expectations and, through Arrow, with DuckDB.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from hospstudy.cohort import Study
+from test_cohort_tinydb import EXPECTED, EXPECTED_ATTRITION, EXPECTED_BMI, EXPECTED_QUARTILE, write_tiny_db
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGSHIP = ROOT / "studies" / "spinal_metastasis.toml"
+ENGINES = ["duckdb", pytest.param("spark", marks=pytest.mark.spark)]
+
+
+@pytest.fixture(scope="session")
+def tiny_db(tmp_path_factory):
+    return write_tiny_db(tmp_path_factory.mktemp("tinydb") / "db")
+
+
+@pytest.fixture(scope="session")
+def flagship():
+    return Study.load(FLAGSHIP)
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    from hospstudy.cohort.engine import spark_session as make
+
+    session = make("local[2]")
+    yield session
+    session.stop()
+
+
+_BUILT: dict = {}
+
+
+@pytest.fixture(scope="session")
+def built(request, tiny_db, flagship):
+    """One cohort build per engine per session."""
+
+    def get(engine):
+        if engine not in _BUILT:
+            spark = request.getfixturevalue("spark_session") if engine == "spark" else None
+            _BUILT[engine] = flagship.build_cohort(tiny_db, engine=engine, spark=spark, validate=engine == "duckdb")
+        return _BUILT[engine]
+
+    return get
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_attrition_by_hand_and_reconciles(built, engine):
+    a = built(engine).attrition
+    assert list(a.columns) == ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]
+    got = list(a[["name", "admissions", "patients", "admissions_removed", "patients_removed"]].itertuples(index=False, name=None))
+    assert got == EXPECTED_ATTRITION
+    assert list(a.step) == list(range(len(a)))
+    # every admission of the database is in the cohort or removed by exactly one named step
+    assert a.admissions_removed.sum() + a.admissions.iloc[-1] == a.admissions.iloc[0] == 14
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_analytic_rows_by_hand(built, engine):
+    df = built(engine).analytic.set_index("patient_id")
+    assert sorted(df.index) == sorted(EXPECTED)
+    problems = []
+    for pid, row in EXPECTED.items():
+        for col, want in row.items():
+            got = df.at[pid, col]
+            if want is None:
+                ok = pd.isna(got)
+            elif isinstance(want, float):
+                ok = math.isclose(float(got), want, rel_tol=1e-12)
+            elif isinstance(want, dt.date):
+                ok = pd.Timestamp(got).date() == want
+            else:
+                ok = (not pd.isna(got)) and got == want
+            if not ok:
+                problems.append(f"{pid}.{col}: got {got!r}, expected {want!r}")
+        if EXPECTED_QUARTILE[pid] != df.at[pid, "volume_quartile"]:
+            problems.append(f"{pid}.volume_quartile: got {df.at[pid, 'volume_quartile']}, expected {EXPECTED_QUARTILE[pid]}")
+        if pid in EXPECTED_BMI and not math.isclose(df.at[pid, "bmi"], EXPECTED_BMI[pid], rel_tol=1e-9):
+            problems.append(f"{pid}.bmi: got {df.at[pid, 'bmi']}, expected {EXPECTED_BMI[pid]}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_columns_and_types_follow_the_contract(built, flagship, engine):
+    r = built(engine)
+    df = r.analytic
+    assert list(df.columns) == flagship.output_columns
+    assert "walking_dis" not in df.columns  # a helper (keep = false)
+    for c in ("patient_id", "admission_id", "hospital_id", "fiscal_year", "surgery_date", "cancer_center", "volume",
+              "volume_per50", "volume_quartile", "age", "age_group", "sex", "bmi", "bmi_group", "charlson",
+              "barthel_adm", "walking_adm", "jcs_group", "emergency", "ambulance", "primary_site", "katagiri_group",
+              "visceral_mets", "brain_mets", "spinal_level", "surgery_type", "teaching", "death_30d",
+              "in_hospital_death", "complication", "unfavorable_ambulatory", "discharged_home", "postop_los",
+              "los_to_home", "los_to_home_event"):
+        assert c in df.columns, c
+    assert df.cancer_center.dtype == bool and df.death_30d.dtype == bool
+    assert str(df.unfavorable_ambulatory.dtype) == "boolean"  # nullable: missing ADL and deaths
+    assert df.volume.dtype == "int64" and df.volume_per50.dtype == "float64"
+    assert str(df.surgery_date.dtype).startswith("datetime64")
+    assert df.patient_id.is_unique
+    d = r.dictionary
+    assert list(d.columns) == ["column", "type", "definition", "source_codes"]
+    assert list(d.column) == list(df.columns)
+    assert d.set_index("column").at["charlson", "source_codes"].count("I21*") == 1
+    assert "K142-4" in d.set_index("column").at["surgery_date", "source_codes"]
+    assert (d.definition.str.len() > 0).all()
+
+
+@pytest.mark.spark
+def test_spark_and_duckdb_identical(built):
+    a, b = built("duckdb"), built("spark")
+    assert a.table.schema.equals(b.table.schema), (a.table.schema, b.table.schema)
+    assert a.table.equals(b.table)
+    pd.testing.assert_frame_equal(a.attrition, b.attrition)
+
+
+def test_outputs_written(built, tmp_path):
+    r = built("duckdb")
+    paths = r.write(tmp_path / "out")
+    assert paths["analytic"] == tmp_path / "out" / "private" / "analytic.parquet"
+    t = pq.read_table(paths["analytic"])
+    assert t.num_rows == 5 and t.equals(r.table)
+    assert pd.read_csv(paths["attrition"]).admissions.tolist() == [x[1] for x in EXPECTED_ATTRITION]
+    assert pd.read_csv(paths["dictionary"]).column.tolist() == list(r.analytic.columns)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "hospstudy.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli_cohort(tiny_db, tmp_path):
+    out = tmp_path / "out"
+    r = _cli("cohort", FLAGSHIP, "--data", tiny_db, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert (out / "private" / "analytic.parquet").is_file()
+    assert (out / "attrition.csv").is_file() and (out / "dictionary.csv").is_file()
+    assert "5 patients" in r.stderr
+
+
+def test_cli_invalid_database_stops_with_report(tiny_db, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_db, bad)
+    t = pq.read_table(bad / "admissions.parquet").to_pandas()
+    t.loc[0, "sex"] = "X"
+    import pyarrow as pa
+
+    from hospstudy.data.schema import arrow_schema
+
+    pq.write_table(pa.Table.from_pandas(t, schema=arrow_schema("admissions"), preserve_index=False), bad / "admissions.parquet")
+    r = _cli("cohort", FLAGSHIP, "--data", bad, "--out", tmp_path / "out")
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "sex" in r.stderr
+    assert not (tmp_path / "out" / "private" / "analytic.parquet").exists()
+    # --skip-validation runs anyway (the bad sex value is carried, not crashed on)
+    r = _cli("cohort", FLAGSHIP, "--data", bad, "--out", tmp_path / "out2", "--skip-validation")
+    assert r.returncode == 0, r.stderr
+
+
+def test_cli_missing_table_is_exit_2(tmp_path):
+    (tmp_path / "db").mkdir()
+    r = _cli("cohort", FLAGSHIP, "--data", tmp_path / "db", "--out", tmp_path / "out", "--skip-validation")
+    assert r.returncode == 2 and "missing table" in r.stderr and "Traceback" not in r.stderr
