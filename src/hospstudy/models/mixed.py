@@ -279,7 +279,7 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
         if bad.size:
             raise InputError(f"{FUNC}: weights must be finite and >= 0; {_row(data, int(rows[bad[0]]))} has "
-                             f"{w[bad[0]]!r} ({bad.size} such rows).")
+                             f"{w[bad[0]]:g} ({bad.size} such rows).")
     if not keep.any():
         raise InputError(f"{FUNC}: no complete rows: every row misses a variable of {formula!r} or the group.")
     rows, y, X, g, w = rows[keep], y[keep], d.X[keep], g[keep], w[keep]
@@ -289,7 +289,7 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         if bad.size:
             i = bad[0]
             raise InputError(f"{FUNC}: binomial counts need 0 <= successes <= trials and trials > 0; "
-                             f"{_row(data, int(rows[i]))} has successes={y[i]!r}, trials={n_tr[i]!r} "
+                             f"{_row(data, int(rows[i]))} has successes={y[i]:g}, trials={n_tr[i]:g} "
                              f"({bad.size} such rows).")
         successes = y
         prop = y / n_tr
@@ -298,7 +298,7 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         if bad.size:
             i = bad[0]
             raise InputError(f"{FUNC}: the outcome of {formula!r} must be 0/1 or boolean (or give trials= for "
-                             f"binomial counts); {_row(data, int(rows[i]))} has {y[i]!r} ({bad.size} such rows).")
+                             f"binomial counts); {_row(data, int(rows[i]))} has {y[i]:g} ({bad.size} such rows).")
         n_tr = np.ones(y.size)
         successes = y
         prop = y
