@@ -92,3 +92,22 @@ def test_errors(df):
         balance_table(df, ["nope"], "cc")
     with pytest.raises(ModelError, match="'weights' parameter of weighted_logit"):
         weighted_logit("y ~ cc", df, None)
+
+
+def test_nullable_dtypes_of_the_analytic_dataset(df):
+    """The analytic dataset has nullable booleans/integers: missing values drop rows, not crash."""
+    d = df.copy()
+    d["y"] = d["y"].astype("boolean")
+    d.loc[d.index[:7], "y"] = pd.NA
+    d["male"] = d["male"].astype("boolean")
+    d.loc[d.index[7], "male"] = pd.NA
+    d["volume"] = pd.array(np.arange(len(d)) % 300 + 1, dtype="Int64")
+    d.loc[d.index[8], "volume"] = pd.NA
+    pw = propensity_weights(PS, d)
+    assert pw.weights.isna().sum() == 1
+    bt = balance_table(d, ["male", "volume", "site"], "cc", pw)
+    assert bt.loc[0, "n"] == len(d) - 1 and bt.loc[1, "n"] == len(d) - 2  # weight (row 7), volume (row 8)
+    r = weighted_logit("y ~ cc + volume", d, pw, cluster="h")
+    assert r.n == len(d) - 9
+    g = gee_logit("y ~ cc + male", d, group="h")
+    assert g.n == len(d) - 8
