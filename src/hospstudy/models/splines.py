@@ -173,7 +173,9 @@ def rcs(x, knots=4, _state=None, _spec=None):
     ``knots`` is a number of knots (3–7, placed by :func:`harrell_knots` on the data the
     model is fitted to) or an explicit sequence of knot values. The knots found when the
     model is fitted are kept in the formula's state, so a fitted model evaluates the same
-    basis on new data. Columns are named ``rcs(x, k)[x]``, ``rcs(x, k)[x']``,
+    basis on new data. As with ``rms::rcs`` in a model frame, the knots are placed on every
+    non-missing value of ``x`` in the data, before rows with other missing variables are
+    dropped; pass explicit knots to fix them across models. Columns are named ``rcs(x, k)[x]``, ``rcs(x, k)[x']``,
     ``rcs(x, k)[x'']`` … as in rms.
 
     Examples
