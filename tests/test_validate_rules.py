@@ -232,3 +232,13 @@ def test_render_lists_rules(tmp_path):
     con = Console(record=True, width=200)
     clean.render(con)
     assert "no errors" in con.export_text()
+
+
+def test_bmi_bound_is_judged_to_one_decimal(tmp_path):
+    rows = tiny_rows()
+    # 30.72 kg at 160 cm is BMI 12.0 exactly; in float32 it computes as 11.99999...
+    rows["admissions"][0].update(height_cm=160.0, weight_kg=30.72)
+    rows["admissions"][1].update(height_cm=160.0, weight_kg=30.4)  # BMI 11.9
+    report = validate_database(write_db(tmp_path / "db", rows), progress=False)
+    (f,) = report.findings
+    assert f.rule == "bmi_implausible" and [e.row for e in f.examples] == [2]

@@ -284,7 +284,7 @@ def csv_to_parquet(source: TableSource, dest: str | Path, on_rows=None) -> list[
                     on_rows(n)
             if row == 0:
                 writer.write_table(schema.empty_table())
-        except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+        except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as e:
             msg = str(e).splitlines()[0]
             other = "cp932" if source.encoding == "utf-8" else "utf-8"
             hint = (f"; is it {other.upper()}? give --encoding {other}"

@@ -259,6 +259,7 @@ class _Validator:
         self.findings: list[Finding] = []
         self.tables: dict[str, dict] = {}
         self.absent: dict[str, set[str]] = {}
+        self.plans: dict[str, readers.ScanPlan] = {}
 
     # -- findings helpers
     def add(self, rule: str, table: str, column: str | None, count: int, examples, message: str | None = None):
@@ -294,9 +295,10 @@ class _Validator:
         from hospstudy.console import progress
 
         steps = ["read"] * len(sources) + ["keys", "keys"] + list(sources)
-        with progress(transient=True) as prog:
-            if not self.show_progress:
-                prog.disable = True
+        prog = progress(transient=True)
+        if not self.show_progress:
+            prog.disable = True
+        with prog:
             task = prog.add_task("validating", total=len(steps))
             for name, src in sources.items():
                 prog.update(task, description=f"reading {name} ({src.format})")
@@ -345,7 +347,6 @@ class _Validator:
                          f"{c.name} is stored as {', '.join(kinds)}, not {_type_name(c.type)}; values are cast")
         select, absent = plan.typed_select(keep_raw=True)
         self.absent[name] = set(absent)
-        self.plans = getattr(self, "plans", {})
         self.plans[name] = plan
         con.execute(f"CREATE TEMP VIEW {quote('t_' + name)} AS {select}")
         rows = self._query(con, name, f"SELECT count(*) FROM {quote('t_' + name)}").fetchone()[0]
@@ -448,8 +449,9 @@ class _Validator:
                         f"ELSE t.{col} NOT BETWEEN {adult[0]} AND {adult[1]} END", _txt(f"t.{col}")))
             if has("height_cm", "weight_kg"):
                 bmi = "(t.weight_kg / ((t.height_cm / 100.0) * (t.height_cm / 100.0)))"
+                # BMI is judged to one decimal, as it is reported, so float32 noise at a bound is not flagged.
                 checks.append(_Check("bmi_implausible", None,
-                                     f"NOT {child} AND t.height_cm > 0 AND {bmi} NOT BETWEEN {BMI[0]} AND {BMI[1]}",
+                                     f"NOT {child} AND t.height_cm > 0 AND round({bmi}, 1) NOT BETWEEN {BMI[0]} AND {BMI[1]}",
                                      f"'BMI ' || round({bmi}, 1) || ' (' || t.height_cm || ' cm, ' || t.weight_kg || ' kg)'"))
             if has("patient_id", "admit_date", "discharge_date", "admission_id"):
                 extra.append("lag(t.discharge_date) OVER w AS _prev_dis, lag(t.admission_id) OVER w AS _prev_id")
