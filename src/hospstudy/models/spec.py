@@ -144,7 +144,7 @@ class ProfilingSpec(_Settings):
     outcome: str = "death_30d"
     limits: tuple[float, ...] = (0.95, 0.998)
     method: Literal["exact", "normal"] = Field("exact", description="Binomial exact limits or the normal approximation.")
-    min_cases: int = Field(1, ge=1, description="Hospitals with fewer cases are left out of the funnel.")
+    min_size: int = Field(10, ge=1, description="Hospitals with fewer patients are not drawn in the funnel (never fewer than 10: disclosure).")
 
     @field_validator("limits")
     @classmethod
@@ -300,7 +300,7 @@ class AnalysesSpec(_Settings):
         missing = [f"{f}: {c!r}" for c, f in self.columns().items() if c not in have]
         if missing:
             raise InputError(
-                f"{source} lacks columns the [analyses] section names: {'; '.join(missing)}. "
+                f"{source} lacks columns the analyses section of the study file names: {'; '.join(missing)}. "
                 f"Available: {sorted(have)}"
             )
 
@@ -313,7 +313,7 @@ class AnalysesSpec(_Settings):
         except ValidationError as e:
             problems = format_problems(e, where)
             raise StudyFileError(
-                f"the [{where}] section has {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems
+                f"the {where!r} section of the study file has {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems
             ) from None
 
 

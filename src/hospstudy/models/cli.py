@@ -1,0 +1,70 @@
+"""CLI: ``hospstudy analyze STUDY.toml --cohort OUT/private/analytic.parquet --out OUT``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hospstudy.console import console
+
+
+def _load_study(path: Path):
+    """The study's [analyses] settings. A whole study file is validated by the cohort stage's
+    ``Study.load`` (every section, all problems at once); a file holding only an [analyses]
+    table (to re-run analyses with other settings) is validated by that table alone."""
+    import tomllib
+
+    from hospstudy.errors import InputError, StudyFileError
+    from hospstudy.models.analyses import load_spec
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such study file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise StudyFileError(f"{path}: not valid TOML ({e})", [str(e)]) from None
+    if "study" in doc or "cohort" in doc:
+        from hospstudy.cohort import Study
+
+        return load_spec(Study.load(path))
+    return load_spec(path)
+
+
+def _read_analytic(path: Path):
+    import pandas as pd
+
+    from hospstudy.errors import InputError
+
+    if not path.exists():
+        raise InputError(f"{path}: no analytic dataset here (run `hospstudy cohort` first)")
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+        raise InputError(f"{path}: cannot read the analytic dataset as Parquet ({type(e).__name__}: {e})") from None
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def analyze(
+        study: Path = typer.Argument(..., help="Study file (TOML) whose analyses section says what to run."),
+        cohort: Path = typer.Option(..., "--cohort", help="The analytic dataset, OUT/private/analytic.parquet."),
+        out: Path = typer.Option(..., "--out", help="Output folder: results.parquet/.csv/.json (aggregate, small counts suppressed)."),
+        seed: int = typer.Option(0, "--seed", help="Recorded with the results (the analyses are deterministic)."),
+        threshold: int = typer.Option(10, "--threshold", min=1, help="Counts from 1 to THRESHOLD-1 are written as <THRESHOLD."),
+    ):
+        """Run the study's analyses on an analytic dataset; write one tidy results table."""
+        from hospstudy.models.analyses import run_analyses
+
+        spec = _load_study(study)
+        data = _read_analytic(cohort)
+        console.print(f"analyses of [bold]{study}[/] on {len(data):,} patients")
+        res = run_analyses(spec, data, seed=seed)
+        public = res.write(out, threshold=threshold)
+        res.write(out / "private" / "analyses", threshold=None)
+        ok = res.table["error"].isna().sum()
+        console.print(f"[green]✓[/] {ok:,} estimates, {len(res.failures)} failed analyses "
+                      f"({res.meta['seconds']:.1f} s) → [bold]{public['json']}[/]")
+        for f in res.failures:
+            console.print(f"  [yellow]failed:[/] {f['analysis']} {f['outcome']} {f['exposure']} {f['model']}: {f['error']}",
+                          soft_wrap=True)
