@@ -242,3 +242,10 @@ def test_bmi_bound_is_judged_to_one_decimal(tmp_path):
     report = validate_database(write_db(tmp_path / "db", rows), progress=False)
     (f,) = report.findings
     assert f.rule == "bmi_implausible" and [e.row for e in f.examples] == [2]
+
+
+def test_bad_memory_limit_is_an_input_error(tmp_path):
+    from hospstudy.errors import InputError
+
+    with pytest.raises(InputError, match="must be a size such as '2GB'"):
+        validate_database(write_db(tmp_path / "db"), memory_limit="lots", progress=False)

@@ -26,7 +26,7 @@ from hospstudy.data.readers import ACCEPTS, TARGET_KIND, arrow_kind, is_exact, q
 from hospstudy.data.schema import (
     ADL_ITEMS, ADL_MAX_LEVEL, ICD10_PATTERN, KCODE_PATTERN, TABLE_NAMES, TABLES,
 )
-from hospstudy.errors import DataUnusableError, DataValidationError
+from hospstudy.errors import DataUnusableError, DataValidationError, InputError
 
 MAX_EXAMPLES = 5
 MAX_VALUE_CHARS = 200  # example values are cut to this length
@@ -276,7 +276,13 @@ class _Validator:
         with tempfile.TemporaryDirectory(prefix="hospstudy-validate-") as tmp:
             con = duckdb.connect(os.path.join(tmp, "validate.duckdb"))
             try:
-                con.execute(f"SET memory_limit = {sql_str(self.memory_limit)}")
+                try:
+                    con.execute(f"SET memory_limit = {sql_str(self.memory_limit)}")
+                except duckdb.Error:
+                    raise InputError(
+                        f"The memory limit (memory_limit or $HOSPSTUDY_MEMORY_LIMIT) must be a size such as "
+                        f"'2GB' or '512MB'. Got {self.memory_limit!r} instead."
+                    ) from None
                 con.execute(f"SET temp_directory = {sql_str(os.path.join(tmp, 'spill'))}")
                 con.execute("SET preserve_insertion_order = false")
                 # DuckDB's own progress bar writes to stdout, which --json keeps for the report.
