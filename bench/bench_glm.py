@@ -77,6 +77,96 @@ cat(toJSON(list(elapsed = t[["elapsed"]], coef = unname(coef(f))), digits = NA, 
         return got["elapsed"], got["coef"]
 
 
+def _marginal_log_or(b0: float, b1: float, sd: float) -> float:
+    """Population-averaged log OR of a hospital-level binary exposure under a random intercept."""
+    from scipy.special import expit, logit
+
+    z, wq = np.polynomial.hermite_e.hermegauss(80)
+    wq = wq / wq.sum()
+    p1 = np.sum(wq * expit(b0 + b1 + sd * z))
+    p0 = np.sum(wq * expit(b0 + sd * z))
+    return float(logit(p1) - logit(p0))
+
+
+def _weighted_truth(a0, a1, b0, b1, bx, kind: str) -> float:
+    """Marginal log OR targeted by IPTW (ATE) or overlap weights (ATO) when x ~ N(0, 1)."""
+    from scipy.special import expit, logit
+
+    z, wq = np.polynomial.hermite_e.hermegauss(80)
+    wq = wq / wq.sum()
+    e = expit(a0 + a1 * z)
+    if kind == "overlap":
+        wq = wq * e * (1 - e)
+    p1 = np.sum(wq * expit(b0 + b1 + bx * z)) / wq.sum()
+    p0 = np.sum(wq * expit(b0 + bx * z)) / wq.sum()
+    return float(logit(p1) - logit(p0))
+
+
+def coverage(reps: int = 200, hospitals: int = 100, seed: int = 7) -> list[dict]:
+    """Bias, empirical vs model SE and 95% CI coverage of the planted marginal effects.
+
+    Clustered case: hospital-level exposure (b1 = -0.3 conditional), random intercept SD 0.6,
+    ~20 patients per hospital; the target of logit/GEE is the population-averaged log OR
+    computed by quadrature. Weighting case: patient-level exposure confounded by x; the
+    targets are the ATE (IPTW) and ATO (overlap) marginal log ORs.
+    """
+    import warnings
+
+    from hospstudy.models.gee import gee_logit
+    from hospstudy.models.glm import logit
+    from hospstudy.models.weighting import propensity_weights, weighted_logit
+
+    rng = np.random.default_rng(seed)
+    b0, b1, sd = -1.5, -0.3, 0.6
+    a0, a1, c0, c1, cx = -0.4, 0.8, -1.8, -0.3, 0.7
+    truth = {
+        "logit (model SE)": _marginal_log_or(b0, b1, sd),
+        "logit, cluster-robust": _marginal_log_or(b0, b1, sd),
+        "gee_logit exchangeable": _marginal_log_or(b0, b1, sd),
+        "gee_logit independence": _marginal_log_or(b0, b1, sd),
+        "weighted_logit IPTW (HC0)": _weighted_truth(a0, a1, c0, c1, cx, "iptw"),
+        "weighted_logit overlap (HC0)": _weighted_truth(a0, a1, c0, c1, cx, "overlap"),
+    }
+    est = {k: [] for k in truth}
+    se = {k: [] for k in truth}
+    for _ in range(reps):
+        size = rng.poisson(20, hospitals) + 1
+        h = np.repeat(np.arange(hospitals), size)
+        cc = (rng.random(hospitals) < 0.4)[h].astype(int)
+        u = rng.normal(0, sd, hospitals)[h]
+        y = (rng.random(h.size) < 1 / (1 + np.exp(-(b0 + b1 * cc + u)))).astype(int)
+        d = pd.DataFrame({"y": y, "cc": cc, "h": h})
+        x = rng.normal(size=2000)
+        t = (rng.random(2000) < 1 / (1 + np.exp(-(a0 + a1 * x)))).astype(int)
+        yw = (rng.random(2000) < 1 / (1 + np.exp(-(c0 + c1 * t + cx * x)))).astype(int)
+        dw = pd.DataFrame({"y": yw, "t": t, "x": x})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits = {
+                "logit (model SE)": logit("y ~ cc", d),
+                "logit, cluster-robust": logit("y ~ cc", d, cluster="h"),
+                "gee_logit exchangeable": gee_logit("y ~ cc", d, group="h"),
+                "gee_logit independence": gee_logit("y ~ cc", d, group="h", corr="independence"),
+                "weighted_logit IPTW (HC0)": weighted_logit("y ~ t", dw, propensity_weights("t ~ x", dw)),
+                "weighted_logit overlap (HC0)": weighted_logit(
+                    "y ~ t", dw, propensity_weights("t ~ x", dw, method="overlap")),
+            }
+        for k, r in fits.items():
+            est[k].append(r.estimate[1])
+            se[k].append(r.std_error[1])
+    rows = []
+    for k in truth:
+        e, s_ = np.array(est[k]), np.array(se[k])
+        cover = np.mean(np.abs(e - truth[k]) <= 1.959963984540054 * s_)
+        note = f"{reps} replicates; truth {truth[k]:.4f}"
+        rows += [
+            {"area": AREA, "case": f"coverage: {k}", "metric": "bias", "value": round(float(e.mean() - truth[k]), 4), "unit": "log OR", "note": note},
+            {"area": AREA, "case": f"coverage: {k}", "metric": "empirical SE / mean model SE", "value": round(float(e.std(ddof=1) / s_.mean()), 3), "unit": "ratio", "note": note},
+            {"area": AREA, "case": f"coverage: {k}", "metric": "95% CI coverage", "value": round(float(cover) * 100, 1), "unit": "%", "note": note},
+        ]
+    return rows
+
+
 def run() -> list[dict]:
     import warnings
 
@@ -133,7 +223,11 @@ def run() -> list[dict]:
     add("balance_table", "time", round(t, 3), "s", f"{len(bt)} rows")
     t, _ = _time(lambda: weighted_logit("death_30d ~ cancer_center", d, pw, cluster="hospital_id"))
     add("weighted_logit, cluster-robust", "time", round(t, 3), "s", data_note)
-    return rows
+    reps = int(os.environ.get("BENCH_GLM_REPS", 1000 if os.environ.get("BENCH_FULL") else 200))
+    t0 = time.perf_counter()
+    cov_rows = coverage(reps)
+    add("coverage simulation", "time", round(time.perf_counter() - t0, 1), "s", f"{reps} replicates x 6 fits")
+    return rows + cov_rows
 
 
 def _main():
