@@ -106,3 +106,20 @@ def test_quartiles_ties_missing_and_boundaries():
     # a value equal to a cut falls in the lower group
     q2 = quartiles([1, 2, 3, 4, 5, 6, 7, 8, 9])
     assert q2.attrs["cuts"][1] == 3 and q2["quartile"].iloc[2] == 1
+
+
+def test_curve_without_formula_state_from_explicit_knots(df):
+    """Results that keep no formula state (mixed_logit) work when the knots are explicit."""
+    from dataclasses import replace
+
+    r = logit("y ~ rcs(volume, [20, 80, 150, 300]) + age", df)
+    bare = replace(r, extra={})
+    grid = np.array([10.0, 60, 200, 350])
+    a = volume_curve(r, "volume", grid, reference=100)
+    b = volume_curve(bare, "volume", grid, reference=100)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-10)
+    assert b.attrs["knots"] == [20, 80, 150, 300]
+    with pytest.raises(ModelError, match="grid/reference"):
+        volume_curve(bare, "volume")
+    with pytest.raises(ModelError, match="'var' parameter"):
+        volume_curve(bare, "beds", grid, reference=100)

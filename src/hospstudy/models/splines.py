@@ -10,6 +10,9 @@ into a table of odds ratios against a reference volume with pointwise confidence
 
 from __future__ import annotations
 
+import ast
+import re
+
 import numpy as np
 import pandas as pd
 from formulaic.transforms import stateful_transform
@@ -243,11 +246,14 @@ def volume_curve(result, var: str, grid=None, reference: float | None = None,
         Columns ``value, log_or, std_error, or, conf_low, conf_high`` and the attributes
         ``attrs['reference']``, ``attrs['knots']`` (when ``var`` has a spline).
     """
-    spec = result.extra.get("model_spec")
-    template = result.extra.get("template")
-    xvals = result.extra.get("variables", {}).get(var)
+    extra = getattr(result, "extra", None)
+    if extra is None or not hasattr(result, "terms"):
+        raise param_error("volume_curve", "result", "a fitted hospstudy model result", type(result).__name__)
+    spec = extra.get("model_spec")
+    template = extra.get("template")
     if spec is None or template is None:
-        raise param_error("volume_curve", "result", "a result fitted by a hospstudy model function with a formula", type(result).__name__)
+        return _curve_from_terms(result, var, grid, reference, conf_level)
+    xvals = extra.get("variables", {}).get(var)
     if var not in template.columns:
         raise param_error("volume_curve", "var", f"a variable of the model formula ({sorted(template.columns)})", var)
     if xvals is None:
@@ -286,6 +292,48 @@ def volume_curve(result, var: str, grid=None, reference: float | None = None,
     if kn is not None:
         out.attrs["knots"] = kn
     out.attrs["scale"] = result.scale
+    return out
+
+
+_RCS_TERM = re.compile(r"^rcs\(\s*(?P<var>[^,]+?)\s*,\s*(?P<knots>\[.*\])\s*\)\[(?P<col>[^\]]*)\]$")
+
+
+def _curve_from_terms(result, var, grid, reference, conf_level) -> pd.DataFrame:
+    """volume_curve for results that keep no formula state (e.g. ``mixed_logit``): ``var``
+    must enter linearly (term ``var``) and/or as ``rcs(var, [explicit knots])``."""
+    if grid is None or reference is None:
+        raise param_error("volume_curve", "grid/reference",
+                          "given explicitly for a result without formula state (e.g. mixed_logit)", (grid, reference))
+    grid = np.asarray(grid, dtype=float)
+    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
+        raise param_error("volume_curve", "grid", "a non-empty 1-d sequence of finite numbers", grid)
+    values = np.r_[float(reference), grid]
+    X = np.zeros((values.size, len(result.terms)))
+    knots_seen = None
+    for j, t in enumerate(result.terms):
+        if t == var:
+            X[:, j] = values
+            continue
+        m = _RCS_TERM.match(t)
+        if m and m["var"] == var:
+            knots = [float(k) for k in ast.literal_eval(m["knots"])]
+            col = m["col"].count("'")
+            X[:, j] = rcs_basis(values, knots)[:, col]
+            knots_seen = knots
+    if not X.any():
+        raise param_error("volume_curve", "var",
+                          f"a variable entering the model as '{var}' or 'rcs({var}, [knots])' (terms: {result.terms})", var)
+    D = X[1:] - X[0]
+    beta = np.nan_to_num(np.asarray(result.estimate, dtype=float))
+    cov = np.nan_to_num(np.asarray(result.cov, dtype=float))
+    est = D @ beta
+    se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", D, cov, D), 0, None))
+    q = stats.norm.ppf(0.5 + conf_level / 2)
+    out = pd.DataFrame({"value": grid, "log_or": est, "std_error": se, "or": np.exp(est),
+                        "conf_low": np.exp(est - q * se), "conf_high": np.exp(est + q * se)})
+    out.attrs.update(reference=float(reference), conf_level=conf_level, scale=result.scale)
+    if knots_seen is not None:
+        out.attrs["knots"] = knots_seen
     return out
 
 
