@@ -153,3 +153,8 @@ def test_matches_statsmodels_glm(df):
     np.testing.assert_allclose(r.estimate, ref.params, atol=1e-9)
     np.testing.assert_allclose(r.std_error, ref.bse, rtol=1e-7)
     assert r.loglik == pytest.approx(ref.llf, rel=1e-10)
+
+
+def test_one_cluster_is_an_error(df):
+    with pytest.raises(ModelError, match="at least 2 clusters"):
+        logit(F, df.assign(h=1), cluster="h")

@@ -117,6 +117,11 @@ def prepare(formula: str, data: pd.DataFrame, func: str, weights=None, cluster=N
         w = w[keep]
     if groups is not None:
         groups = pd.factorize(groups[keep], sort=True)[0]
+        if groups.max() < 1:
+            raise ModelError(
+                f"{func}: the analysed rows all belong to one {cluster_param}; cluster-robust errors need at "
+                "least 2 clusters (and are unreliable with fewer than about 30-50)."
+            )
     frame = data.reset_index(drop=True)
     used = [c for c in frame.columns if _mentions(d.formula, c)]
     template = frame.loc[[int(rows[0])], used] if used else frame.iloc[[int(rows[0])], :0]
