@@ -100,3 +100,11 @@ def test_singleton_clusters_only_cannot_be_exchangeable():
 def test_bad_arguments(df, kwargs, match):
     with pytest.raises(ModelError, match=match):
         gee_logit(F, df, **kwargs)
+
+
+def test_not_converged_warns(df):
+    from hospstudy.errors import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        r = gee_logit(F, df, group="h", maxiter=1)
+    assert r.converged is False and r.header()["converged"] is False

@@ -111,3 +111,29 @@ def test_nullable_dtypes_of_the_analytic_dataset(df):
     assert r.n == len(d) - 9
     g = gee_logit("y ~ cc + male", d, group="h")
     assert g.n == len(d) - 8
+
+
+def test_smd_by_hand():
+    d = pd.DataFrame({"t": [1, 1, 1, 1, 0, 0, 0, 0], "b": [1, 1, 0, 0, 1, 0, 0, 0],
+                      "x": [1.0, 2, 3, 4, 1, 1, 2, 2]})
+    bt = balance_table(d, ["b", "x"], "t", weights=np.r_[np.ones(4), 1, 3, 1, 3.0])
+    # binary: (0.5 - 0.25) / sqrt((0.25 + 0.1875) / 2)
+    assert bt.loc[0, "smd_before"] == pytest.approx(0.25 / np.sqrt(0.21875))
+    # continuous: means 2.5 vs 1.5, sample variances 5/3 and 1/3
+    assert bt.loc[1, "smd_before"] == pytest.approx(1.0 / np.sqrt(1.0))
+    assert bt.loc[1, "vr_before"] == pytest.approx(5.0)
+    # weighted control: b mean 1/8, x mean (1 + 3 + 2 + 6) / 8 = 1.5
+    assert bt.loc[0, "mean_control_w"] == pytest.approx(1 / 8)
+    assert bt.loc[1, "mean_control_w"] == pytest.approx(1.5)
+    v0 = 8 / (64 - 20) * (1 * 0.25 + 3 * 0.25 + 1 * 0.25 + 3 * 0.25)
+    assert bt.loc[1, "vr_after"] == pytest.approx((5 / 3) / v0)
+
+
+def test_curve_on_weighted_model(df):
+    from hospstudy.models.splines import volume_curve
+
+    d = df.assign(volume=np.arange(len(df)) % 250 + 5.0)
+    pw = propensity_weights(PS, d)
+    r = weighted_logit("y ~ cc + rcs(volume, 3)", d, pw, cluster="h")
+    c = volume_curve(r, "volume", [10.0, 100, 200], reference=100)
+    assert c.loc[1, "or"] == pytest.approx(1.0) and c.attrs["scale"] == "marginal"
