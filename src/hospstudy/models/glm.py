@@ -125,6 +125,9 @@ def prepare(formula: str, data: pd.DataFrame, func: str, weights=None, cluster=N
     frame = data.reset_index(drop=True)
     used = [c for c in frame.columns if _mentions(d.formula, c)]
     template = frame.loc[[int(rows[0])], used] if used else frame.iloc[[int(rows[0])], :0]
+    for c in template.columns:  # as design() saw them, so the formula spec rebuilds the same columns
+        if template[c].dtype == bool or str(template[c].dtype) == "boolean":
+            template[c] = template[c].astype("float64")
     variables = {}
     for c in used:
         col = frame[c].iloc[rows]
