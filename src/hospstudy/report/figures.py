@@ -126,11 +126,13 @@ def volume_curve(volume, estimate, conf_low, conf_high, rug: Sequence[float] = (
     ax.axhline(1.0, color=_GREY, lw=0.8, ls="--")
     if reference is not None and np.isfinite(reference):
         ax.axvline(reference, color=_GREY, lw=0.6, ls=":")
+    ax.set_yscale("log")
     rug = np.asarray(rug, float)
     if rug.size:
-        lo = ax.get_ylim()[0]
-        ax.plot(rug, np.full(rug.shape, lo), "|", color="black", ms=6, alpha=0.35, label="Hospital-years")
-    ax.set_yscale("log")
+        lo, hi = ax.get_ylim()
+        base = lo * (hi / lo) ** 0.02
+        ax.plot(rug, np.full(rug.shape, base), "|", color="black", ms=8, alpha=0.35, label="Hospital-years")
+        ax.set_ylim(lo, hi)
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(xlabel)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html as _html
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,7 +29,7 @@ from hospstudy.report import figures as F
 from hospstudy.report.disclosure import DEFAULT_THRESHOLD, fmt_count, suppress_table
 from hospstudy.report.results import MODEL_LABELS, SCALE_LABELS, Results, classify, exposure_term_mask
 from hospstudy.report.tables import (
-    ReportTable, attrition_table, crude_outcomes, fmt_ci, fmt_num, fmt_p, label, safe_attrition, table1, trends_table,
+    ReportTable, as_bool, attrition_table, crude_outcomes, fmt_ci, fmt_num, fmt_p, label, safe_attrition, table1, trends_table,
 )
 
 SECTION_TITLES = [
@@ -96,9 +97,12 @@ def failed(text: str) -> str:
     return f'<div class="failed">{esc(text)}</div>'
 
 
+_NUMERIC_CELL = re.compile(r"^(<\d+|—|[-−]?\d[\d,]*(\.\d+)?%?)(\s*[(\[].*)?(;.*)?$")
+
+
 def _is_num(s: str) -> bool:
-    s = s.strip()
-    return bool(s) and (s[0].isdigit() or s[0] in "<—−-") and not s.startswith("--")
+    """Cells that read as numbers (right-aligned): counts, '<10', '—', estimates with intervals."""
+    return bool(_NUMERIC_CELL.match(s.strip()))
 
 
 def table_html(t: ReportTable) -> str:
@@ -251,30 +255,35 @@ class _Builder:
         return t[(classify(t) == kind) & exposure_term_mask(t)]
 
     def _estimate_table(self, rows: pd.DataFrame, key: str, title: str, ratio: str = "OR") -> ReportTable:
+        """One row per outcome × exposure term × adjustment set, one pair of columns (ratio with
+        CI, p) per model, the model's scale (conditional / marginal / ...) in the header."""
+        rows = rows.copy()
+        rows["adjustment"] = [_adjustment(str(a), str(m)) for a, m in zip(rows["analysis"], rows["model"])]
         models = list(dict.fromkeys(rows["model"].astype(str)))
+        scales = {m: str(rows.loc[rows["model"].astype(str) == m, "scale"].iloc[0]) for m in models}
+        heads = {m: f"{MODEL_LABELS.get(m, m)}, {SCALE_LABELS.get(scales[m], scales[m])}" for m in models}
         rec = []
-        for (outcome, exposure, analysis, term), g in rows.groupby(["outcome", "exposure", "analysis", "term"], sort=False, dropna=False):
+        for (outcome, exposure, adjustment, term), g in rows.groupby(["outcome", "exposure", "adjustment", "term"], sort=False, dropna=False):
             first = g.iloc[0]
-            line = {"Outcome": label(str(outcome)), "Exposure": label(str(exposure)),
-                    "Term": _term_label(str(term), str(exposure)), "Analysis": str(analysis),
+            line = {"Outcome": label(str(outcome)), "Term": _term_label(str(term), str(exposure)), "Adjustment": str(adjustment),
                     "N": fmt_count(_int(first["n"]), self.t), "Events": fmt_count(_int(first["events"]), self.t)}
             for m in models:
                 h = g[g["model"].astype(str) == m]
-                col = f"{MODEL_LABELS.get(m, m)} — {SCALE_LABELS.get(str(h['scale'].iloc[0]), h['scale'].iloc[0]) if len(h) else ''}"
                 if len(h):
                     x = h.iloc[0]
-                    line[f"{col}: {ratio} (95% CI)"] = fmt_ci(*_ratio(x))
-                    line[f"{col}: p"] = fmt_p(x["p_value"])
+                    line[f"{heads[m]}: {ratio} (95% CI)"] = fmt_ci(*_ratio(x))
+                    line[f"{heads[m]}: p"] = fmt_p(x["p_value"])
                 else:
-                    line[f"{col}: {ratio} (95% CI)"] = "not run"
-                    line[f"{col}: p"] = ""
+                    line[f"{heads[m]}: {ratio} (95% CI)"] = "not run"
+                    line[f"{heads[m]}: p"] = ""
             rec.append(line)
-        frame = pd.DataFrame(rec)
+        frame = pd.DataFrame(rec).fillna("")
         frame = frame.loc[:, [c for c in frame.columns if not (c in ("N", "Events") and (frame[c] == "").all())]]
-        notes = ["Random-intercept (mixed) models give conditional odds ratios: the effect for patients within the "
+        notes = ["Adjustment 'alone': each exposure with the covariates; 'mutual': the exposures together. "
+                 "Random-intercept (mixed) models give conditional odds ratios: the effect for patients within the "
                  "same hospital. GEE and weighted models give marginal (population-averaged) odds ratios; plain "
                  "logistic regression ignores clustering. Marginal ORs are closer to 1 than conditional ones when "
-                 "hospitals vary."]
+                 "hospitals vary. 'not estimable': the model did not give a finite estimate and interval (e.g. separation)."]
         return ReportTable(key, title, frame, notes)
 
     # -- 5 ------------------------------------------------------------------------------------
@@ -288,13 +297,16 @@ class _Builder:
             return blocks + [absent("No adjusted model results in results.json.")]
         blocks.append(self.add_table(self._estimate_table(rows, "adjusted", "Adjusted odds ratios: primary and sensitivity models")))
         forest = []
-        for _, x in rows.iterrows():
+        primary = (list(self.analyses.get("models", [])) or [str(rows["model"].iloc[0])])[0]
+        main = rows[rows["model"].astype(str) == primary]
+        for _, x in (main if len(main) else rows).iterrows():
             est, lo, hi = _ratio(x)
             forest.append({"label": f"{label(str(x['outcome']))} — {_term_label(str(x['term']), str(x['exposure']))} ({x['analysis']})",
                            "estimate": est, "conf_low": lo, "conf_high": hi,
-                           "group": f"{MODEL_LABELS.get(str(x['model']), x['model'])} ({x['scale']})"})
+                           "group": f"{x['analysis']}"})
         blocks.append(self.add_figure("forest", F.forest_plot(forest),
-                                      "Forest plot of the adjusted odds ratios (95% CI) of each exposure, by outcome and model."))
+                                      f"Forest plot of the adjusted odds ratios (95% CI) of each exposure by outcome, primary model "
+                                      f"({MODEL_LABELS.get(primary, primary)}); colours: adjustment set."))
         return blocks
 
     # -- 6 ------------------------------------------------------------------------------------
@@ -305,7 +317,8 @@ class _Builder:
         if isinstance(curve, dict) and curve.get("curves"):
             curve = curve["curves"][0] if isinstance(curve["curves"], list) else curve
         if isinstance(curve, list):
-            curve = curve[0] if curve else None
+            want = (self.analyses.get("profiling") or {}).get("outcome", "death_30d")
+            curve = next((c for c in curve if isinstance(c, dict) and c.get("outcome") == want), curve[0] if curve else None)
         if curve:
             v = _arr(curve, "volume", "x", "grid")
             est = _arr(curve, "or", "odds_ratio", "exp_estimate", "estimate")
@@ -316,9 +329,13 @@ class _Builder:
             rug = self._volume_rug()
             ref = curve.get("reference_volume", curve.get("reference"))
             if v is not None and est is not None and lo is not None and hi is not None:
+                nl = _float(curve.get("nonlinearity_p"))
                 cap = (f"Odds ratio of {label(str(curve.get('outcome', 'death_30d'))).lower()} against annual hospital volume "
-                       f"(restricted cubic spline, 95% CI band), relative to {ref if ref is not None else 'the reference'} cases; "
-                       f"ticks: volumes of hospital-years with at least {self.t} cases.")
+                       f"(restricted cubic spline{', ' + str(len(curve['knots'])) + ' knots' if curve.get('knots') else ''}, "
+                       f"{curve.get('model', '')} {curve.get('result_scale', '')}; 95% CI band), relative to "
+                       f"{ref if ref is not None else 'the reference'} cases"
+                       + (f"; test of non-linearity p = {fmt_p(nl)}" if nl is not None else "")
+                       + f". Ticks: volumes of hospital-years with at least {self.t} cases.")
                 blocks.append(self.add_figure("volume_curve", F.volume_curve(v, est, lo, hi, rug, _float(ref)), cap))
             else:
                 blocks.append(failed("The spline curve in results.json lacks volume, estimate or interval arrays."))
@@ -383,7 +400,9 @@ class _Builder:
         ev = r.extra("evalues", "e_values", "evalue")
         if ev:
             frame = pd.DataFrame(ev if isinstance(ev, list) else [ev])
-            keep = {c: _nice(c) for c in frame.columns if c not in ("hospital_id",)}
+            wanted = [c for c in ("outcome", "exposure", "analysis", "model", "odds_ratio", "conf_low", "conf_high", "evalue",
+                                  "evalue_estimate", "evalue_ci", "conversion") if c in frame.columns]
+            keep = {c: _nice(c) for c in (wanted or [c for c in frame.columns if c != "hospital_id"])}
             frame = frame[list(keep)].rename(columns=keep)
             for c in frame.columns:
                 if pd.api.types.is_float_dtype(frame[c]):
@@ -405,9 +424,12 @@ class _Builder:
         curves = []
         if isinstance(cif, dict):
             cif = cif.get("curves", cif.get("groups", [cif]))
-        for c in cif or []:
-            if not isinstance(c, dict):
-                continue
+        cif = [c for c in (cif or []) if isinstance(c, dict)]
+        exposures = [c.get("exposure") for c in cif if c.get("exposure")]
+        if exposures:
+            first = self.binary_exposure if self.binary_exposure in exposures else exposures[0]
+            cif = [c for c in cif if c.get("exposure") in (None, first)]
+        for c in cif:
             t = _arr(c, "time", "t", "days")
             group = str(c.get("group", c.get("label", "")))
             if t is None:
@@ -444,8 +466,10 @@ class _Builder:
         hv = r.extra("hospital_variation", "variation", "mor")
         if hv:
             frame = pd.DataFrame(hv if isinstance(hv, list) else [hv])
-            frame = frame[[c for c in frame.columns if c != "hospital_id"]]
-            shown = pd.DataFrame({_nice(c): [(fmt_num(v, 3) if isinstance(v, float) else (fmt_count(v, self.t) if c in ("clusters", "n", "hospitals") else str(v)))
+            wanted = [c for c in ("outcome", "model", "mor", "mor_low", "mor_high", "icc", "random_sd", "variance", "clusters", "n") if c in frame.columns]
+            frame = frame[wanted or [c for c in frame.columns if c != "hospital_id"]]
+            shown = pd.DataFrame({_nice(c): [(fmt_num(v, 3) if isinstance(v, float) else (fmt_count(v, self.t) if c in ("clusters", "n", "hospitals")
+                                              else (label(str(v)) if c == "outcome" else ("" if v is None else str(v)))))
                                              for v in frame[c]] for c in frame.columns})
             blocks.append(self.add_table(ReportTable("hospital_variation", "Hospital variation: median odds ratio and ICC", shown,
                                                      ["Median odds ratio (MOR): the median OR between two patients with identical covariates treated "
@@ -461,9 +485,12 @@ class _Builder:
                 n = pd.to_numeric(pts[ncol], errors="coerce")
                 keep = n >= self.t
                 dropped = int((~keep).sum())
+                if isinstance(fun.get("hospitals_not_drawn"), int):
+                    dropped += int(fun["hospitals_not_drawn"])
                 limits = fun.get("limits", [])
                 if isinstance(limits, dict):
                     limits = [{"coverage": k, **v} for k, v in limits.items()]
+                limits = [_numeric_limits(l, self.t) for l in limits if isinstance(l, dict)]
                 overall = _float(fun.get("overall_rate", fun.get("overall", fun.get("target"))))
                 fig = F.funnel_plot(n[keep], pd.to_numeric(pts.loc[keep, rcol]), overall if overall is not None else float("nan"),
                                     [l for l in limits if _arr(l, "n") is not None])
@@ -505,7 +532,7 @@ class _Builder:
         shown_counts = [None if 0 < c < self.t else int(c) for c in counts]
         series = {}
         for out in props:
-            ev = np.array([df.loc[df["fiscal_year"] == y, out].fillna(False).astype(bool).sum() for y in years])
+            ev = np.array([as_bool(df.loc[df["fiscal_year"] == y, out]).sum() for y in years])
             hide = suppress_table(np.vstack([ev, counts - ev]), self.t)
             series[label(out)] = [None if hide[0, i] or shown_counts[i] is None or counts[i] == 0 else ev[i] / counts[i]
                                   for i in range(len(years))]
@@ -595,7 +622,7 @@ def published_vs_run(published: dict, df: pd.DataFrame | None, results: Results 
         add("Yamada 2025", "Patients", f"{cohort.get('patients', ''):,}", fmt_count(len(df), threshold) if have else "not computed")
         if "patients_cancer_center" in cohort:
             add("Yamada 2025", "Patients at cancer centers", f"{cohort['patients_cancer_center']:,}",
-                fmt_count(int(df["cancer_center"].fillna(False).astype(bool).sum()), threshold) if have and "cancer_center" in df.columns else "not computed")
+                fmt_count(int(as_bool(df["cancer_center"]).sum()), threshold) if have and "cancer_center" in df.columns else "not computed")
         if "median_annual_spine_surgery_volume" in cohort:
             run = "not computed"
             if have and "volume" in df.columns:
@@ -816,13 +843,37 @@ def _term_label(term: str, exposure: str) -> str:
     return term
 
 
+def _adjustment(analysis: str, model: str) -> str:
+    """The adjustment set of a result row: the analysis name without its model's name
+    (``cause_specific_mutual`` → ``mutual``; ``cause_specific`` → ``alone``)."""
+    rest = analysis.replace(model, "").strip("_ ")
+    return rest or "alone"
+
+
+def _numeric_limits(lim: dict, threshold: int) -> dict:
+    """Funnel limits with the x values that publication suppressed (``"<10"``) dropped."""
+    n = pd.to_numeric(pd.Series(lim.get("n", [])), errors="coerce")
+    keep = (n >= threshold).to_numpy()
+    out = dict(lim)
+    out["n"] = n[keep].tolist()
+    for k in ("lower", "upper"):
+        v = pd.to_numeric(pd.Series(lim.get(k, [])), errors="coerce")
+        out[k] = v[keep].tolist() if len(v) == len(n) else []
+    return out
+
+
 def _group_label(g: str) -> str:
+    if "=" in g:
+        col, lvl = g.split("=", 1)
+        if col == "cancer_center":
+            return "Cancer center" if lvl in ("1", "True", "true") else "Other hospital"
+        return f"{label(col)} {lvl}"
     return {"True": "Cancer center", "False": "Other hospital", "1": "Cancer center", "0": "Other hospital"}.get(g, g)
 
 
 def _nice(c: str) -> str:
-    return {"mor": "MOR", "icc": "ICC", "evalue_estimate": "E-value (estimate)", "evalue_ci": "E-value (CI limit)",
-            "mor_low": "MOR lower", "mor_high": "MOR upper", "variance": "Random-intercept variance"}.get(c, c.replace("_", " "))
+    return {"mor": "MOR", "icc": "ICC", "evalue": "E-value (estimate)", "odds_ratio": "OR", "random_sd": "Random-intercept SD", "evalue_estimate": "E-value (estimate)", "evalue_ci": "E-value (CI limit)",
+            "mor_low": "MOR lower", "mor_high": "MOR upper", "clusters": "Hospitals", "n": "N", "outcome": "Outcome", "model": "Model", "variance": "Random-intercept variance"}.get(c, c.replace("_", " "))
 
 
 # --------------------------------------------------------------------------------------------

@@ -118,5 +118,7 @@ def classify(table: pd.DataFrame) -> pd.Series:
     out[m.isin(["cause_specific", "fine_gray"]) | a.str.contains("compet") | a.str.contains("fine")] = "competing"
     out[(s == "weighted") | a.str.contains("iptw|overlap|weight")] = "weighted"
     out[a.str.contains("spline") | t.str.contains("spline|rcs|cr\\(")] = "spline"
-    out[(a.str.contains("quartile") | e.str.contains("quartile")) & (out == "adjusted")] = "quartile"
+    quart = (a.str.contains("quartile") | e.str.contains("quartile")) & (out == "adjusted")
+    out[quart & e.str.contains("quartile")] = "quartile"
+    out[quart & ~e.str.contains("quartile")] = "other"  # other exposures adjusted for quartiles
     return out

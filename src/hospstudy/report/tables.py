@@ -38,6 +38,11 @@ LABELS = {
 }
 
 
+def as_bool(s: pd.Series) -> np.ndarray:
+    """A boolean column (plain, nullable or object) as a numpy bool array, missing as False."""
+    return s.astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
 def label(name: str) -> str:
     return LABELS.get(name, name.replace("_", " ").capitalize())
 
@@ -300,7 +305,7 @@ def crude_outcomes(df: pd.DataFrame, exposure: str, outcomes: Sequence[str], thr
         s = data[out]
         if _kind(s, out, ()) == "binary":
             valid = s.notna().to_numpy()
-            ev = s.fillna(False).astype(bool).to_numpy() & valid
+            ev = as_bool(s) & valid
             table = np.array([[(ev & m).sum() for m in masks], [(valid & ~ev & m).sum() for m in masks],
                               [(~valid & m).sum() for m in masks]])
             hide = suppress_table(table, threshold)
@@ -349,7 +354,7 @@ def trends_table(df: pd.DataFrame, by: str = "fiscal_year", proportions: Sequenc
     for out in proportions:
         if out not in df.columns:
             continue
-        ev = np.array([df.loc[df[by] == y, out].fillna(False).astype(bool).sum() for y in years])
+        ev = np.array([as_bool(df.loc[df[by] == y, out]).sum() for y in years])
         table = np.vstack([ev, counts - ev])
         hide = suppress_table(table, threshold)
         cols[label(out)] = [fmt_count(int(e), threshold, True) if hide[0, i] or year_hide[i]
