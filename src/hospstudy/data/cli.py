@@ -31,12 +31,14 @@ def register(app: typer.Typer) -> None:
         years: str = typer.Option("2012-2020", "--years", help="Fiscal years, FIRST-LAST."),
         effects: Optional[Path] = typer.Option(None, "--effects", exists=True, dir_okay=False, help="TOML overriding planted effects (see docs/synthetic.md)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing database in --out."),
+        background: bool = typer.Option(True, "--background/--no-background", help="--no-background skips background admissions and the billing of all but metastatic surgical admissions (fast replicate simulations)."),
     ):
         """Generate a synthetic nationwide DPC-layout database (and truth.json)."""
         from hospstudy.data.synth import generate
 
         first, last = _parse_years(years)
-        summary = generate(out_dir, seed=seed, scale=scale, years=(first, last), effects=effects, overwrite=overwrite)
+        summary = generate(out_dir, seed=seed, scale=scale, years=(first, last), effects=effects, overwrite=overwrite,
+                           background=background)
         console.print(f"[green]✓[/] synthetic database written to [bold]{out_dir}[/]")
         if summary:
             for k, v in summary.items():

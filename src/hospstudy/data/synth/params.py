@@ -340,29 +340,29 @@ def resolve_effects(effects: str | Path | Mapping | None) -> dict[str, dict[str,
     problems: list[str] = []
     for table, values in overrides.items():
         if table not in params:
-            problems.append(f"unknown table [{table}]; allowed: {', '.join(sorted(params))}")
+            problems.append(f"unknown table '{table}'; allowed tables: {', '.join(sorted(params))}")
             continue
         if not isinstance(values, Mapping):
-            problems.append(f"[{table}] must be a table of key = number")
+            problems.append(f"{table}: must be a table of key = number")
             continue
         for key, value in values.items():
             if key not in params[table]:
-                problems.append(f"[{table}] unknown key '{key}'; allowed: {', '.join(params[table])}")
+                problems.append(f"{table}.{key}: unknown key; allowed in {table}: {', '.join(params[table])}")
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                problems.append(f"[{table}] {key} must be a finite number, got {value!r}")
+                problems.append(f"{table}.{key}: must be a finite number, got {value!r}")
                 continue
             rule = _rule(table, key)
             if rule == "positive" and value <= 0:
-                problems.append(f"[{table}] {key} must be > 0 (a ratio), got {value!r}")
+                problems.append(f"{table}.{key}: must be > 0 (a ratio), got {value!r}")
             elif rule == "nonneg" and value < 0:
-                problems.append(f"[{table}] {key} must be >= 0, got {value!r}")
+                problems.append(f"{table}.{key}: must be >= 0, got {value!r}")
             elif rule == "rate" and not 0 < value < 1:
-                problems.append(f"[{table}] {key} must be a proportion strictly between 0 and 1, got {value!r}")
+                problems.append(f"{table}.{key}: must be a proportion strictly between 0 and 1, got {value!r}")
             else:
                 params[table][key] = float(value)
     if problems:
-        raise InputError(f"{where}: " + "; ".join(problems))
+        raise InputError(f"{where}: " + "; ".join(problems) + " (see docs/synthetic.md, 'Overriding effects')")
     return params
 
 
