@@ -326,6 +326,8 @@ def logit(formula: str, data: pd.DataFrame, weights=None, cluster=None, robust: 
         used variable are dropped (complete cases).
     weights : str or array-like, optional
         Prior weights (column name or one value per row of ``data``), finite and >= 0.
+        The model-based variance treats them as frequencies; for propensity or sampling
+        weights ask for ``robust=True`` or ``cluster=`` (or use ``weighted_logit``).
     cluster : str or array-like, optional
         Cluster identifier (e.g. ``"hospital_id"``): cluster-robust sandwich errors as R's
         ``sandwich::vcovCL(fit, cluster = ~g)`` (HC0 with the G/(G-1) factor).
