@@ -89,8 +89,11 @@ def build(folder: Path, lines: int, csv: bool = False) -> dict:
             "admission_exists": (lines - 1) // 250007 + 1}
 
 
-def _validate(folder: Path) -> dict:
-    r = subprocess.run([sys.executable, "-c", _CHILD, str(folder)], capture_output=True, text=True)
+def _validate(folder: Path, memory_limit: str | None = None) -> dict:
+    env = dict(os.environ)
+    if memory_limit:
+        env["HOSPSTUDY_MEMORY_LIMIT"] = memory_limit
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(folder)], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(r.stderr)
     return json.loads(r.stdout)
@@ -120,6 +123,16 @@ def run() -> list[dict]:
                 {"area": "validate", "case": label, "metric": "peak RSS", "value": round(res["rss_mib"]),
                  "unit": "MiB", "note": "DuckDB memory_limit 2GB (default)"},
             ]
+            if not csv:
+                low = _validate(folder, "512MB")
+                same = low["findings"] == found
+                rows += [
+                    {"area": "validate", "case": label + ", memory_limit 512MB", "metric": "wall time",
+                     "value": round(low["seconds"], 1), "unit": "s",
+                     "note": f"same findings as with 2GB: {'yes' if same else 'NO'}"},
+                    {"area": "validate", "case": label + ", memory_limit 512MB", "metric": "peak RSS",
+                     "value": round(low["rss_mib"]), "unit": "MiB", "note": "HOSPSTUDY_MEMORY_LIMIT=512MB"},
+                ]
             import shutil
 
             shutil.rmtree(folder)
