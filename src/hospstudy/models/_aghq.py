@@ -148,10 +148,15 @@ class AghqProblem:
             U = u0[:, None]
             eta = eta_m[:, None]
             G = g0[:, None]
+            mu = mu_m[:, None]
         else:
             U = u0[:, None] + sd[:, None] * z[None, :]
             eta = eta0[:, None] + theta * U[gid]
-            G = self._seg(self._devres(eta)) + U * U
+            e = np.exp(-np.abs(eta))  # one exp serves log(1 + e^eta) and expit(eta)
+            softplus = np.maximum(eta, 0.0) + np.log1p(e)
+            inv = 1.0 / (1.0 + e)
+            mu = np.where(eta >= 0, inv, e * inv)
+            G = self._seg(2.0 * (self.m[:, None] * softplus - self.my[:, None] * eta)) + U * U
         expo = -0.5 * (G - g0[:, None]) + 0.5 * z * z
         emax = expo.max(axis=1, keepdims=True)
         a = w * np.exp(expo - emax)
@@ -161,7 +166,6 @@ class AghqProblem:
             return Evaluation(F, np.empty(0), u0, sd, eta_m)
 
         pi = a / A[:, None]  # (J, K) normalised node contributions
-        mu = expit(eta) if self.nagq > 1 else mu_m[:, None]
         D = -2.0 * self._seg(self.my[:, None] - self.m[:, None] * mu)  # (J, K): sum dev'
         Gu = theta * D + 2.0 * U
         B = (pi * Gu).sum(axis=1)
@@ -215,20 +219,24 @@ class FitOutput:
 
 
 def glm_start(X, y, m, max_iter: int = 50) -> np.ndarray:
-    """Logistic-regression estimates ignoring the groups (IRLS), the optimiser's start."""
+    """Logistic-regression estimates ignoring the groups (IRLS on the normal equations), the
+    optimiser's start; capped so that separated data still give a finite start."""
     n, p = X.shape
     beta = np.zeros(p)
     eta = np.zeros(n)
+    ridge = 1e-10 * max(1.0, float(np.sum(m)))
     for _ in range(max_iter):
         mu = expit(eta)
-        wt = np.maximum(m * mu * (1 - mu), 1e-12)
-        zt = eta + (y - mu) / np.maximum(mu * (1 - mu), 1e-12)
-        sw = np.sqrt(wt)
-        new, *_ = np.linalg.lstsq(X * sw[:, None], zt * sw, rcond=None)
-        new = np.clip(new, -30, 30)  # separated data: keep the start finite
+        wt = m * mu * (1 - mu)
+        info = X.T @ (X * wt[:, None]) + ridge * np.eye(p)
+        score = X.T @ (m * (y - mu))
+        try:
+            step = linalg.solve(info, score, assume_a="pos")
+        except (linalg.LinAlgError, ValueError):
+            step = np.linalg.lstsq(info, score, rcond=None)[0]
+        new = np.clip(beta + step, -30, 30)
         if np.max(np.abs(new - beta)) < 1e-8:
-            beta = new
-            break
+            return new
         beta = new
         eta = X @ beta
     return beta

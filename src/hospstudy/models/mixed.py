@@ -312,14 +312,6 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
     dropped = tuple(terms_all[j] for j in range(len(terms_all)) if j not in set(keep_cols))
     Xk = X[:, keep_cols]
     terms_k = [terms_all[j] for j in keep_cols]
-    has_s, has_f = pos & (successes > 0), pos & (successes < n_tr)
-    sep = detect_separation(np.vstack([Xk[has_s], Xk[has_f]]),
-                            np.concatenate([np.ones(has_s.sum()), np.zeros(has_f.sum())]), terms_k)
-    if sep:
-        warnings.warn(f"{FUNC}: complete or quasi-complete separation: the estimates of {sep} are not finite "
-                      "(the likelihood keeps rising as they grow); their estimates and errors are meaningless. "
-                      "Merge sparse categories or drop the term.", SeparationWarning, stacklevel=2)
-
     codes, levels = pd.factorize(g, sort=True)
     order = np.argsort(codes, kind="stable")
     codes_s = codes[order]
@@ -328,6 +320,19 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
     problem = _aghq.AghqProblem(Xk[order], prop[order], m, starts, int(nagq))
     beta0 = _aghq.glm_start(problem.X, problem.y, problem.m)
     out = _aghq.fit(problem, beta0, theta0=1.0, gtol=tol, max_iter=int(max_iter))
+
+    # Separation (Konis's linear program, as logit's check) only when the fit looks like it:
+    # diverging coefficients move the linear predictor by more than 10 logits across the data.
+    sep: list[str] = []
+    spread = np.abs(out.beta) * np.ptp(Xk[pos], axis=0)
+    if not out.converged or np.any(spread > 10):
+        has_s, has_f = pos & (successes > 0), pos & (successes < n_tr)
+        sep = detect_separation(np.vstack([Xk[has_s], Xk[has_f]]),
+                                np.concatenate([np.ones(has_s.sum()), np.zeros(has_f.sum())]), terms_k)
+    if sep:
+        warnings.warn(f"{FUNC}: complete or quasi-complete separation: the estimates of {sep} are not finite "
+                      "(the likelihood keeps rising as they grow); their estimates and errors are meaningless. "
+                      "Merge sparse categories or drop the term.", SeparationWarning, stacklevel=2)
 
     lchoose = w * (gammaln(n_tr + 1) - gammaln(successes + 1) - gammaln(n_tr - successes + 1))
     saturated, choose = problem.deviance_constants(lchoose)
