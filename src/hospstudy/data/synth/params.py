@@ -231,9 +231,9 @@ REGIONS = {
 # Hospital spine-surgery activity (expected admissions with spine surgery per year, before the
 # normalisation that makes the national total hit its target).
 HOSPITAL_TYPES = {
-    "cc_spine_active": {"p_of_cc": 0.25, "dist": "normal", "mean": 150.0, "sd": 28.0, "min": 70.0},
+    "cc_spine_active": {"p_of_cc": 0.25, "dist": "normal", "mean": 155.0, "sd": 28.0, "min": 70.0},
     "cc_other": {"dist": "lognormal", "median": 8.0, "sigma": 0.9},
-    "spine_specialist": {"p_of_noncc": 0.10, "dist": "lognormal", "median": 95.0, "sigma": 0.35},
+    "spine_specialist": {"p_of_noncc": 0.10, "dist": "lognormal", "median": 98.0, "sigma": 0.35},
     "general": {"dist": "lognormal", "median": 5.0, "sigma": 1.1, "p_none": 0.20},
 }
 SPINE_GROWTH_PER_YEAR = 0.02  # non-metastatic spine surgery grows 2 %/year (relative to 2012)
