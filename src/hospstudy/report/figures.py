@@ -121,18 +121,27 @@ def volume_curve(volume, estimate, conf_low, conf_high, rug: Sequence[float] = (
     """Spline odds ratio against volume with its confidence band and a rug of hospital volumes."""
     fig, ax = _figure()
     v = np.asarray(volume, float)
+    est, conf_low, conf_high = (np.asarray(a, float) for a in (estimate, conf_low, conf_high))
+    finite = np.concatenate([x[np.isfinite(x) & (x > 0)] for x in (est, conf_low, conf_high)])
+    # an interval that runs off to 0 or infinity must not squash the curve: cap the axis
+    lo_lim = max(float(np.min(finite)) if finite.size else 0.5, 0.05)
+    hi_lim = min(float(np.max(finite)) if finite.size else 2.0, 20.0)
+    lo_lim, hi_lim = min(lo_lim, 0.8), max(hi_lim, 1.25)
+    conf_low = np.clip(np.nan_to_num(conf_low, nan=lo_lim), lo_lim, hi_lim)
+    conf_high = np.clip(np.nan_to_num(conf_high, nan=hi_lim, posinf=hi_lim), lo_lim, hi_lim)
+    estimate = est
     ax.fill_between(v, conf_low, conf_high, color=_BLUE, alpha=0.18, lw=0, label="95% CI")
     ax.plot(v, estimate, color=_BLUE, lw=1.8, label="Odds ratio")
     ax.axhline(1.0, color=_GREY, lw=0.8, ls="--")
     if reference is not None and np.isfinite(reference):
         ax.axvline(reference, color=_GREY, lw=0.6, ls=":")
     ax.set_yscale("log")
+    lo, hi = lo_lim / 1.1, hi_lim * 1.1
+    ax.set_ylim(lo, hi)
     rug = np.asarray(rug, float)
     if rug.size:
-        lo, hi = ax.get_ylim()
         base = lo * (hi / lo) ** 0.02
         ax.plot(rug, np.full(rug.shape, base), "|", color="black", ms=8, alpha=0.35, label="Hospital-years")
-        ax.set_ylim(lo, hi)
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(xlabel)

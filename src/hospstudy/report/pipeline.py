@@ -96,7 +96,27 @@ def split_study_settings(study_path: Path) -> tuple[dict, dict]:
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{study_path}: not valid TOML: {e}") from None
     analyses = doc.pop("analyses", {})
+    # code-list files are part of the cohort's settings: hash their content, not their name
+    base = Path(study_path).parent
+    files = {}
+    for name, entry in (doc.get("codelists") or {}).items():
+        if isinstance(entry, dict) and entry.get("file"):
+            f = base / entry["file"]
+            files[entry["file"]] = _sha256_file(f) if f.is_file() else "missing"
+    if files:
+        doc["_codelist_files"] = files
     return doc, analyses
+
+
+def _report_code_hash() -> str:
+    """Hash of the report package's own files: a changed template or renderer re-renders."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(here.rglob("*")):
+        if p.is_file() and p.suffix in (".py", ".j2", ".toml"):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:20]
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,8 +509,17 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         publish_results(json.loads(raw_results.read_text()), out_dir, threshold)
     _write_json(state_path, state)
 
-    # -- report (always re-rendered: cheap, and the template may have changed)
+    # -- report: re-rendered when the analyses, the threshold or the report code changed
     t0 = time.perf_counter()
+    k_report = settings_key("report", k_analyses, threshold, study_sha, _report_code_hash(), raw_results.exists())
+    report_path = out_dir / "report.html"
+    if fresh("report", k_report, report_path, out_dir / "tables.xlsx", out_dir / "run.json"):
+        done("report", "cached", t0)
+        t0 = time.perf_counter()
+        violations = check_disclosure(out_dir, threshold=threshold)
+        done("check-disclosure", "ran", t0)
+        return _finish(out_dir, report_path, stages, violations, seconds, t_all, state, state_path)
+    keys.pop("report", None)
     shutil.copyfile(study_path, out_dir / "study.toml")
     run_info = {
         "study": str(study_path.resolve()), "study_sha256": study_sha, "data": str(data_dir.resolve()),
@@ -501,20 +530,27 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     _write_json(out_dir / "run.json", run_info)
     with console.status("[bold]rendering the report…"):
         art = build_report(out_dir)
+    keys["report"] = k_report
     done("report", "ran", t0)
 
     # -- check-disclosure
     t0 = time.perf_counter()
     violations = check_disclosure(out_dir, threshold=threshold)
     done("check-disclosure", "ran", t0)
+    return _finish(out_dir, art.html, stages, violations, seconds, t_all, state, state_path)
+
+
+def _finish(out_dir, report_path, stages, violations, seconds, t_all, state, state_path) -> RunResult:
+    from rich.markup import escape
+
     for v in violations:
-        console.print(f"[red]✗[/] {v}", markup=True, highlight=False)
+        console.print(f"[red]✗[/] {escape(str(v))}", highlight=False)
     if violations:
         console.print(f"[bold red]{len(violations)} disclosure violation(s): {out_dir} is not shareable[/]")
     seconds["total"] = round(time.perf_counter() - t_all, 2)
     state["last_run"] = {"stages": stages, "seconds": seconds}
     _write_json(state_path, state)
-    return RunResult(out_dir, art.html, stages, violations, seconds)
+    return RunResult(out_dir, report_path, stages, violations, seconds)
 
 
 def _call_runner(run_analyses: Callable, study, analytic, seed: int, out: Path):
