@@ -252,6 +252,16 @@ class _Prepared:
     used_covariates: list[str]
 
 
+def _to_number(s: pd.Series) -> pd.Series:
+    """Booleans (also Python bools in an object column, as nullable outcomes are stored) and
+    numbers as float; anything else NaN."""
+    if s.dtype == bool or str(s.dtype) == "boolean":
+        return s.astype("float64")
+    if s.dtype == object:
+        s = s.map(lambda v: float(v) if isinstance(v, (bool, np.bool_)) else v)
+    return pd.to_numeric(s, errors="coerce")
+
+
 def _is_categorical(s: pd.Series) -> bool:
     return (s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(s)) and not (
         s.dtype == bool or str(s.dtype) == "boolean"
@@ -302,19 +312,23 @@ def _prepare(spec: AnalysesSpec, data: pd.DataFrame) -> _Prepared:
                 continue
             terms.append(c)
             used.append(c)
-    for o in spec.binary_outcomes:
+    binary_cols = [*spec.binary_outcomes]
+    if spec.trends is not None:
+        binary_cols += [c for c in spec.trends.proportions if c not in binary_cols]
+    for o in binary_cols:
         s = df[o]
-        v = pd.to_numeric(s.astype("float64") if (s.dtype == bool or str(s.dtype) == "boolean") else s, errors="coerce")
-        bad = v.notna() & ~v.isin([0, 1])
+        v = _to_number(s)
+        bad = (s.notna() & v.isna()) | (v.notna() & ~v.isin([0, 1]))
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            problems.append(f"analyses.outcomes: {o!r} must be binary (0/1 or bool); row {i} holds {_plain(s.iloc[i])!r}")
+            field = "outcomes" if o in spec.binary_outcomes else "trends.proportions"
+            problems.append(f"analyses.{field}: {o!r} must be binary (0/1 or bool); row {i} holds {_plain(s.iloc[i])!r}")
             continue
         df[o] = v
     for e in spec.exposures:
         s = df[e]
-        if s.dtype == bool or str(s.dtype) == "boolean":
-            df[e] = s.astype("float64")
+        if s.dtype == bool or str(s.dtype) == "boolean" or (s.dtype == object and s.dropna().map(type).isin([bool, np.bool_]).all()):
+            df[e] = _to_number(s)
         elif not pd.api.types.is_numeric_dtype(s):
             problems.append(f"analyses.exposures: column {e!r} must be numeric or boolean, has type {s.dtype}")
     if problems:
@@ -367,7 +381,8 @@ class _Runner:
         raise param_error("run_analyses", "models", "mixed_logit, gee_logit or logit", model)
 
     def add_rows(self, job: _Job, res, notes: list[str], scale=None, exposure_of=None, rename=None):
-        tidy = res.tidy()
+        with np.errstate(over="ignore", invalid="ignore"):  # exp() of separated (infinite) estimates
+            tidy = res.tidy()
         note = "; ".join(dict.fromkeys(notes)) or None
         for r in tidy.itertuples(index=False):
             term = _clean_term(r.term)
@@ -697,7 +712,7 @@ class _Runner:
             pr, s = self.spec.profiling, self.spec
             f = f"{pr.outcome} ~ {' + '.join(self.p.covariate_terms) or '1'}"
             d = self.df.copy()
-            d[pr.outcome] = pd.to_numeric(d[pr.outcome].astype("float64") if d[pr.outcome].dtype == bool else d[pr.outcome], errors="coerce")
+            d[pr.outcome] = _to_number(d[pr.outcome])
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 prof = risk_standardized_rates(f, d, s.cluster, coverage=pr.limits, method=pr.method)

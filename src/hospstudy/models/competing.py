@@ -389,7 +389,7 @@ def finegray_expand(time: np.ndarray, event: np.ndarray, cause: int = 1) -> pd.D
     n = len(t)
     # censoring KM: events precede censorings at a tied time
     ct = np.unique(t[ev == 0])
-    n_risk = np.array([(t >= c).sum() - 0 for c in ct], dtype=float)
+    n_risk = np.array([(t >= c).sum() for c in ct], dtype=float)
     # at a tied time the events leave first: subtract those events from the censoring risk set
     ev_at = np.array([((t == c) & (ev != 0)).sum() for c in ct], dtype=float)
     n_cens = np.array([((t == c) & (ev == 0)).sum() for c in ct], dtype=float)
@@ -397,23 +397,33 @@ def finegray_expand(time: np.ndarray, event: np.ndarray, cause: int = 1) -> pd.D
     maxtime = t.max()
     etimes = np.unique(t[ev == cause])
     ct2 = np.concatenate([ct, [maxtime]])
-    cp2 = np.concatenate([[1.0], G])  # G on (ct2[j-1], ct2[j]] is cp2[j]... cp2[j] is G just after ct2[j-1]
-    # interval j covers (ct2[j-1], ct2[j]] (ct2[-1] = -inf); keep intervals holding an event of interest
+    # interval j is (ct2[j-1], ct2[j]] (interval 0 starts at -inf); G on it is cp2[j]
+    cp2 = np.concatenate([[1.0], G])
+    # only intervals holding an event of interest matter to the partial likelihood
     idx = np.unique(np.searchsorted(ct2, etimes, side="left"))
     keep = np.zeros(len(ct2), dtype=bool)
     keep[idx] = True
-    rows, starts, stops, status, wts = [], [], [], [], []
-    for i in range(n):
-        if ev[i] == 0 or ev[i] == cause:
-            rows.append(i); starts.append(0.0); stops.append(t[i]); status.append(int(ev[i] == cause)); wts.append(1.0)
-            continue
-        # competing event at t[i]: G(T) is the censoring survival at T (censorings at T come after)
-        j0 = np.searchsorted(ct2, t[i], side="left")  # interval containing T
-        gT = cp2[j0]
-        # G does not jump before the end of T's interval: weight 1 up to there
-        rows.append(i); starts.append(0.0); stops.append(max(ct2[j0], t[i])); status.append(0); wts.append(1.0)
-        for j in np.nonzero(keep[j0 + 1:])[0] + j0 + 1:
-            rows.append(i); starts.append(ct2[j - 1]); stops.append(ct2[j]); status.append(0); wts.append(cp2[j] / gT)
+    idx_all = np.arange(n)
+    comp = (ev != 0) & (ev != cause)
+    # every subject: (0, T] with weight 1; a competing subject's first row runs on to the end
+    # of the censoring interval holding T (G does not jump before it)
+    j0 = np.searchsorted(ct2, t, side="left")
+    first_stop = np.where(comp, np.maximum(ct2[np.minimum(j0, len(ct2) - 1)], t), t)
+    kept = np.nonzero(keep)[0]
+    ci = idx_all[comp]
+    start_pos = np.searchsorted(kept, j0[comp], side="right")  # first kept interval after T's
+    counts = len(kept) - start_pos
+    rep_i = np.repeat(ci, counts)
+    offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    jj = kept[np.repeat(start_pos, counts) + offs]
+    gT = cp2[j0[rep_i]]
+    rows = np.concatenate([idx_all, rep_i])
+    starts = np.concatenate([np.zeros(n), ct2[jj - 1]])
+    stops = np.concatenate([first_stop, ct2[jj]])
+    status = np.concatenate([(ev == cause).astype(int), np.zeros(len(rep_i), dtype=int)])
+    wts = np.concatenate([np.ones(n), cp2[jj] / gT])
+    order = np.lexsort((starts, rows))
+    rows, starts, stops, status, wts = rows[order], starts[order], stops[order], status[order], wts[order]
     return pd.DataFrame({"row": rows, "start": starts, "stop": stops, "status": status, "weight": wts})
 
 
