@@ -79,9 +79,10 @@ class AnalysisResults:
     failures: list
     meta: dict
 
-    def to_dict(self, threshold: int | None = 10) -> dict:
-        """The results.json document; counts from 1 to ``threshold - 1`` become ``"<threshold"``
-        (None: unsuppressed, for ``OUT/private``)."""
+    def to_dict(self, threshold: int | None = None) -> dict:
+        """The results.json document (JSON-ready: NaN as None). Unsuppressed by default (for
+        ``OUT/private``); with ``threshold``, counts from 1 to ``threshold - 1`` become
+        ``"<threshold"``."""
         table = _suppress_table(self.table, threshold)
         doc = {
             "schema": SCHEMA_VERSION,
