@@ -120,3 +120,18 @@ def test_trend_table_and_errors():
         cochran_armitage([1, 2], [0, 3])
     with pytest.raises(ModelError, match="exact"):
         jonckheere_terpstra([1, 1, 2], [1, 2, 2], exact=True)
+
+
+def test_jonckheere_exact_two_groups_is_mann_whitney_exact():
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(0)
+    x = rng.permutation(60).astype(float) + 0.5 * np.repeat([0, 1], 30)
+    g = np.repeat([0, 1], 30)
+    t = jonckheere_terpstra(x, g)
+    assert t.method.startswith("exact")
+    ref = mannwhitneyu(x[g == 1], x[g == 0], method="exact", alternative="two-sided")
+    assert t.statistic == pytest.approx(ref.statistic)
+    assert t.p_value == pytest.approx(ref.pvalue, rel=1e-10)
+    inc = jonckheere_terpstra(x, g, alternative="increasing")
+    assert inc.p_value == pytest.approx(mannwhitneyu(x[g == 1], x[g == 0], method="exact", alternative="greater").pvalue, rel=1e-10)

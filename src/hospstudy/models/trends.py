@@ -88,13 +88,14 @@ def _mann_whitney_counts(m: int, n: int) -> np.ndarray:
     """Number of arrangements giving U = 0..m*n for samples of sizes m and n (no ties):
     coefficients of the Gaussian binomial [m+n choose m]_q."""
     # f(m, n) = f(m-1, n) shifted by n  +  f(m, n-1)
-    table = [np.ones(1, dtype=object) for _ in range(n + 1)]  # m = 0: one arrangement, U = 0
+    # float64 holds these counts (at most C(200, 100) ~ 1e59 for the sizes used) to 1e-16 relative
+    table = [np.ones(1) for _ in range(n + 1)]  # m = 0: one arrangement, U = 0
     for i in range(1, m + 1):
-        new = [np.ones(1, dtype=object)]
+        new = [np.ones(1)]
         for j in range(1, n + 1):
             a = table[j]  # f(i-1, j) shifted by j
             b = new[j - 1]  # f(i, j-1)
-            out = np.zeros(i * j + 1, dtype=object)
+            out = np.zeros(i * j + 1)
             out[j:j + len(a)] += a
             out[: len(b)] += b
             new.append(out)
@@ -105,13 +106,13 @@ def _mann_whitney_counts(m: int, n: int) -> np.ndarray:
 def _jt_exact_distribution(sizes) -> np.ndarray:
     """Exact null probabilities of J = 0..max (no ties): convolution over groups of the
     Mann–Whitney distribution of each group against all the groups before it."""
-    dist = np.ones(1, dtype=object)
+    dist = np.ones(1)
     total = sizes[0]
     for size in sizes[1:]:
-        dist = np.convolve(dist, _mann_whitney_counts(total, size))
+        mw = _mann_whitney_counts(total, size)
+        dist = np.convolve(dist, mw / mw.sum())
         total += size
-    counts = np.array(dist, dtype=object)
-    return np.array([c / sum(counts) for c in counts], dtype=float)
+    return dist / dist.sum()
 
 
 def jonckheere_terpstra(values, groups, *, alternative: str = "two-sided", exact: bool | None = None,
