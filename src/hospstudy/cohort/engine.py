@@ -213,9 +213,16 @@ class _Atoms:
             if c.table:
                 self.add(c.table, c.codes, c.roles, c.kind, c.window)
 
-    def attach(self, base, tables, date_col: str):
-        """Left-join one boolean column per atom onto ``base`` (one row per admission)."""
+    def attach(self, base, tables, date_col: str, only=None):
+        """Left-join one boolean column per atom onto ``base`` (one row per admission);
+        ``only`` restricts the scanned admissions (rows outside it get False)."""
         import ibis
+
+        if not self.names:
+            return base
+        ids_all = base.select("admission_id", date_col)
+        if only is not None:
+            ids_all = base.filter(only).select("admission_id", date_col)
 
         for table in ("diagnoses", "procedures", "billing"):
             atoms = {k: n for k, n in self.names.items() if k[0] == table}
@@ -225,7 +232,7 @@ class _Atoms:
             code_col = {"diagnoses": "icd10", "procedures": "proc_code", "billing": "code"}[table]
             date_src = {"procedures": "proc_date", "billing": "service_date"}.get(table)
             needs_window = any(k[4] is not None for k in atoms)
-            ids = base.select("admission_id", date_col)
+            ids = ids_all
             if needs_window:
                 ids_r = ids.rename(_r_admission_id="admission_id")
                 src = src.inner_join(ids_r, src.admission_id == ids_r._r_admission_id).drop("_r_admission_id")
@@ -242,13 +249,18 @@ class _Atoms:
                 if window:
                     p = p & src._day.between(window[0], window[1])
                 preds[name] = p
-            any_pred = None
-            for p in preds.values():
-                any_pred = p if any_pred is None else (any_pred | p)
-            agg = src.filter(any_pred).group_by("admission_id").aggregate(**{n: p.any() for n, p in preds.items()})
+            if table == "billing":
+                # tens of millions of lines: a cheap filter first, then the join
+                any_pred = None
+                for p in preds.values():
+                    any_pred = p if any_pred is None else (any_pred | p)
+                src = src.filter(any_pred)
+            # diagnoses and procedures: restrict to the admissions first, then test the codes
+            # (as aggregates, which the optimiser cannot push below the join)
+            agg = src.group_by("admission_id").aggregate(**{n: p.any() for n, p in preds.items()})
             base = _left_join(base, agg, ["admission_id"])
             base = base.mutate(**{n: base[n].fill_null(False) for n in preds})
-        return base
+        return base.view()
 
     def expr(self, cond, t):
         """The Ibis boolean expression of a condition on table ``t`` (SQL three-valued logic)."""
@@ -443,7 +455,7 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
         cohort_t, steps = _steps(study, tables)
         cohort_t = cached = cohort_t.cache()
         tick("attrition")
-        attrition = _attrition(study, cohort_t, steps)
+        attrition = _attrition(study, cohort_t, steps, tables["admissions"])
         tick("derivations")
         analytic_expr, helpers = _derivations(study, tables, cohort_t)
         tick("analytic dataset")
@@ -499,7 +511,10 @@ def _steps(study, tables):
     codes = on_day.group_by("admission_id").aggregate(**{code_col: on_day.proc_code.min()})
     first = _left_join(first, codes, ["admission_id"])
 
-    base = _left_join(adm, first, ["admission_id"])
+    # only admissions with an index event go on; the others are counted from the admissions
+    # table by the attrition (step 1)
+    first_r = first.rename(_i_id="admission_id")
+    base = adm.inner_join(first_r, adm.admission_id == first_r._i_id).drop("_i_id")
     base = base.mutate(fiscal_year=_fiscal_year(base[date_col]))
     f = fac.select(
         hospital_id=fac.hospital_id, fiscal_year=fac.fiscal_year.cast("int64"), cancer_center=fac.cancer_center,
@@ -507,6 +522,9 @@ def _steps(study, tables):
     )
     base = _left_join(base, f, ["hospital_id", "fiscal_year"])
     base = base.mutate(facility_record=base.facility_record.fill_null(False))
+    # the admissions with an index event are read by every step and by the atoms' joins:
+    # materialise them once (DuckDB and Spark would recompute the joins for each use)
+    base = base.cache()
 
     atoms = _Atoms(study)
     for s in study.cohort.steps:
@@ -516,40 +534,56 @@ def _steps(study, tables):
     base = atoms.attach(base, tables, date_col)
 
     steps = [(idx.name, idx.description or f"admissions with a procedure in '{idx.procedures}' (the first is the index, day 0)")]
-    removed = ibis.ifelse(base[date_col].isnull(), 1, ibis.null("int64")).cast("int64")
-    t = base.mutate(removed_at=removed)
+    # one boolean column per step (whether the admission passes it), then ``removed_at`` as
+    # one CASE over them; chaining ``removed_at`` through the steps would make Ibis inline
+    # the whole chain into every later reference (the SQL doubles with each step)
+    t = base.mutate(_keep1=ibis.literal(True))
+    keep_cols = ["_keep1"]
     for k, s in enumerate(study.cohort.steps, start=2):
+        name = f"_keep{k}"
         if s.first_per_patient:
-            alive = t.removed_at.isnull()
-            w = ibis.window(group_by=[t.patient_id, alive], order_by=[t[date_col], t.admit_date, t.admission_id])
-            t = t.mutate(_rn=ibis.row_number().over(w))
-            keep = t._rn == 0
+            alive = t[keep_cols[0]]
+            for c in keep_cols[1:]:
+                alive = alive & t[c]
+            # rank only the admissions still in (a window over every admission is the
+            # slowest operator of the whole query otherwise)
+            live = t.filter(alive).select("admission_id", "patient_id", date_col, "admit_date")
+            w = ibis.window(group_by=live.patient_id, order_by=[live[date_col], live.admit_date, live.admission_id])
+            ranked = live.mutate(**{name: ibis.row_number().over(w) == 0}).select("admission_id", name)
+            t = _left_join(t, ranked, ["admission_id"])
+            t = t.mutate(**{name: t[name].fill_null(False)}).view()
             desc = s.description or "the first remaining admission of each patient (by index date)"
         elif s.include is not None:
-            keep = atoms.expr(s.include, t).fill_null(False)
+            t = t.mutate(**{name: atoms.expr(s.include, t).fill_null(False)})
             desc = s.description or f"keep: {s.include.describe()}"
         else:
-            keep = ~atoms.expr(s.exclude, t).fill_null(False)
+            t = t.mutate(**{name: ~atoms.expr(s.exclude, t).fill_null(False)})
             desc = s.description or f"exclude: {s.exclude.describe()}"
-        t = t.mutate(removed_at=ibis.ifelse(t.removed_at.isnull() & ~keep, k, t.removed_at).cast("int64"))
-        if s.first_per_patient:
-            t = t.drop("_rn")
+        keep_cols.append(name)
         steps.append((s.name, desc))
-    drop = [c for c in t.columns if c.startswith("_atom")]
+    removed = ibis.cases(*[(~t[c], i) for i, c in enumerate(keep_cols, start=1)], else_=ibis.null("int64")).cast("int64")
+    t = t.mutate(removed_at=removed)
+    drop = [c for c in t.columns if c.startswith(("_atom", "_keep"))]
     return t.drop(*drop), steps
 
 
-def _attrition(study, t, steps) -> pd.DataFrame:
+def _attrition(study, t, steps, admissions) -> pd.DataFrame:
+    """Counts per step from ``removed_at`` of the admissions with an index event (``t``) and
+    the totals of the admissions table (everything else was removed by step 1)."""
     import ibis
 
     n_steps = len(steps)
+    totals = admissions.aggregate(n=ibis._.count(), p=ibis._.patient_id.nunique()).to_pandas()
+    total_adm, total_pat = int(totals.n.iloc[0]), int(totals.p.iloc[0])
     level = t.removed_at.fill_null(n_steps + 1)
     by_adm = t.mutate(_lvl=level).group_by("_lvl").aggregate(n=ibis._.count()).to_pandas()
     per_patient = t.mutate(_lvl=level).group_by("patient_id").aggregate(_m=ibis._._lvl.max())
     by_pat = per_patient.group_by("_m").aggregate(n=ibis._.count()).to_pandas()
     adm_at = dict(zip(by_adm["_lvl"].astype(int), by_adm["n"].astype(int)))
     pat_at = dict(zip(by_pat["_m"].astype(int), by_pat["n"].astype(int)))
-    total_adm, total_pat = sum(adm_at.values()), sum(pat_at.values())
+    # admissions without an index event, and patients with no admission that has one
+    adm_at[1] = adm_at.get(1, 0) + total_adm - sum(adm_at.values())
+    pat_at[1] = pat_at.get(1, 0) + total_pat - sum(pat_at.values())
     rows = [dict(step=0, name="database", description="every admission in the database",
                  admissions=total_adm, patients=total_pat, admissions_removed=0, patients_removed=0)]
     rem_a, rem_p = total_adm, total_pat
@@ -590,10 +624,17 @@ def _derivations(study, tables, t):
             cohort = _left_join(cohort, vol, ["hospital_id", "fiscal_year"])
 
     helpers = []
+    # one projection per dependency layer, each behind a view: Ibis would otherwise merge
+    # the projections and inline every column's definition into each use (a CASE of fifteen
+    # primary sites repeated wherever primary_site is read)
+    depth: dict[str, int] = {}
     for name, d in cols.items():
-        if isinstance(d, S.QuantileDeriv):
-            continue
-        cohort = cohort.mutate(**{name: _derive(name, d, cohort, atoms)})
+        refs = [r for r in S.derivation_refs(d) if r in depth]
+        depth[name] = 1 + max((depth[r] for r in refs), default=0)
+    for layer in sorted(set(depth.values())):
+        exprs = {n: _derive(n, cols[n], cohort, atoms) for n in cols if depth[n] == layer and not isinstance(cols[n], S.QuantileDeriv)}
+        if exprs:
+            cohort = cohort.mutate(**exprs).view()
     keys = [
         cohort.patient_id, cohort.admission_id, cohort.hospital_id.cast("int64").name("hospital_id"),
         cohort.fiscal_year.cast("int64").name("fiscal_year"), cohort[date_col],
