@@ -160,8 +160,8 @@ NONMET_DIAGNOSES = {
 # Primary tumour of metastatic patients: label, Katagiri group, share, P(male), ICD-10 codes.
 # Lung is 'moderate' only with a molecular-targeted drug billed (decided per patient).
 PRIMARY_SITES: dict[str, dict[str, Any]] = {
-    "lung": {"share": 0.26, "male": 0.68, "growth": "rapid", "codes": ["C349", "C341", "C343"]},
-    "breast": {"share": 0.10, "male": 0.01, "growth": "slow", "codes": ["C509", "C504"]},
+    "lung": {"share": 0.27, "male": 0.68, "growth": "rapid", "codes": ["C349", "C341", "C343"]},
+    "breast": {"share": 0.11, "male": 0.01, "growth": "slow", "codes": ["C509", "C504"]},
     "prostate": {"share": 0.09, "male": 1.0, "growth": "slow", "codes": ["C61"]},
     "kidney": {"share": 0.08, "male": 0.72, "growth": "moderate", "codes": ["C64"]},
     "liver": {"share": 0.06, "male": 0.78, "growth": "rapid", "codes": ["C220", "C221"]},
@@ -173,7 +173,7 @@ PRIMARY_SITES: dict[str, dict[str, Any]] = {
     "myeloma_lymphoma": {"share": 0.09, "male": 0.58, "growth": "slow", "codes": ["C900", "C833", "C859", "C810"]},
     "uterus_ovary": {"share": 0.025, "male": 0.0, "growth": "moderate", "codes": ["C539", "C541", "C56"]},
     "head_neck": {"share": 0.02, "male": 0.75, "growth": "rapid", "codes": ["C029", "C109", "C119", "C01"]},
-    "unknown": {"share": 0.05, "male": 0.58, "growth": "rapid", "codes": ["C809"]},
+    "unknown": {"share": 0.06, "male": 0.58, "growth": "rapid", "codes": ["C809"]},
     "other": {"share": 0.025, "male": 0.65, "growth": "moderate", "codes": ["C679", "C439", "C499"]},
     # Label 'other' but rapid (gallbladder/biliary C23-C24).
     "other_biliary": {"share": 0.01, "male": 0.55, "growth": "rapid", "codes": ["C23", "C240"], "label": "other"},
@@ -252,7 +252,7 @@ BACKGROUND: dict[str, dict[str, Any]] = {
     "pneumonia": {"share": 0.10, "codes": {"J189": 0.6, "J159": 0.2, "J690": 0.2}, "los": 14, "age": 78, "male": 0.58, "death": 0.07, "emerg": 0.8},
     "heart_failure": {"share": 0.07, "codes": {"I500": 0.7, "I509": 0.3}, "los": 17, "age": 82, "male": 0.48, "death": 0.06, "emerg": 0.75},
     "stroke": {"share": 0.07, "codes": {"I633": 0.5, "I634": 0.3, "I619": 0.2}, "los": 20, "age": 75, "male": 0.55, "death": 0.05, "emerg": 0.9},
-    "hip_fracture": {"share": 0.083, "codes": {"S720": 0.45, "S721": 0.45, "S722": 0.10}, "procs": {"K0461": 0.55, "K0811": 0.35}, "los": 30, "age": 84, "male": 0.22, "death": 0.02, "emerg": 0.85},
+    "hip_fracture": {"share": 0.089, "codes": {"S720": 0.45, "S721": 0.45, "S722": 0.10}, "procs": {"K0461": 0.55, "K0811": 0.35}, "los": 30, "age": 84, "male": 0.22, "death": 0.02, "emerg": 0.85},
     "cataract": {"share": 0.07, "codes": {"H251": 1.0}, "procs": {"K2821": 1.0}, "los": 3, "age": 74, "male": 0.42, "death": 0.0, "emerg": 0.0},
     "colorectal_cancer": {"share": 0.05, "codes": {"C189": 0.5, "C187": 0.3, "C20": 0.2}, "procs": {"K7193": 0.7}, "los": 14, "age": 70, "male": 0.58, "death": 0.005, "emerg": 0.05},
     "lung_cancer": {"share": 0.06, "codes": {"C341": 0.5, "C343": 0.5}, "los": 8, "age": 70, "male": 0.68, "death": 0.01, "emerg": 0.05, "targeted": 0.30},
