@@ -202,6 +202,30 @@ def test_boundary_fit_warns_and_reduces_to_glm():
     np.testing.assert_allclose(fit.std_error, glm.bse, rtol=1e-4)
     assert np.isnan(fit.mor_conf_low) and np.isnan(fit.mor_conf_high)
     assert fit.loglik == pytest.approx(glm.llf, abs=1e-6)
+    # the profile interval still exists at the boundary: [0, upper]
+    with pytest.warns(BoundaryWarning):
+        prof = mixed_logit("y ~ x", d, group="hosp", nagq=5, sd_ci="profile")
+    assert prof.random_sd_conf_low == 0.0 and 0.05 < prof.random_sd_conf_high < 2
+    assert prof.mor_conf_low == 1.0
+
+
+def test_profile_interval_is_where_the_deviance_rises_by_the_chi2_quantile(sim):
+    fit = quiet_fit("y ~ x1 + x2", sim, group="hosp", nagq=3, sd_ci="profile")
+    lo, hi = fit.random_sd_conf_low, fit.random_sd_conf_high
+    assert 0 < lo < fit.random_sd < hi
+    # refit with the SD fixed at each limit (weights make no difference): deviance - min = 3.8415
+    import hospstudy.models._aghq as A
+
+    d = sim.sort_values("hosp", kind="stable")
+    X = np.column_stack([np.ones(len(d)), d["x1"], d["x2"]])
+    codes = d["hosp"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    P = A.AghqProblem(X, d["y"].to_numpy(float), np.ones(len(d)), starts, 3)
+    best = P.evaluate(fit.random_sd, fit.estimate, grad=False).deviance
+    for limit in (lo, hi):
+        dev, _ = A.profile_deviance(P, limit, fit.estimate)
+        assert dev - best == pytest.approx(3.841458821, abs=1e-5)
+    assert fit.variance_components()["method"].iloc[0] == "profile likelihood"
 
 
 def test_separation_warns_and_names_the_term(sim):
@@ -244,6 +268,7 @@ def test_nonconvergence_warns(sim):
         ({"trials": "nope"}, "trials"),
         ({"conf_level": 95}, "conf_level"),
         ({"max_iter": 0}, "max_iter"),
+        ({"sd_ci": "wald"}, "sd_ci"),
     ],
 )
 def test_bad_arguments_one_template(sim, kw, param):

@@ -187,6 +187,15 @@ class AghqProblem:
         g_theta = float(np.sum((pi * U * D).sum(axis=1) + B * du0 + E * dsd))
         return Evaluation(F, np.concatenate(([g_theta], g_beta)), u0, sd, eta_m)
 
+    def fisher_beta(self, theta: float, ev: Evaluation) -> np.ndarray:
+        """Expected-information matrix of beta at fixed theta (lme4's ``RX'RX`` doubled: the
+        GLM information minus what the random intercepts absorb), at the modes of ``ev``."""
+        mu = expit(ev.eta_mode)
+        v = self.m * mu * (1.0 - mu)
+        S = self._seg(self.X * v[:, None])  # (J, p)
+        shrink = theta * theta * ev.sd * ev.sd  # theta^2 / L_j^2
+        return 2.0 * (self.X.T @ (self.X * v[:, None]) - S.T @ (S * shrink[:, None]))
+
     def deviance_constants(self, lchoose: np.ndarray) -> tuple[float, float]:
         """Constants that put the internal deviance on lme4's scales.
 
@@ -359,3 +368,59 @@ def fit(problem: AghqProblem, beta0: np.ndarray, theta0: float = 1.0,
 
 def moved_far(x, x_ref, tol: float = 1e-3) -> bool:
     return bool(np.max(np.abs(np.asarray(x) - np.asarray(x_ref))) > tol)
+
+
+def profile_deviance(problem: AghqProblem, theta: float, beta: np.ndarray,
+                     tol: float = 1e-10, max_iter: int = 50) -> tuple[float, np.ndarray]:
+    """``min_beta F(theta, beta)`` at fixed ``theta``: Fisher scoring on beta (expected
+    information at the current modes) with step halving. Returns the profiled deviance and
+    the minimising beta."""
+    ev = problem.evaluate(theta, beta)
+    for _ in range(max_iter):
+        g = ev.grad[1:]
+        try:
+            step = -linalg.cho_solve(linalg.cho_factor(problem.fisher_beta(theta, ev)), g)
+        except linalg.LinAlgError:
+            step = -np.linalg.lstsq(problem.fisher_beta(theta, ev), g, rcond=None)[0]
+        if -g @ step < tol:
+            break
+        t = 1.0
+        while True:
+            cand = problem.evaluate(theta, beta + t * step)
+            if cand.deviance <= ev.deviance:
+                break
+            t *= 0.5
+            if t < 1e-3:  # no decrease left to find: at the rounding floor of the deviance
+                return ev.deviance, beta
+        beta, ev = beta + t * step, cand
+    return ev.deviance, beta
+
+
+def profile_interval(problem: AghqProblem, theta_hat: float, beta_hat: np.ndarray, dev_hat: float,
+                     H: np.ndarray, level: float) -> tuple[float, float]:
+    """Profile-likelihood interval of theta: where ``min_beta F(theta, .) - F_hat`` reaches the
+    ``level`` quantile of chi-square(1). The lower limit is 0 when the boundary is inside."""
+    from scipy.stats import chi2
+
+    crit = float(chi2.ppf(level, 1))
+    cache: dict[float, np.ndarray] = {}
+
+    def f(theta: float) -> float:
+        near = min(cache, key=lambda t: abs(t - theta)) if cache else None
+        start = beta_hat if near is None else cache[near]
+        dev, b = profile_deviance(problem, theta, start)
+        cache[theta] = b
+        return dev - dev_hat - crit
+
+    if theta_hat <= 0.0:
+        lo = 0.0
+    else:
+        lo = 0.0 if f(0.0) <= 0 else optimize.brentq(f, 0.0, theta_hat, xtol=1e-8)
+    hi_b = max(2.0 * theta_hat, 0.1)
+    hi = float("inf")
+    for _ in range(12):
+        if f(hi_b) > 0:
+            hi = optimize.brentq(f, theta_hat, hi_b, xtol=1e-8)
+            break
+        hi_b *= 2.0
+    return float(lo), float(hi)

@@ -75,9 +75,13 @@ class MixedLogitResult(ModelResult):
         Latent-scale intraclass correlation ``sigma^2 / (sigma^2 + pi^2 / 3)``.
     median_odds_ratio : float
         ``exp(sqrt(2) * Phi^-1(0.75) * sigma)``.
+    random_sd_conf_low, random_sd_conf_high : float
+        Confidence limits of ``random_sd`` at ``conf_level``: ``sd_ci='delta'`` is the Wald
+        interval of ``log(sigma)`` transformed back (NaN at a boundary fit); ``sd_ci='profile'``
+        the profile-likelihood interval (as lme4's ``confint(method='profile')``; lower
+        limit 0 when the boundary is inside).
     mor_conf_low, mor_conf_high : float
-        Its confidence limits at ``conf_level`` by the delta method on ``log(sigma)``
-        (Wald interval for ``log sigma``, transformed); NaN at a boundary fit.
+        The median odds ratio's limits: the SD limits transformed (the MOR is monotone in sigma).
     nagq : int
         Quadrature nodes (1 = Laplace).
     """
@@ -90,6 +94,9 @@ class MixedLogitResult(ModelResult):
     median_odds_ratio: float = float("nan")
     mor_conf_low: float = float("nan")
     mor_conf_high: float = float("nan")
+    random_sd_conf_low: float = float("nan")
+    random_sd_conf_high: float = float("nan")
+    sd_ci: str = "delta"
     nagq: int = 1
     group: str = ""
     dropped_terms: tuple = ()
@@ -97,23 +104,18 @@ class MixedLogitResult(ModelResult):
 
     def variance_components(self) -> pd.DataFrame:
         """Hospital variation: SD, variance, ICC and median odds ratio with confidence limits
-        (delta method on ``log(sigma)``; the limits of the others are transforms of sigma's)."""
-        sd = self.random_sd
-        if sd > 0 and np.isfinite(self.random_sd_se):
-            q = stats.norm.ppf(0.5 + self.conf_level / 2)
-            se_log = self.random_sd_se / sd
-            lo, hi = sd * np.exp(-q * se_log), sd * np.exp(q * se_log)
-        else:
-            lo = hi = float("nan")
+        (the SD's limits by ``sd_ci``; the others are monotone transforms of sigma's)."""
+        sd, lo, hi = self.random_sd, self.random_sd_conf_low, self.random_sd_conf_high
         k = np.pi**2 / 3
-        rows = [
-            ("sd", sd, lo, hi),
-            ("variance", sd**2, lo**2, hi**2),
-            ("icc", sd**2 / (sd**2 + k), lo**2 / (lo**2 + k), hi**2 / (hi**2 + k)),
-            ("median_odds_ratio", np.exp(MOR_FACTOR * sd), np.exp(MOR_FACTOR * lo), np.exp(MOR_FACTOR * hi)),
-        ]
+        with np.errstate(over="ignore", invalid="ignore"):  # an unbounded upper limit stays inf
+            rows = [
+                ("sd", sd, lo, hi),
+                ("variance", sd**2, lo**2, hi**2),
+                ("icc", sd**2 / (sd**2 + k), lo**2 / (lo**2 + k), hi**2 / (hi**2 + k)),
+                ("median_odds_ratio", np.exp(MOR_FACTOR * sd), np.exp(MOR_FACTOR * lo), np.exp(MOR_FACTOR * hi)),
+            ]
         out = pd.DataFrame(rows, columns=["quantity", "estimate", "conf_low", "conf_high"])
-        out["method"] = "delta method on log(sd)"
+        out["method"] = {"delta": "delta method on log(sd)", "profile": "profile likelihood"}[self.sd_ci]
         out["group"] = self.group
         return out
 
@@ -172,7 +174,8 @@ def _split_cbind(formula: str, data: pd.DataFrame):
 
 
 def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=None, trials=None,
-                conf_level: float = 0.95, tol: float = 1e-10, max_iter: int = 1000) -> MixedLogitResult:
+                conf_level: float = 0.95, sd_ci: str = "delta", tol: float = 1e-10,
+                max_iter: int = 1000) -> MixedLogitResult:
     """Random-intercept logistic regression by maximum likelihood (lme4::glmer's definitions).
 
     Parameters
@@ -193,7 +196,11 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
     trials : str or array-like, optional
         Number of trials per row; the outcome is then the number of successes.
     conf_level : float, default 0.95
-        Level of the Wald intervals of ``tidy()`` and of the median-odds-ratio interval.
+        Level of the Wald intervals of ``tidy()`` and of the random-SD / median-odds-ratio interval.
+    sd_ci : {'delta', 'profile'}, default 'delta'
+        Interval of the random-intercept SD (and so of the ICC and median odds ratio): Wald on
+        ``log(sigma)`` (no extra fitting), or profile likelihood (refits beta on a grid of sigma
+        found by root finding; better with few hospitals or a SD near 0, slower).
     tol : float, default 1e-10
         Convergence test: the Newton decrement ``g' H^-1 g`` of the deviance.
     max_iter : int, default 1000
@@ -234,6 +241,8 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         raise param_error(FUNC, "nagq", f"an int in [1, {_aghq.MAX_NAGQ}]", nagq)
     if not isinstance(conf_level, float) or not 0 < conf_level < 1:
         raise param_error(FUNC, "conf_level", "a float in (0, 1)", conf_level)
+    if sd_ci not in ("delta", "profile"):
+        raise param_error(FUNC, "sd_ci", "'delta' or 'profile'", sd_ci)
     if not isinstance(tol, (int, float)) or not tol > 0:
         raise param_error(FUNC, "tol", "a positive float", tol)
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
@@ -363,8 +372,8 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         cov_full[1:, 1:] = cov_b
         warnings.warn(f"{FUNC}: boundary fit: the random-intercept SD of '{group_name}' is estimated as "
                       f"{theta:.3g} (< {BOUNDARY_TOL}); the data show no between-{group_name} variation beyond "
-                      "chance, the model reduces to ordinary logistic regression and the median odds ratio's "
-                      "interval is not available.", BoundaryWarning, stacklevel=2)
+                      "chance, the model reduces to ordinary logistic regression (use sd_ci='profile' for an "
+                      "interval of the SD).", BoundaryWarning, stacklevel=2)
     if not out.converged:
         warnings.warn(f"{FUNC}: the optimiser did not converge ({out.message}; Newton decrement "
                       f"{out.newton_decrement:.3g} > tol {tol:g}); estimates may be off.",
@@ -388,12 +397,19 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         "mode": theta * u0,
         "cond_sd": theta * out.sd,
     })
-    q = stats.norm.ppf(0.5 + conf_level / 2)
-    if not boundary and np.isfinite(sd_se):
-        se_log = sd_se / theta
-        mor_lo, mor_hi = np.exp(MOR_FACTOR * theta * np.exp(-q * se_log)), np.exp(MOR_FACTOR * theta * np.exp(q * se_log))
-    else:
-        mor_lo = mor_hi = float("nan")
+    sd_lo = sd_hi = float("nan")
+    if sd_ci == "profile" and np.all(np.isfinite(H)):
+        try:
+            sd_lo, sd_hi = _aghq.profile_interval(problem, theta, out.beta, out.deviance, H, conf_level)
+        except (ValueError, np.linalg.LinAlgError) as e:
+            warnings.warn(f"{FUNC}: the profile-likelihood interval of the random SD failed ({e}).",
+                          ConvergenceWarning, stacklevel=2)
+    elif sd_ci == "delta" and not boundary and np.isfinite(sd_se):
+        q = stats.norm.ppf(0.5 + conf_level / 2)
+        with np.errstate(over="ignore"):  # a nearly flat likelihood gives an unbounded upper limit
+            sd_lo, sd_hi = theta * np.exp(-q * sd_se / theta), theta * np.exp(q * sd_se / theta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mor_lo, mor_hi = np.exp(MOR_FACTOR * sd_lo), np.exp(MOR_FACTOR * sd_hi)
     res = MixedLogitResult(
         method=f"random-intercept logistic regression (ML, {'Laplace' if nagq == 1 else f'AGHQ, {nagq} nodes'})",
         terms=terms_all,
@@ -426,6 +442,9 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         median_odds_ratio=float(np.exp(MOR_FACTOR * theta)),
         mor_conf_low=float(mor_lo),
         mor_conf_high=float(mor_hi),
+        random_sd_conf_low=float(sd_lo),
+        random_sd_conf_high=float(sd_hi),
+        sd_ci=sd_ci,
         nagq=int(nagq),
         group=str(group_name),
         dropped_terms=dropped,
