@@ -102,6 +102,10 @@ def test_referential_integrity_and_value_rules(db):
         "age out of 0-120": "SELECT count(*) FROM admissions WHERE age < 0 OR age > 120",
         "duplicate facility-year": "SELECT count(*) - count(DISTINCT (hospital_id, fiscal_year)) FROM facilities",
         "ADL at discharge of the dead": "SELECT count(*) FROM admissions WHERE discharge_to = 'death' AND adl_dis IS NOT NULL",
+        "overlapping stays of a patient": """SELECT count(*) FROM (
+            SELECT admit_date, lag(discharge_date) OVER (PARTITION BY patient_id ORDER BY admit_date, admission_id) AS prev,
+                   lag(discharge_to) OVER (PARTITION BY patient_id ORDER BY admit_date, admission_id) AS prev_to
+            FROM admissions) WHERE admit_date <= prev OR prev_to = 'death'""",
     }
     for rule, sql in q.items():
         assert _sql(db, sql) == [(0,)], rule

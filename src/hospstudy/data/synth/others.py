@@ -190,6 +190,29 @@ def background(rng: np.random.Generator, hosp: Hospitals, j: int, n: int, with_b
     los = np.maximum(1, np.rint(rng.lognormal(np.log(f("los")), 0.6))).astype(np.int64)
     discharge = admit + los
     dead = rng.random(n) < f("death")
+    # Patients: most admissions are a new patient; some are readmissions, 7-66 days after the
+    # discharge of an earlier admission of the same category this year (same patient number,
+    # sex and age; one readmission per source; never after a death; stays never overlap).
+    patient_no = (fy - 1990) * 10**8 + np.arange(n)
+    re = np.flatnonzero(rng.random(n) < 0.15)
+    if len(re):
+        order_cat = np.argsort(cat, kind="stable")
+        start = np.searchsorted(cat[order_cat], cat[re], side="left")
+        end = np.searchsorted(cat[order_cat], cat[re], side="right")
+        src = order_cat[start + np.floor(rng.random(len(re)) * (end - start)).astype(np.int64)]
+        is_re = np.zeros(n, bool)
+        is_re[re] = True
+        new_admit = discharge[src] + 7 + rng.integers(0, 60, len(re))
+        ok = (~is_re[src]) & (~dead[src]) & (new_admit < starts + length)
+        re, src, new_admit = re[ok], src[ok], new_admit[ok]
+        _, first = np.unique(src, return_index=True)
+        re, src, new_admit = re[first], src[first], new_admit[first]
+        patient_no[re] = patient_no[src]
+        male[re] = male[src]
+        age[re] = age[src]
+        admit[re] = new_admit
+        discharge[re] = admit[re] + los[re]
+
     hip = cat == _BG_NAMES.index("hip_fracture")
     stroke = cat == _BG_NAMES.index("stroke")
     p_home = np.where(hip, 0.35, np.where(stroke, 0.5, 0.88))
@@ -239,23 +262,6 @@ def background(rng: np.random.Generator, hosp: Hospitals, j: int, n: int, with_b
     p_idx, p_code, p_day = p_idx[order], p_code[order], p_day[order]
     surgery = np.full(n, -1, np.int64)
     surgery[p_idx] = p_day
-
-    # Patients: most admissions are a new patient; some are readmissions of a patient of the
-    # same category this year (same patient number, sex and age).
-    patient_no = (fy - 1990) * 10**8 + np.arange(n)
-    re = np.flatnonzero(rng.random(n) < 0.15)
-    if len(re):
-        order_cat = np.argsort(cat, kind="stable")
-        pos = np.empty(n, np.int64)
-        pos[order_cat] = np.arange(n)
-        start = np.searchsorted(cat[order_cat], cat[re], side="left")
-        end = np.searchsorted(cat[order_cat], cat[re], side="right")
-        src = order_cat[start + np.floor(rng.random(len(re)) * (end - start)).astype(np.int64)]
-        ok = src != re
-        re, src = re[ok], src[ok]
-        patient_no[re] = patient_no[src]
-        male[re] = male[src]
-        age[re] = age[src]
 
     bmi = np.clip(rng.normal(22.5, 3.8, n), 12, 50)
     jcs_p = np.array([0.9, 0.04, 0.02, 0.01, 0.012, 0.008, 0.005, 0.003, 0.001, 0.001])
