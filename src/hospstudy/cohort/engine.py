@@ -452,12 +452,12 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
     try:
         tables = stage_tables(con, data_dir, engine)
         tick("index events and steps")
-        cohort_t, steps = _steps(study, tables)
+        cohort_t, steps, base = _steps(study, tables)
         cohort_t = cached = cohort_t.cache()
         tick("attrition")
         attrition = _attrition(study, cohort_t, steps, tables["admissions"])
         tick("derivations")
-        analytic_expr, helpers = _derivations(study, tables, cohort_t)
+        analytic_expr, helpers = _derivations(study, tables, cohort_t, base)
         tick("analytic dataset")
         arrow = analytic_expr.to_pyarrow()
     except (DataUnusableError, InputError):
@@ -506,10 +506,15 @@ def _steps(study, tables):
     pats = study.codelists[idx.procedures]
     p = proc.filter(cl.predicate(proc.proc_code, pats))
     first = p.group_by("admission_id").aggregate(**{date_col: p.proc_date.min()})
-    first_r = first.rename(_f_id="admission_id", _f_date=date_col)
-    on_day = p.inner_join(first_r, [p.admission_id == first_r._f_id, p.proc_date == first_r._f_date])
-    codes = on_day.group_by("admission_id").aggregate(**{code_col: on_day.proc_code.min()})
-    first = _left_join(first, codes, ["admission_id"])
+    if _uses_field(study, code_col):
+        # the index code (smallest code among the index-day procedures) costs another pass
+        # over the procedures: only when the study reads it
+        first_r = first.rename(_f_id="admission_id", _f_date=date_col)
+        on_day = p.inner_join(first_r, [p.admission_id == first_r._f_id, p.proc_date == first_r._f_date])
+        codes = on_day.group_by("admission_id").aggregate(**{code_col: on_day.proc_code.min()})
+        first = _left_join(first, codes, ["admission_id"])
+    else:
+        first = first.mutate(**{code_col: ibis.null("string")})
 
     # only admissions with an index event go on; the others are counted from the admissions
     # table by the attrition (step 1)
@@ -564,7 +569,15 @@ def _steps(study, tables):
     removed = ibis.cases(*[(~t[c], i) for i, c in enumerate(keep_cols, start=1)], else_=ibis.null("int64")).cast("int64")
     t = t.mutate(removed_at=removed)
     drop = [c for c in t.columns if c.startswith(("_atom", "_keep"))]
-    return t.drop(*drop), steps
+    return t.drop(*drop), steps, base
+
+
+def _uses_field(study, name: str) -> bool:
+    for s in study.cohort.steps:
+        for c in (s.include, s.exclude):
+            if c is not None and name in c.fields():
+                return True
+    return any(name in S.derivation_refs(d) for d in study.columns.values())
 
 
 def _attrition(study, t, steps, admissions) -> pd.DataFrame:
@@ -595,7 +608,7 @@ def _attrition(study, t, steps, admissions) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _derivations(study, tables, t):
+def _derivations(study, tables, t, base):
     import ibis
 
     date_col = study.cohort.index.date_column
@@ -615,6 +628,12 @@ def _derivations(study, tables, t):
         if isinstance(d, S.VolumeDeriv):
             # annual volume over the whole database: admissions by the fiscal year of their
             # first procedure in the list, at that hospital
+            if set(study.codelists[d.codes]) == set(study.codelists[study.cohort.index.procedures]):
+                # the same list as the index: every admission with such a procedure is in the
+                # (materialised) index table already, with its hospital and fiscal year
+                vol = base.group_by(["hospital_id", "fiscal_year"]).aggregate(**{f"_vol_{name}": ibis._.count()})
+                cohort = _left_join(cohort, vol, ["hospital_id", "fiscal_year"])
+                continue
             p = proc.filter(cl.predicate(proc.proc_code, study.codelists[d.codes]))
             firsts = p.group_by("admission_id").aggregate(_d=p.proc_date.min())
             firsts = firsts.inner_join(adm.select("admission_id", "hospital_id"), "admission_id")
