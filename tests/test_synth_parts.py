@@ -115,4 +115,4 @@ def test_calibration_query_applies_the_cohort_rules(tmp_path):
     assert df.loc["E", "unfavorable_ambulatory"]  # walking 3 -> 1
     assert df.loc["E", "postop_los"] == 21
     f = check.figures(tmp_path)
-    assert f["patients"] == 3 and f["non_metastatic_spine_admissions"] == 2  # n1 and d1 (C795 only as complication)
+    assert f["patients"] == 3 and f["non_metastatic_spine_admissions"] == 1  # n1: no C795 in any role
