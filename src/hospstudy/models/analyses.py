@@ -349,8 +349,7 @@ class _Job:
     outcome: str
     exposure: str
     model: str
-    run: Callable[[], Any]
-    label: str = ""
+    run: Callable[["_Job"], None]
 
 
 class _Runner:
@@ -474,13 +473,12 @@ class _Runner:
                     continue
                 vc = res.variance_components().set_index("quantity")
                 rows.append({
-                    "outcome": o, "model": label, "formula": res.extra.get("formula") or None,
+                    "outcome": o, "model": label,
                     "random_sd": vc.loc["sd", "estimate"], "random_sd_low": vc.loc["sd", "conf_low"], "random_sd_high": vc.loc["sd", "conf_high"],
                     "icc": vc.loc["icc", "estimate"], "icc_low": vc.loc["icc", "conf_low"], "icc_high": vc.loc["icc", "conf_high"],
                     "mor": vc.loc["median_odds_ratio", "estimate"], "mor_low": vc.loc["median_odds_ratio", "conf_low"],
                     "mor_high": vc.loc["median_odds_ratio", "conf_high"], "clusters": res.clusters, "n": res.n,
                 })
-                rows[-1].pop("formula")
             self.extras.setdefault("hospital_variation", []).extend(rows)
             if notes:
                 self.extras.setdefault("notes", []).append(f"hospital_variation {o}: " + "; ".join(notes))
