@@ -139,3 +139,24 @@ def test_reference_fixture_is_tight():
     for q in NAGQ:
         assert FIXTURE[f"cbpp_nagq{q}"]["conv_messages"] == []
         assert FIXTURE[f"cbpp_nagq{q}"]["nAGQ"] == q
+
+
+# Profile-likelihood interval of the random SD vs lme4's confint(method = "profile")
+# (tests/reference/lme4_profile.R). lme4 interpolates the profile with splines between its grid
+# points; the limits it reports carry that interpolation error (seen: up to 7e-5 here).
+PROFILE = json.loads((REF / "lme4_profile.json").read_text())
+TOL_PROFILE = 2e-4
+
+
+def test_profile_interval_cbpp(cbpp):
+    fit = mixed_logit("cbind(incidence, size - incidence) ~ C(period)", cbpp, group="herd", sd_ci="profile")
+    ref = PROFILE["cbpp_nagq1"]
+    assert abs(fit.random_sd_conf_low - ref["conf_low"]) < TOL_PROFILE
+    assert abs(fit.random_sd_conf_high - ref["conf_high"]) < TOL_PROFILE
+
+
+def test_profile_interval_contraception(contraception):
+    fit = mixed_logit("use ~ age + I(age**2) + urban + livch", contraception, group="district", sd_ci="profile")
+    ref = PROFILE["contraception_nagq1"]
+    assert abs(fit.random_sd_conf_low - ref["conf_low"]) < TOL_PROFILE
+    assert abs(fit.random_sd_conf_high - ref["conf_high"]) < TOL_PROFILE
