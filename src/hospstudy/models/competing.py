@@ -66,8 +66,8 @@ class _RiskSets:
     """Risk-set bookkeeping for (start, stop] rows at the distinct event times.
 
     Row i is at risk at event times k = first[i] .. last[i] (start < t_k <= stop). Sums over
-    risk sets are cumulative sums of a sparse difference operator, so one pass costs O(n p^2)
-    whatever the number of event times.
+    risk sets are cumulative sums of what enters minus what leaves at each event time, so one
+    pass costs O(n p^2) whatever the number of event times.
     """
 
     def __init__(self, start, stop, status):
@@ -87,9 +87,40 @@ class _RiskSets:
         self.E = sparse.csr_matrix((np.ones(dead.sum()), (self.death_k, self.death_idx)), shape=(K, n))
         self.d = np.bincount(self.death_k, minlength=K).astype(float)
 
+        # row groups by the bucket where they enter / leave the risk set / die, for the
+        # second-moment sums (one BLAS product per bucket instead of p sparse products)
+        self.enter = self._groups(self.first[at_risk], np.nonzero(at_risk)[0])
+        self.leave = self._groups(self.last[at_risk] + 1, np.nonzero(at_risk)[0])
+        self.die = self._groups(self.death_k, self.death_idx)
+
+    @staticmethod
+    def _groups(bucket, rows):
+        order = np.argsort(bucket, kind="stable")
+        b, r = bucket[order], rows[order]
+        keys, starts = np.unique(b, return_index=True)
+        ends = np.r_[starts[1:], len(b)]
+        return [(int(k), r[s:e]) for k, s, e in zip(keys, starts, ends)]
+
     def risk_sum(self, v):
         """Sum over each risk set of v (n,) or (n, q) -> (K,) or (K, q)."""
         return np.cumsum(self.D @ v, axis=0)[:-1]
+
+    def _outer_by(self, groups, r, X, size):
+        out = np.zeros((size, X.shape[1], X.shape[1]))
+        for k, rows in groups:
+            Xr = X[rows]
+            out[k] = (Xr * r[rows, None]).T @ Xr
+        return out
+
+    def risk_outer(self, r, X):
+        """Sum over each risk set of r_i x_i x_i' -> (K, p, p)."""
+        K = len(self.times)
+        diff = self._outer_by(self.enter, r, X, K + 1) - self._outer_by(self.leave, r, X, K + 1)
+        return np.cumsum(diff, axis=0)[:-1]
+
+    def death_outer(self, r, X):
+        """Sum over the deaths at each event time of r_i x_i x_i' -> (K, p, p)."""
+        return self._outer_by(self.die, r, X, len(self.times))
 
 
 def _efron_terms(rs: _RiskSets, X, w, eta, need_hessian=True, breslow=False):
@@ -103,11 +134,8 @@ def _efron_terms(rs: _RiskSets, X, w, eta, need_hessian=True, breslow=False):
     loglik = float(np.sum(w[rs.death_idx] * eta[rs.death_idx]))
     score = (w[rs.death_idx, None] * X[rs.death_idx]).sum(axis=0)
     if need_hessian:
-        S2 = np.empty((len(rs.times), p, p))
-        E2 = np.empty((len(rs.times), p, p))
-        for j in range(p):
-            S2[:, j, :] = rs.risk_sum((r * X[:, j])[:, None] * X)
-            E2[:, j, :] = rs.E @ ((r * X[:, j])[:, None] * X)
+        S2 = rs.risk_outer(r, X)
+        E2 = rs.death_outer(r, X)
     H = np.zeros((p, p))
     # per event time: hazard pieces used by the score residuals
     dmax = int(rs.d.max()) if len(rs.d) else 0
