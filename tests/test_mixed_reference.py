@@ -160,3 +160,19 @@ def test_profile_interval_contraception(contraception):
     ref = PROFILE["contraception_nagq1"]
     assert abs(fit.random_sd_conf_low - ref["conf_low"]) < TOL_PROFILE
     assert abs(fit.random_sd_conf_high - ref["conf_high"]) < TOL_PROFILE
+
+
+# Case weights vs glmer(weights =) (tests/reference/lme4_weights.R): integer weights 1..3 by
+# district on Contraception, I(age^2 / 100) rescaled back.
+WEIGHTED = json.loads((REF / "lme4_weights.json").read_text())["fits"]
+
+
+@pytest.mark.parametrize("q", [1, 10])
+def test_case_weights_match_glmer(q, contraception):
+    d = contraception.assign(w=1 + contraception["district"] % 3)
+    fit = mixed_logit("use ~ age + I(age**2) + urban + livch", d, group="district", nagq=q, weights="w")
+    ref = WEIGHTED[f"contraception_weighted_nagq{q}"]
+    np.testing.assert_allclose(fit.estimate, ref["fixef"], rtol=0, atol=TOL_FIXEF)
+    np.testing.assert_allclose(fit.std_error, ref["se"], rtol=TOL_SE_REL, atol=0)
+    assert abs(fit.random_sd - ref["sd"]) < TOL_SD
+    assert abs(fit.loglik - ref["loglik"]) < TOL_LOGLIK
