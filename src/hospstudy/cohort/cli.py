@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         if engine not in ENGINES:
             raise typer.BadParameter(f"--engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         study = Study.load(study_file)
-        stages = [s for s in STAGES if not (skip_validation and s == "validate")]
+        stages = list(STAGES)
         with progress() as bar:
             task = bar.add_task(f"cohort {study.name} on {engine}", total=len(stages))
             seen: list[str] = []
@@ -51,8 +51,15 @@ def register(app: typer.Typer) -> None:
         paths = result.write(out)
         for stage, secs in result.timings.items():
             console.print(f"  [dim]{stage}: {secs:.1f} s[/]")
-        a = result.attrition
-        console.print(a.to_string(index=False))
+        from rich.table import Table
+
+        table = Table(title=f"attrition ({study.name})", title_justify="left")
+        for col in ("step", "name", "admissions", "patients", "admissions removed", "patients removed"):
+            table.add_column(col, justify="right" if col != "name" else "left")
+        for r in result.attrition.itertuples(index=False):
+            table.add_row(str(r.step), r.name, f"{r.admissions:,}", f"{r.patients:,}",
+                          f"{r.admissions_removed:,}", f"{r.patients_removed:,}")
+        console.print(table)
         console.print(
             f"[green]✓[/] {len(result.analytic):,} patients; analytic dataset {paths['analytic']}, "
             f"attrition {paths['attrition']}, dictionary {paths['dictionary']}"

@@ -452,12 +452,15 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
     try:
         tables = stage_tables(con, data_dir, engine)
         tick("index events and steps")
-        cohort_t, steps, base = _steps(study, tables)
-        cohort_t = cached = cohort_t.cache()
+        steps_t, steps, index_t = _steps(study, tables)
+        # only the outcome of the steps is materialised; the cohort's rows come from the
+        # materialised index admissions
+        status = cached = steps_t.select("admission_id", "patient_id", "removed_at").cache()
         tick("attrition")
-        attrition = _attrition(study, cohort_t, steps, tables["admissions"])
+        attrition = _attrition(study, status, steps, tables["admissions"])
         tick("derivations")
-        analytic_expr, helpers = _derivations(study, tables, cohort_t, base)
+        cohort = index_t.semi_join(status.filter(status.removed_at.isnull()), "admission_id")
+        analytic_expr = _derivations(study, tables, cohort, index_t)
         tick("analytic dataset")
         arrow = analytic_expr.to_pyarrow()
     except (DataUnusableError, InputError):
@@ -529,14 +532,14 @@ def _steps(study, tables):
     base = base.mutate(facility_record=base.facility_record.fill_null(False))
     # the admissions with an index event are read by every step and by the atoms' joins:
     # materialise them once (DuckDB and Spark would recompute the joins for each use)
-    base = base.cache()
+    index_t = base.cache()
 
     atoms = _Atoms(study)
     for s in study.cohort.steps:
         for c in (s.include, s.exclude):
             if c is not None:
                 atoms.add_condition(c)
-    base = atoms.attach(base, tables, date_col)
+    base = atoms.attach(index_t, tables, date_col)
 
     steps = [(idx.name, idx.description or f"admissions with a procedure in '{idx.procedures}' (the first is the index, day 0)")]
     # one boolean column per step (whether the admission passes it), then ``removed_at`` as
@@ -569,7 +572,7 @@ def _steps(study, tables):
     removed = ibis.cases(*[(~t[c], i) for i, c in enumerate(keep_cols, start=1)], else_=ibis.null("int64")).cast("int64")
     t = t.mutate(removed_at=removed)
     drop = [c for c in t.columns if c.startswith(("_atom", "_keep"))]
-    return t.drop(*drop), steps, base
+    return t.drop(*drop), steps, index_t
 
 
 def _uses_field(study, name: str) -> bool:
@@ -608,11 +611,12 @@ def _attrition(study, t, steps, admissions) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _derivations(study, tables, t, base):
+def _derivations(study, tables, cohort, base):
+    """The analytic dataset's expression: ``cohort`` (the admissions in the cohort) with every
+    column of the study; ``base`` (all admissions with an index event) gives the volumes."""
     import ibis
 
     date_col = study.cohort.index.date_column
-    cohort = t.filter(t.removed_at.isnull()).drop("removed_at")
     cols = study.columns
     atoms = _Atoms(study)
     for name, d in cols.items():
@@ -642,7 +646,6 @@ def _derivations(study, tables, t, base):
             )
             cohort = _left_join(cohort, vol, ["hospital_id", "fiscal_year"])
 
-    helpers = []
     # one projection per dependency layer, each behind a view: Ibis would otherwise merge
     # the projections and inline every column's definition into each use (a CASE of fifteen
     # primary sites repeated wherever primary_site is read)
@@ -659,8 +662,7 @@ def _derivations(study, tables, t, base):
         cohort.fiscal_year.cast("int64").name("fiscal_year"), cohort[date_col],
     ]
     fetch = [c for c in cols if not isinstance(cols[c], S.QuantileDeriv)]
-    out = cohort.select(*keys, *[cohort[c] for c in fetch]).order_by(["patient_id", "admission_id"])
-    return out, helpers
+    return cohort.select(*keys, *[cohort[c] for c in fetch]).order_by(["patient_id", "admission_id"])
 
 
 def _finish(study, arrow: pa.Table):
