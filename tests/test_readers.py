@@ -112,7 +112,7 @@ def test_part_missing_a_column_is_named(tmp_path):
     (miss,) = report.find("missing_column")
     assert (miss.column, miss.count, miss.examples[0].file) == ("role", 1, "diagnoses/b.parquet")
     (nn,) = report.find("not_null")
-    assert (nn.column, nn.count, nn.examples[0].file, nn.examples[0].row) == ("role", 5, "diagnoses/b.parquet", 1)
+    assert (nn.column, nn.count, nn.examples[0].file, nn.examples[0].row) == ("role", 6, "diagnoses/b.parquet", 1)
 
 
 # -- unusable input: DataUnusableError with the file named, never a traceback

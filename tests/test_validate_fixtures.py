@@ -55,6 +55,7 @@ _DIAGNOSES = [
     {"admission_id": "A2", "icd10": "C795", "role": "main"},
     {"admission_id": "A2", "icd10": "C50", "role": "trigger"},
     {"admission_id": "A3", "icd10": "I219", "role": "main"},
+    {"admission_id": "A4", "icd10": "M4806", "role": "main"},
     {"admission_id": "A4", "icd10": "M4806", "role": "resource"},
     {"admission_id": "A5", "icd10": "S7200", "role": "main"},
     {"admission_id": "A6", "icd10": "C795", "role": "main"},

@@ -74,6 +74,7 @@ RULES: dict[str, Rule] = {
     "stay_over_365": Rule("warning", f"a stay longer than {STAY_MAX_DAYS} days"),
     "overlapping_stays": Rule("warning", "a patient's admission starts before the previous one ended"),
     "patient_sex_inconsistent": Rule("warning", "one patient_id recorded with both sexes"),
+    "main_diagnosis_count": Rule("warning", "an admission without exactly one diagnosis of role main (DPC Form 1 has one)"),
     "height_implausible": Rule("warning", f"height_cm outside {HEIGHT_CM[0]:g}-{HEIGHT_CM[1]:g} "
                                f"({CHILD_HEIGHT_CM[0]:g}-{CHILD_HEIGHT_CM[1]:g} under age 18)"),
     "weight_implausible": Rule("warning", f"weight_kg outside {WEIGHT_KG[0]:g}-{WEIGHT_KG[1]:g} "
@@ -384,6 +385,9 @@ class _Validator:
             cols.append("max(discharge_date) AS discharge_date" if self._has("admissions", "discharge_date") else "NULL::DATE AS discharge_date")
             self._query(con, "admissions", f"CREATE TABLE adm_keys AS SELECT {', '.join(cols)} FROM t_admissions "
                         "WHERE admission_id IS NOT NULL GROUP BY admission_id")
+        if self._has("diagnoses", "admission_id", "role"):
+            self._query(con, "diagnoses", "CREATE TABLE dx_main AS SELECT admission_id, count_if(role = 'main') AS n_main "
+                        "FROM t_diagnoses WHERE admission_id IS NOT NULL GROUP BY admission_id")
         if self._has("facilities", "hospital_id", "fiscal_year"):
             self._query(con, "facilities", "CREATE TABLE fac_keys AS SELECT hospital_id, fiscal_year, count(*) AS n "
                         "FROM t_facilities WHERE hospital_id IS NOT NULL AND fiscal_year IS NOT NULL "
@@ -434,6 +438,10 @@ class _Validator:
                     "admission_facility", "hospital_id",
                     "t.hospital_id IS NOT NULL AND t.admit_date IS NOT NULL AND f.hospital_id IS NULL",
                     f"'hospital_id ' || t.hospital_id || ', fiscal_year ' || {_fy('t.admit_date')}"))
+            if has("admission_id") and self._has("diagnoses", "admission_id", "role"):
+                joins.append("LEFT JOIN dx_main m ON m.admission_id = t.admission_id")
+                checks.append(_Check("main_diagnosis_count", "admission_id", "coalesce(m.n_main, 0) <> 1",
+                                     "t.admission_id || ': ' || coalesce(m.n_main, 0) || ' main diagnoses'"))
             if has("admit_date", "discharge_date"):
                 checks.append(_Check("discharge_before_admit", "discharge_date", "t.discharge_date < t.admit_date",
                                      "'admit ' || t.admit_date || ', discharge ' || t.discharge_date"))
