@@ -98,3 +98,19 @@ def test_errors_name_column_and_rule():
         cause_specific_cox("los age", d, "ev")
     with pytest.raises(ModelError, match="conf_level"):
         cumulative_incidence(d, "los", "ev", conf_level=2)
+
+
+def test_constant_and_aliased_columns_are_dropped_with_a_warning():
+    from hospstudy.errors import RankDeficiencyWarning
+
+    d = _simulate(800, seed=9).assign(const=1.0)
+    d["age2"] = d.age * 2
+    with pytest.warns(RankDeficiencyWarning):
+        res = cause_specific_cox("los ~ cancer_center + const + age + age2", d, "ev")
+    t = res.tidy().set_index("term")
+    assert np.isnan(t.loc["const", "estimate"]) and np.isnan(t.loc["age2", "estimate"])
+    ref = cause_specific_cox("los ~ cancer_center + age", d, "ev").tidy().set_index("term")
+    assert t.loc["cancer_center", "estimate"] == pytest.approx(ref.loc["cancer_center", "estimate"], abs=1e-12)
+    with pytest.warns(RankDeficiencyWarning):
+        fg = fine_gray("los ~ cancer_center + const", d, "ev")
+    assert np.isnan(fg.tidy().set_index("term").loc["const", "std_error"])

@@ -319,6 +319,23 @@ def _rhs_design(func, formula, data, extra_cols):
     return time, d.X[:, cols], [d.terms[j] for j in cols], rows
 
 
+def _identified(func, X, terms):
+    """Columns of X to fit: one aliased with earlier columns or constant (aliased with the
+    baseline hazard) is dropped with a RankDeficiencyWarning and reported as NaN."""
+    from hospstudy.models.glm import check_rank
+
+    keep = check_rank(np.column_stack([np.ones(len(X)), X]), ["(baseline hazard)", *terms], func)
+    return np.asarray([k - 1 for k in keep if k > 0], dtype=int)
+
+
+def _expand(values, cov, keep, p):
+    est = np.full(p, np.nan)
+    est[keep] = values
+    full = np.full((p, p), np.nan)
+    full[np.ix_(keep, keep)] = cov
+    return est, full
+
+
 def _event_codes(func, values, cause, name):
     v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy()
     if np.any(~np.isfinite(v)) or np.any(v < 0) or np.any(v != np.round(v)):
@@ -379,12 +396,14 @@ def cause_specific_cox(
     ev = _event_codes(func, frame[event].to_numpy(), cause, event)
     w = None if weights is None else frame[weights].to_numpy(dtype=float)
     cl = None if cluster is None else frame[cluster].to_numpy()
-    fit = cox_fit(X, t, (ev == cause).astype(float), weights=w, cluster=cl, robust=cluster is not None or w is not None)
-    cov = fit.cov_robust if fit.cov_robust is not None else fit.cov_naive
+    keep = _identified(func, X, terms)
+    fit = cox_fit(X[:, keep], t, (ev == cause).astype(float), weights=w, cluster=cl,
+                  robust=cluster is not None or w is not None)
+    est, cov = _expand(fit.coef, fit.cov_robust if fit.cov_robust is not None else fit.cov_naive, keep, len(terms))
     return ModelResult(
         method=f"cause-specific Cox (event {cause}; Efron ties{'; cluster-robust SE' if cluster else ''})",
         terms=terms,
-        estimate=fit.coef,
+        estimate=est,
         cov=cov,
         n=len(t),
         link="cox",
@@ -394,7 +413,8 @@ def cause_specific_cox(
         loglik=fit.loglik,
         converged=fit.converged,
         conf_level=conf_level,
-        extra={"cov_naive": fit.cov_naive, "loglik_null": fit.loglik_null, "cause": cause},
+        extra={"cov_naive": _expand(fit.coef, fit.cov_naive, keep, len(terms))[1], "loglik_null": fit.loglik_null,
+               "cause": cause},
     )
 
 
@@ -485,15 +505,17 @@ def fine_gray(
     fg = finegray_expand(t, ev, cause)
     r = fg["row"].to_numpy()
     cl_all = np.arange(len(t)) if cluster is None else frame[cluster].to_numpy()
+    keep = _identified(func, X, terms)
     fit = cox_fit(
-        X[r], fg["stop"].to_numpy(), fg["status"].to_numpy(float), start=fg["start"].to_numpy(),
+        X[np.ix_(r, keep)], fg["stop"].to_numpy(), fg["status"].to_numpy(float), start=fg["start"].to_numpy(),
         weights=fg["weight"].to_numpy(), cluster=cl_all[r], robust=True,
     )
+    est, cov = _expand(fit.coef, fit.cov_robust, keep, len(terms))
     return ModelResult(
         method=f"Fine-Gray subdistribution hazard (event {cause}; robust SE by {'cluster' if cluster else 'patient'})",
         terms=terms,
-        estimate=fit.coef,
-        cov=fit.cov_robust,
+        estimate=est,
+        cov=cov,
         n=len(t),
         link="subdistribution",
         scale="marginal" if cluster is not None else "unclustered",
@@ -502,7 +524,8 @@ def fine_gray(
         loglik=fit.loglik,
         converged=fit.converged,
         conf_level=conf_level,
-        extra={"cov_naive": fit.cov_naive, "expanded_rows": len(fg), "cause": cause},
+        extra={"cov_naive": _expand(fit.coef, fit.cov_naive, keep, len(terms))[1], "expanded_rows": len(fg),
+               "cause": cause},
     )
 
 
