@@ -96,3 +96,18 @@ def test_check_columns_names_the_field():
     msg = str(ei.value)
     assert "trends.continuous: 'postop_los'" in msg and "covariates: 'primary_site'" in msg
     s.check_columns(s.columns())
+
+
+def test_load_spec_from_the_flagship_study_file_and_study_object():
+    from pathlib import Path
+
+    from hospstudy.models.analyses import load_spec
+
+    path = Path(__file__).parents[1] / "studies" / "spinal_metastasis.toml"
+    spec = load_spec(path)
+    assert spec.primary_model == "mixed_logit" and "los_to_home" not in spec.binary_outcomes
+    try:
+        from hospstudy.cohort import Study
+    except ImportError:
+        pytest.skip("cohort stage not installed")
+    assert load_spec(Study.load(path)) == spec
