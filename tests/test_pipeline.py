@@ -1,0 +1,195 @@
+"""End to end: `hospstudy run` of the flagship on a small synthetic database (scale 0.02: ~35
+hospitals, ~200 patients, so most cells are small and suppression is exercised), then the
+stage cache, `hospstudy report OUT` and the disclosure checker on the result."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGSHIP = ROOT / "studies" / "spinal_metastasis.toml"
+
+
+def _stages_available():
+    from hospstudy.report.pipeline import stage_availability
+
+    return all(stage_availability().values())
+
+
+needs_stages = pytest.mark.skipif(not _stages_available(), reason="synth, validate, cohort and analyses stages are not all installed")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    if not _stages_available():
+        pytest.skip("synth, validate, cohort and analyses stages are not all installed")
+    from hospstudy.data.synth import generate
+    from hospstudy.report.pipeline import run_study
+
+    base = tmp_path_factory.mktemp("pipeline")
+    data, out = base / "db", base / "out"
+    generate(data, seed=20240601, scale=0.02)
+    res = run_study(FLAGSHIP, data, out, seed=20240601)
+    return res, data, out, base
+
+
+@needs_stages
+def test_run_writes_every_artifact(run):
+    res, _, out, _ = run
+    assert res.stages == {"validate": "ran", "cohort": "ran", "analyses": "ran", "report": "ran", "check-disclosure": "ran"}
+    for name in ("report.html", "tables.xlsx", "results.json", "results.csv", "attrition.csv", "dictionary.csv", "run.json",
+                 "study.toml", "private/analytic.parquet", "private/attrition.csv", "private/analyses/results.json"):
+        assert (out / name).is_file(), name
+    figs = {p.name for p in (out / "figures").iterdir()}
+    html = (out / "report.html").read_text()
+    for f in ("flow", "forest", "volume_curve", "love_plot", "cif", "funnel", "trends"):
+        if f"{f}.svg" not in figs:
+            # an analysis may fail on a tiny database; the report must then say why, in its section
+            section = {"funnel": "variation", "love_plot": "weighting", "cif": "los", "volume_curve": "volume", "forest": "adjusted"}.get(f)
+            assert section is not None, f"figure {f} missing"
+            body = html.split(f'<section id="{section}">', 1)[1].split("</section>", 1)[0]
+            assert 'class="failed"' in body or 'class="absent"' in body, f"{f} missing without a statement"
+        else:
+            assert f"{f}.png" in figs and f'id="fig-{f}"' in html, f
+    assert res.report == out / "report.html"
+
+
+@needs_stages
+def test_small_cell_database_is_shareable(run):
+    from hospstudy.report.disclosure import check_disclosure
+
+    res, _, out, _ = run
+    assert res.violations == []
+    assert check_disclosure(out) == []
+    html = (out / "report.html").read_text()
+    assert "&lt;10" in html  # small cells were there, and were suppressed
+    ids = pd.read_parquet(out / "private" / "analytic.parquet", columns=["patient_id"])["patient_id"]
+    assert not any(i in html for i in ids.head(50))
+
+
+@needs_stages
+def test_results_json_and_xlsx_schema(run):
+    import openpyxl
+
+    from hospstudy.report.results import RESULT_COLUMNS
+
+    _, _, out, _ = run
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["table"], "no result rows"
+    assert set(RESULT_COLUMNS) <= set(doc["table"][0])
+    assert doc["meta"]["disclosure_threshold"] == 10
+    for key in ("volume_curve", "balance", "cumulative_incidence", "funnel", "trends", "evalues", "hospital_variation"):
+        assert key in doc["extras"], key
+    assert all(isinstance(r["events"], (int, str)) for r in doc["table"] if r.get("events") is not None)
+    wb = openpyxl.load_workbook(out / "tables.xlsx", read_only=True)
+    for sheet in ("attrition", "table1_cancer_center", "table1_volume_quartile", "crude_cancer_center", "adjusted",
+                  "volume_quartiles", "weighted", "competing", "trends", "published_vs_run", "planted_vs_estimated",
+                  "record_checklist"):
+        assert sheet in wb.sheetnames, sheet
+    a = pd.read_csv(out / "attrition.csv", dtype=str)
+    assert list(a.columns) == ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]
+
+
+@needs_stages
+def test_planted_vs_estimated_present(run):
+    _, _, out, _ = run
+    html = (out / "report.html").read_text()
+    assert "SYNTHETIC DATA" in html
+    assert "Planted vs estimated" in html and "OR 0.841" in html
+    assert "Published vs this run" in html and "0.841 (0.709–0.999)" in html
+
+
+@needs_stages
+def test_cache_reuses_stages_and_rebuilds_only_what_changed(run, monkeypatch):
+    import hospstudy.models.analyses as analyses_mod
+    from hospstudy.cohort import Study
+    from hospstudy.report.pipeline import run_study
+
+    res, data, out, base = run
+    again = run_study(FLAGSHIP, data, out, seed=20240601)
+    assert again.stages == {"validate": "cached", "cohort": "cached", "analyses": "cached", "report": "cached",
+                            "check-disclosure": "ran"}
+
+    # a study that differs only in [analyses]: the cohort must come from the cache
+    studies = base / "studies"
+    shutil.copytree(FLAGSHIP.parent, studies, dirs_exist_ok=True)
+    text = (studies / FLAGSHIP.name).read_text()
+    assert "nagq = 1\n" in text
+    (studies / FLAGSHIP.name).write_text(text.replace("nagq = 1\n", "nagq = 2\n"))
+    calls = {"cohort": 0, "analyses": 0}
+    stored = json.loads((out / "private" / "analyses" / "results.json").read_text())
+
+    class Stored:
+        """The earlier run's results: this test is about the cache, not the models."""
+
+        def to_dict(self):
+            return stored
+
+    def fake_runner(study, analytic, seed=None):
+        calls["analyses"] += 1
+        assert len(analytic) > 0
+        return Stored()
+
+    real_build = Study.build_cohort
+
+    def counting_build(self, *a, **k):
+        calls["cohort"] += 1
+        return real_build(self, *a, **k)
+
+    monkeypatch.setattr(analyses_mod, "run_analyses", fake_runner)
+    monkeypatch.setattr(Study, "build_cohort", counting_build)
+    third = run_study(studies / FLAGSHIP.name, data, out, seed=20240601)
+    assert third.stages["cohort"] == "cached" and third.stages["analyses"] == "ran"
+    assert calls == {"cohort": 0, "analyses": 1}
+
+    forced = run_study(studies / FLAGSHIP.name, data, out, seed=20240601, force=True)
+    assert forced.stages["cohort"] == "ran" and forced.stages["validate"] == "ran"
+    assert calls == {"cohort": 1, "analyses": 2}
+
+
+@needs_stages
+def test_report_command_rerenders_and_checker_catches_tampering(run):
+    from typer.testing import CliRunner
+
+    from hospstudy.cli import app
+
+    _, _, out, _ = run
+    (out / "report.html").unlink()
+    r = CliRunner().invoke(app, ["report", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "report.html").is_file()
+    leaked = out / "leak.csv"
+    pd.read_parquet(out / "private" / "analytic.parquet", columns=["patient_id", "hospital_id"]).head(3).to_csv(leaked, index=False)
+    try:
+        r = CliRunner().invoke(app, ["check-disclosure", str(out)])
+        assert r.exit_code == 1 and "leak.csv" in r.output
+    finally:
+        leaked.unlink()
+
+
+def test_run_rejects_missing_inputs(tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "hospstudy.cli", *args], capture_output=True, text=True)
+
+    r = cli("run", str(FLAGSHIP), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2
+    assert "no such database folder" in r.stderr and "Traceback" not in r.stderr
+    r = cli("run", str(FLAGSHIP), "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--engine", "sas")
+    assert r.returncode == 2 and "duckdb" in r.stderr
+
+
+def test_demo_refuses_to_overwrite_foreign_folder(tmp_path):
+    from hospstudy.errors import InputError
+    from hospstudy.report.pipeline import ensure_demo_database
+
+    (tmp_path / "mine.csv").write_text("x\n1\n")
+    with pytest.raises(InputError, match="not a synthetic database"):
+        ensure_demo_database(tmp_path)
