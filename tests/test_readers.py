@@ -203,3 +203,11 @@ def test_read_table_casts_stored_types(tmp_path):
     report = validate_database(db, progress=False)
     assert {(f.rule, f.column) for f in report.findings} == {("castable_type", "admit_date"), ("castable_type", "age")}
     assert report.exit_code == 0
+
+
+def test_read_table_rejects_a_value_that_does_not_fit(tmp_path):
+    rows = tiny_rows()
+    rows["admissions"][3]["age"] = 40000
+    db = write_db(tmp_path / "db", rows, types={"admissions": {"age": pa.int32()}})
+    with pytest.raises(DataValidationError, match=r"admissions.parquet row 4: admissions.age value '40000' is not a valid int"):
+        read_table(locate_tables(db)["admissions"])

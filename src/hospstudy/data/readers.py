@@ -580,10 +580,13 @@ def read_table(source: TableSource, columns=None) -> pa.Table:
                 )
                 raise DataValidationError(f"table {source.name}: unusable column(s) {why}")
             try:
+                # Only columns whose cast can fail are checked (an extra scan of those columns).
                 bad_checks = [
                     f"({quote(n + '__raw')} IS NOT NULL AND {quote(n)} IS NULL)"
                     for n in schema.names
-                    if plan.kinds[n] not in ("null",) and not _exact_kind(plan.kinds[n], schema.field(n).type)
+                    if plan.kinds[n] != "null"
+                    and not _exact_kind(plan.kinds[n], schema.field(n).type)
+                    and not all(n in ft and is_exact(ft[n], schema.field(n).type) for ft in plan.file_types.values())
                 ]
                 if bad_checks:
                     names = ", ".join(f"{quote(n)}, CAST({quote(n + '__raw')} AS VARCHAR) AS {quote(n + '__txt')}" for n in schema.names)
