@@ -211,3 +211,12 @@ def test_read_table_rejects_a_value_that_does_not_fit(tmp_path):
     db = write_db(tmp_path / "db", rows, types={"admissions": {"age": pa.int32()}})
     with pytest.raises(DataValidationError, match=r"admissions.parquet row 4: admissions.age value '40000' is not a valid int"):
         read_table(locate_tables(db)["admissions"])
+
+
+def test_csv_with_its_own_header_names_says_so(tmp_path):
+    db = write_db(tmp_path / "db", fmt="csv", encoding="cp932")
+    (db / "procedures.csv").write_bytes("データ識別番号,手術コード,手術日\nA1,K1422,20150112\n".encode("cp932"))
+    report = validate_database(db, progress=False)
+    assert [(f.rule, f.column) for f in report.findings] == [
+        ("missing_column", "admission_id"), ("missing_column", "proc_code"), ("missing_column", "proc_date")]
+    assert "headers must use the data model's column names" in report.findings[0].message

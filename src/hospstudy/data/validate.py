@@ -340,7 +340,9 @@ class _Validator:
                 files = missing[c.name]
                 self.add("missing_column", name, c.name, len(files),
                          [Example(name, f, None, c.name, c.name) for f in files[:MAX_EXAMPLES]],
-                         f"required column {c.name} ({_type_name(c.type)}) is absent")
+                         f"required column {c.name} ({_type_name(c.type)}) is absent"
+                         + (" from the CSV header (headers must use the data model's column names, "
+                            "see docs/data_model.md)" if src.format == "csv" else ""))
             if c.name in badtype:
                 files = badtype[c.name]
                 self.add("column_type", name, c.name, len(files),
