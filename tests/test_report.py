@@ -304,3 +304,20 @@ def test_safe_attrition_totals_unchanged_for_large_steps():
     a = make_attrition(3000, 3000)
     s = safe_attrition(a)
     assert s.loc[0, "admissions"] == "2,000,000" and s.loc[1, "admissions_removed"] == "1,600,000"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_overall_column_does_not_reveal_hidden_cells(seed):
+    from test_disclosure import _recoverable
+
+    from hospstudy.report.tables import _suppress_with_overall
+
+    rng = np.random.default_rng(100 + seed)
+    table = rng.choice([0, 2, 5, 9, 15, 60, 400], size=(rng.integers(2, 8), rng.integers(2, 5)))
+    hide, total_hide = _suppress_with_overall(table, 10)
+    aug = np.hstack([table, table.sum(axis=1, keepdims=True)])
+    mask = np.hstack([hide, total_hide[:, None]])
+    small = (aug > 0) & (aug < 10)
+    assert mask[small].all()
+    # each row ties its groups to its overall; each column sums to a published total
+    assert not _recoverable(aug, mask).any()

@@ -105,13 +105,18 @@ def _is_num(s: str) -> bool:
     return bool(_NUMERIC_CELL.match(s.strip()))
 
 
+_TEXT_COLUMNS = {"Level", "Criterion", "Term", "Adjustment", "Analysis", "Outcome", "Exposure", "Model", "Source", "Figure",
+                 "Quartile", "Statistic", "Test", "Covariate", "List", "Description", "Codes", "File", "SHA-256"}
+
+
 def table_html(t: ReportTable) -> str:
     head = "".join(f"<th>{esc(c)}</th>" for c in t.frame.columns)
+    text_cols = {j for j, c in enumerate(t.frame.columns) if str(c) in _TEXT_COLUMNS}
     body = []
     starts = set(t.group_rows[1:]) if t.group_rows else set()
     for i, row in enumerate(t.frame.itertuples(index=False)):
         cells = "".join(
-            f'<td class="num">{esc(v)}</td>' if j > 0 and _is_num(str(v)) else f"<td>{esc(v)}</td>"
+            f'<td class="num">{esc(v)}</td>' if j > 0 and j not in text_cols and _is_num(str(v)) else f"<td>{esc(v)}</td>"
             for j, v in enumerate(row)
         )
         body.append(f'<tr class="block">{cells}</tr>' if i in starts else f"<tr>{cells}</tr>")
@@ -228,9 +233,10 @@ class _Builder:
             return [absent("No analytic dataset: Table 1 cannot be built.")]
         blocks = []
         cats = ["fiscal_year"] + list(self.analyses.get("categorical", []))
+        orders = _level_orders(self.inp.study)
         for by in (self.binary_exposure, self.quartile_col):
             if by and by in df.columns:
-                blocks.append(self.add_table(table1(df, by, self.covariates, self.t, categorical=cats)))
+                blocks.append(self.add_table(table1(df, by, self.covariates, self.t, categorical=cats, orders=orders)))
             elif by:
                 blocks.append(absent(f"The analytic dataset has no column {by!r}: no Table 1 by it."))
         return blocks
@@ -841,6 +847,22 @@ def _term_label(term: str, exposure: str) -> str:
             return f"Q{lvl} vs Q1"
         return f"{label(exposure)}: {lvl}"
     return term
+
+
+def _level_orders(study: dict) -> dict[str, list]:
+    """Level order of categorical columns as the study file defines them: the labels of a
+    'cut' (then its missing label), the values of a 'case' in order (then its default)."""
+    out: dict[str, list] = {}
+    for sec in ("exposures", "covariates", "outcomes"):
+        for name, d in (study.get(sec) or {}).items():
+            if not isinstance(d, dict):
+                continue
+            if d.get("labels"):
+                out[name] = list(d["labels"]) + ([d["missing_label"]] if d.get("missing_label") else [])
+            elif d.get("cases"):
+                vals = [c.get("value") for c in d["cases"] if isinstance(c, dict)]
+                out[name] = list(dict.fromkeys(vals + ([d["default"]] if d.get("default") is not None else [])))
+    return out
 
 
 def _adjustment(analysis: str, model: str) -> str:

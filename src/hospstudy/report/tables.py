@@ -178,6 +178,16 @@ def _max_pairwise(values: list, fn) -> float:
     return best
 
 
+def _suppress_with_overall(table: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Suppression of a levels × groups table published with an Overall column (the row sums)
+    and group sizes (the column sums). The Overall column is suppressed as part of the table:
+    each row's groups and its overall are tied by one equation, so a row cannot hold exactly
+    one hidden cell among them either. Returns (hidden group cells, hidden overall cells)."""
+    aug = np.hstack([table, table.sum(axis=1, keepdims=True)])
+    hide = suppress_table(aug, threshold, margins=(True, True))
+    return hide[:, :-1], hide[:, -1]
+
+
 def _median_iqr(x: pd.Series) -> str:
     x = pd.to_numeric(x, errors="coerce").dropna()
     if x.empty:
@@ -188,7 +198,8 @@ def _median_iqr(x: pd.Series) -> str:
 
 
 def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int = DEFAULT_THRESHOLD,
-           categorical: Iterable[str] = ("fiscal_year",), key: str | None = None) -> ReportTable:
+           categorical: Iterable[str] = ("fiscal_year",), key: str | None = None,
+           orders: dict[str, Sequence] | None = None) -> ReportTable:
     """Baseline characteristics by a grouping column, with SMDs and missing counts.
 
     Categorical and binary variables show n (%) of the group (binary ones their "yes" row);
@@ -217,29 +228,31 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
         if kind == "continuous":
             num = pd.to_numeric(s, errors="coerce")
             counts = np.array([[(m & ~miss).sum() for m in masks], [(m & miss).sum() for m in masks]])
-            hide = suppress_table(counts, threshold, margins=(False, True))
+            hide, total_hide = _suppress_with_overall(counts, threshold)
             hidden_any |= hide.any()
-            cells = [("—" if hide[0, g] or counts[0, g] < threshold else _median_iqr(num[masks[g]])) for g in range(len(levels))]
+            # a median reveals no count: shown whenever the group has enough values
+            cells = [("—" if counts[0, g] < threshold else _median_iqr(num[masks[g]])) for g in range(len(levels))]
             smd = _max_pairwise([num[m].to_numpy() for m in masks], smd_continuous)
-            rows.append([label(var), "median [IQR]", _median_iqr(num), *cells, fmt_num(smd), fmt_count(int(miss.sum()), threshold)])
+            rows.append([label(var), "median [IQR]", _median_iqr(num), *cells, fmt_num(smd), fmt_count(int(miss.sum()), threshold, total_hide[1])])
             if miss.any():
-                rows.append(["", "Missing", fmt_count(int(miss.sum()), threshold),
+                rows.append(["", "Missing", fmt_count(int(miss.sum()), threshold, total_hide[1]),
                              *[fmt_count(int(counts[1, g]), threshold, hide[1, g]) for g in range(len(levels))], "", ""])
             continue
         if kind == "binary":
             vals = [True, False]
             shown = [True]
         else:
-            vals = sorted(s.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+            present = s.dropna().unique().tolist()
+            order = list((orders or {}).get(var, []))
+            vals = [v for v in order if v in present] + sorted((v for v in present if v not in order), key=lambda v: (str(type(v)), v))
             shown = vals
         table = np.array([[((s == v).to_numpy() & m).sum() for m in masks] for v in vals]
                          + [[(miss & m).sum() for m in masks]])
-        hide = suppress_table(table, threshold, margins=(True, True))
+        hide, total_hide = _suppress_with_overall(table, threshold)
         hidden_any |= hide.any()
         props = [table[:-1, g] / max(table[:-1, g].sum(), 1) for g in range(len(levels))]
         smd = _max_pairwise(props, smd_categorical)
         total = table.sum(axis=1)
-        total_hide = suppress_table(total[:, None], threshold, margins=(False, True))[:, 0]
         for i, v in enumerate(vals):
             if v not in shown:
                 continue
@@ -256,7 +269,7 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
             level_name = "yes" if kind == "binary" else str(v)
             first = len(rows) == starts[-1]
             rows.append([label(var) if first else "", level_name, overall, *cells,
-                         fmt_num(smd) if first else "", fmt_count(int(miss.sum()), threshold) if first else ""])
+                         fmt_num(smd) if first else "", fmt_count(int(miss.sum()), threshold, total_hide[-1]) if first else ""])
         if miss.any():
             rows.append(["", "Missing", fmt_count(int(miss.sum()), threshold, total_hide[-1]),
                          *[fmt_count(int(table[-1, g]), threshold, hide[-1, g]) for g in range(len(levels))], "", ""])
@@ -308,14 +321,14 @@ def crude_outcomes(df: pd.DataFrame, exposure: str, outcomes: Sequence[str], thr
             ev = as_bool(s) & valid
             table = np.array([[(ev & m).sum() for m in masks], [(valid & ~ev & m).sum() for m in masks],
                               [(~valid & m).sum() for m in masks]])
-            hide = suppress_table(table, threshold)
+            hide, total_hide = _suppress_with_overall(table, threshold)
             p, test = _binary_test(table[:2])
             cells = []
             for g in range(len(levels)):
                 n, d = int(table[0, g]), int(table[:2, g].sum())
                 cells.append(fmt_count(n, threshold, True) if hide[0, g] else f"{n:,} ({100 * n / d:.1f}%)" if d else "0")
             tot = int(table[0].sum()); dtot = int(table[:2].sum())
-            overall = fmt_count(tot, threshold) if 0 < tot < threshold else f"{tot:,} ({100 * tot / max(dtot, 1):.1f}%)"
+            overall = fmt_count(tot, threshold, True) if total_hide[0] else f"{tot:,} ({100 * tot / max(dtot, 1):.1f}%)"
             rows.append([label(out), "n (%)", overall, *cells, fmt_p(p), test])
         else:
             x = pd.to_numeric(s, errors="coerce")
