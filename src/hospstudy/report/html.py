@@ -943,7 +943,7 @@ def published_reference() -> dict:
 def load_inputs(out_dir: str | Path) -> ReportInputs:
     """What ``hospstudy run`` stored in OUT: run.json, study.toml, private/analytic.parquet,
     private/attrition.csv, private/analyses/results.json (else results.json) and the
-    database's truth.json (when the data folder recorded in run.json still holds it)."""
+    database's truth.json (the copy in private/, else the data folder recorded in run.json)."""
     out_dir = Path(out_dir)
     run_path = out_dir / "run.json"
     if not run_path.is_file():
@@ -961,10 +961,10 @@ def load_inputs(out_dir: str | Path) -> ReportInputs:
     results = Results.load(res_path) if res_path else None
     truth = None
     data_dir = run_info.get("data")
-    if data_dir and (Path(data_dir) / "truth.json").is_file():
-        truth = json.loads((Path(data_dir) / "truth.json").read_text(encoding="utf-8"))
-    elif (priv / "truth.json").is_file():
+    if (priv / "truth.json").is_file():
         truth = json.loads((priv / "truth.json").read_text(encoding="utf-8"))
+    elif data_dir and (Path(data_dir) / "truth.json").is_file():
+        truth = json.loads((Path(data_dir) / "truth.json").read_text(encoding="utf-8"))
     return ReportInputs(study, attrition, analytic, results, truth, run_info, published_reference(),
                         int(run_info.get("threshold", DEFAULT_THRESHOLD)))
 

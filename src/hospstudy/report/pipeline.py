@@ -521,6 +521,10 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         return _finish(out_dir, report_path, stages, violations, seconds, t_all, state, state_path)
     keys.pop("report", None)
     shutil.copyfile(study_path, out_dir / "study.toml")
+    if (data_dir / "truth.json").is_file():  # `hospstudy report OUT` must not depend on the data folder staying put
+        shutil.copyfile(data_dir / "truth.json", priv / "truth.json")
+    else:
+        (priv / "truth.json").unlink(missing_ok=True)
     run_info = {
         "study": str(study_path.resolve()), "study_sha256": study_sha, "data": str(data_dir.resolve()),
         "engine": engine, "seed": seed, "threshold": threshold,
