@@ -206,6 +206,10 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
     max_iter : int, default 1000
         Iteration limit of the quasi-Newton stage.
 
+    Rows with a missing value in a formula variable, the group or the trials are left out
+    (complete cases, as glmer's default ``na.action``); their number is
+    ``result.extra['rows_dropped_missing']``.
+
     Returns
     -------
     MixedLogitResult
@@ -314,7 +318,7 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
     if not np.any(w > 0):
         raise InputError(f"{FUNC}: every complete row has weight 0.")
 
-    # rank and separation checks on the fixed effects (rows with positive weight)
+    # aliased columns are dropped before fitting (rows with positive weight decide)
     pos = w > 0
     keep_cols = check_rank(X[pos], d.terms, FUNC)
     terms_all = list(d.terms)
