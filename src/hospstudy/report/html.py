@@ -105,7 +105,7 @@ def _is_num(s: str) -> bool:
     return bool(_NUMERIC_CELL.match(s.strip()))
 
 
-_TEXT_COLUMNS = {"Level", "Criterion", "Term", "Adjustment", "Analysis", "Outcome", "Exposure", "Model", "Source", "Figure",
+_TEXT_COLUMNS = {"Role", "Variable", "Column", "Definition", "Level", "Criterion", "Term", "Adjustment", "Analysis", "Outcome", "Exposure", "Model", "Source", "Figure",
                  "Quartile", "Statistic", "Test", "Covariate", "List", "Description", "Codes", "File", "SHA-256"}
 
 
@@ -735,17 +735,24 @@ def methods_html(study: dict, threshold: int) -> str:
     if steps:
         parts.append("The cohort was selected in " + str(len(steps)) + " ordered steps: "
                      + "; ".join(f"({i}) {s.get('description') or s.get('name')}" for i, s in enumerate(steps, 1)) + ".")
-    for sec, word in (("exposures", "Exposures"), ("covariates", "Covariates"), ("outcomes", "Outcomes")):
-        d = study.get(sec, {}) or {}
-        if d:
-            parts.append(f"{word}: " + "; ".join(f"{label(k)} ({v.get('description', '').rstrip('.')})" if isinstance(v, dict) and v.get("description")
-                                                 else label(k) for k, v in d.items() if not (isinstance(v, dict) and v.get("keep") is False)) + ".")
+    defs = []
+    for sec, word in (("exposures", "Exposure"), ("covariates", "Covariate"), ("outcomes", "Outcome")):
+        for k, v in (study.get(sec, {}) or {}).items():
+            if isinstance(v, dict) and v.get("keep") is False:
+                continue
+            defs.append([word, label(k), k, v.get("description", "") if isinstance(v, dict) else ""])
+    if defs:
+        parts.append(f"The study file defines {sum(d[0] == 'Exposure' for d in defs)} exposures, "
+                     f"{sum(d[0] == 'Covariate' for d in defs)} covariates and {sum(d[0] == 'Outcome' for d in defs)} "
+                     "outcome columns (definitions below).")
+    paragraphs = [" ".join(parts)]
+    parts = []
     an = study.get("analyses", {}) or {}
     if an:
         models = ", ".join(MODEL_LABELS.get(m, m) for m in an.get("models", []))
         parts.append(f"Each outcome was modelled on each exposure ({', '.join(label(e) for e in an.get('exposures', []))}) "
                      f"adjusting for {', '.join(label(c) for c in an.get('covariates', []))}; models: {models} "
-                     f"(clustered by {an.get('cluster', 'hospital')}); the first is primary. "
+                     f"(clustered by {'hospital' if an.get('cluster', 'hospital_id') == 'hospital_id' else an['cluster']}); the first is primary. "
                      "Random-intercept odds ratios are conditional on the hospital; GEE and weighted ones are marginal.")
         if an.get("volume"):
             v = an["volume"]
@@ -761,10 +768,14 @@ def methods_html(study: dict, threshold: int) -> str:
             parts.append("Hospital variation: median odds ratio, intraclass correlation and funnel plots of risk-standardized rates.")
         if an.get("trends"):
             parts.append("Trends over fiscal years: Cochran–Armitage (proportions) and Jonckheere–Terpstra (continuous) tests.")
-    parts.append(f"Counts of patients or hospitals below {threshold} are suppressed (shown as <{threshold}) with complementary "
-                 "suppression, following the DPC/NDB publication rules; no identifier leaves the private folder.")
+    paragraphs.append(" ".join(parts))
+    paragraphs.append(f"Counts of patients or hospitals below {threshold} are suppressed (shown as <{threshold}) with complementary "
+                      "suppression, following the DPC/NDB publication rules; no identifier leaves the private folder.")
     lists = study.get("codelists", {}) or {}
-    blocks = [f"<p>{esc(' '.join(parts))}</p>"]
+    blocks = [f"<p>{esc(x)}</p>" for x in paragraphs if x]
+    if defs:
+        blocks.append(table_html(ReportTable("definitions", "Definitions (from the study file)",
+                                             pd.DataFrame(defs, columns=["Role", "Variable", "Column", "Definition"]))))
     if lists:
         rows = []
         for name, v in lists.items():
