@@ -171,3 +171,17 @@ def test_planted_effects_are_recovered():
     p = res.primary().set_index("term")
     for term, beta in PLANTED["death_30d"].items():
         assert p.loc[term, "conf_low"] < beta < p.loc[term, "conf_high"], (term, p.loc[term, "estimate"], beta)
+
+
+def test_quartiles_computed_when_no_quartile_column(data):
+    spec = {"outcomes": ["death_30d"], "exposures": ["cancer_center", "volume_per50"], "covariates": ["age"],
+            "models": ["logit"], "adjustment": ["alone"],
+            "volume": {"quartile_column": None, "model": "logit", "spline": False}}
+    res = run_analyses(spec, data.drop(columns=["volume_quartile"]), show_progress=False)
+    assert res.failures == []
+    q = res.table[res.table.analysis == "volume_quartiles"]
+    assert {"volume_quartile[T.2]", "volume_quartile[T.3]", "volume_quartile[T.4]"} <= set(q.term)
+    groups = res.extras["quartiles"]["groups"]
+    assert [g["quartile"] for g in groups] == [1, 2, 3, 4]
+    assert sum(g["n"] for g in groups) == len(data)
+    assert all(a["volume_max"] <= b["volume_min"] for a, b in zip(groups, groups[1:]))
