@@ -42,6 +42,7 @@ DEMO_OUT = Path("out/demo")
 FLAGSHIP = "spinal_metastasis.toml"
 
 _CACHE_VERSION = 1
+TABLE_ROWS = ("facilities", "admissions", "diagnoses", "procedures", "billing")
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,8 +196,18 @@ def _summarise_database(data_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def validated_before(data_dir: Path, out_dir: Path) -> bool:
+    """True when a run into ``out_dir`` validated exactly these database files clean (same
+    content hashes, memoised by size and mtime): the demo's re-run then skips validation."""
+    state = _read_state(Path(out_dir) / "private" / "cache" / "state.json")
+    if state.get("data") != str(Path(data_dir).resolve()) or "validate" not in state.get("keys", {}):
+        return False
+    memo = dict(state.get("hash_memo", {}))
+    return settings_key("validate", input_file_hashes(data_dir, memo)) == state["keys"]["validate"]
+
+
 def ensure_demo_database(data_dir: Path = DEMO_DATA, seed: int = DEFAULT_SEED, scale: float = 1.0,
-                         years: tuple[int, int] = (2012, 2020)) -> tuple[Path, bool]:
+                         years: tuple[int, int] = (2012, 2020), out_dir: Path | None = None) -> tuple[Path, bool]:
     """Generate the synthetic database into ``data_dir`` unless a clean one is already there.
 
     An existing folder is kept when it holds ``truth.json`` and validates clean; a folder with
@@ -215,8 +226,12 @@ def ensure_demo_database(data_dir: Path = DEMO_DATA, seed: int = DEFAULT_SEED, s
         except (json.JSONDecodeError, TypeError, ValueError):
             same = False
         if same:
+            if out_dir is not None and validated_before(data_dir, out_dir):
+                console.print(f"[green]✓[/] using the synthetic database in [bold]{data_dir}[/] (validated clean before, files unchanged)")
+                return data_dir, False
             try:
-                validate_data(data_dir, render=False)
+                with console.status("[bold]validating the database…"):
+                    validate_data(data_dir, render=False)
                 console.print(f"[green]✓[/] using the synthetic database in [bold]{data_dir}[/] (validates clean)")
                 return data_dir, False
             except (DataValidationError, InputError) as e:
@@ -256,13 +271,15 @@ def demo(data_dir: Path = DEMO_DATA, out_dir: Path = DEMO_OUT, seed: int = DEFAU
     When the cohort or analyses stages are not installed yet, stops after validation and says
     which stages are missing.
     """
-    data_dir, generated = ensure_demo_database(Path(data_dir), seed=seed, scale=scale)
-    with console.status("[bold]validating the database…"):
-        report = validate_data(data_dir, render=False)
-    console.print(f"[green]✓[/] {data_dir} validates clean")
+    data_dir, generated = ensure_demo_database(Path(data_dir), seed=seed, scale=scale, out_dir=Path(out_dir))
+    report = None
+    if generated:
+        with console.status("[bold]validating the database…"):
+            report = validate_data(data_dir, render=False)
+        console.print(f"[green]✓[/] {data_dir} validates clean")
     summary = _summarise_database(data_dir)
     for k, v in summary.items():
-        console.print(f"  {k}: {v:,}" if isinstance(v, int) else f"  {k}: {v}")
+        console.print(f"  {k}: {v:,} rows" if k in TABLE_ROWS else f"  {k}: {v}")
     avail = stage_availability()
     missing = [s for s in ("cohort", "analyses") if not avail[s]]
     result = DemoResult(data_dir, generated, summary, missing_stages=missing)
@@ -270,8 +287,9 @@ def demo(data_dir: Path = DEMO_DATA, out_dir: Path = DEMO_OUT, seed: int = DEFAU
         console.print(f"[yellow]![/] the {' and '.join(missing)} stage(s) are not installed yet: "
                       "stopping after validation")
         return result
+    # an existing database was validated (or found validated) just now: the run need not repeat it
     result.run = run_study(find_flagship(), data_dir, Path(out_dir), engine=engine, seed=seed, force=force,
-                           validated=report)
+                           validated=report if report is not None else True)
     return result
 
 
@@ -445,8 +463,9 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     # -- validate
     t0 = time.perf_counter()
     if validated is not None:
+        same = keys.get("validate") == k_validate
         keys["validate"] = k_validate
-        done("validate", "ran", t0)
+        done("validate", "cached" if same and not force else "ran", t0)
     elif fresh("validate", k_validate):
         done("validate", "cached", t0)
     else:
