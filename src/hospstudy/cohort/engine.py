@@ -432,17 +432,17 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
         raise InputError(f"The 'engine' parameter of build_cohort must be one of {list(ENGINES)}. Got {engine!r} instead.")
     timings: dict[str, float] = {}
     note = progress or (lambda s: None)
-    clock = [time.perf_counter()]
+    current: list = [None, time.perf_counter()]
 
     def tick(stage):
+        """Close the running stage's clock and start ``stage`` (None: just close)."""
         now = time.perf_counter()
-        if timings or stage != STAGES[0]:
-            timings[_last[0]] = now - clock[0]
-        clock[0] = now
-        _last[0] = stage
-        note(stage)
+        if current[0] is not None:
+            timings[current[0]] = now - current[1]
+        current[:] = [stage, now]
+        if stage is not None:
+            note(stage)
 
-    _last = [STAGES[0]]
     tick(STAGES[0])
     if validate:
         run_validation(data_dir)
@@ -474,7 +474,7 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
         # break Ibis' finaliser of the cached table
         del cached
     table, frame = _finish(study, arrow)
-    timings[_last[0]] = time.perf_counter() - clock[0]
+    tick(None)
     dictionary = data_dictionary(study, table)
     return CohortResult(frame, attrition, dictionary, table, engine, timings)
 
