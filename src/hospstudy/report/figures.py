@@ -34,6 +34,17 @@ _RC = {
 _BLUE, _ORANGE, _GREY, _GREEN, _RED = "#1f5f8b", "#d9822b", "#7f7f7f", "#3a7d44", "#b03a2e"
 
 
+_RATIO_TICKS = (0.05, 0.1, 0.2, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 4, 5, 10, 20)
+
+
+def _ratio_ticks(lo: float, hi: float) -> list[float]:
+    """Readable ticks for a log-scaled ratio axis: a handful of round values inside [lo, hi]."""
+    ticks = [t for t in _RATIO_TICKS if lo <= t <= hi]
+    while len(ticks) > 7:
+        ticks = [t for i, t in enumerate(ticks) if i % 2 == 0 or t == 1]
+    return ticks
+
+
 def _figure(w: float = 6.4, h: float = 3.6):
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(w, h), layout="constrained")
@@ -104,6 +115,10 @@ def forest_plot(rows: Sequence[dict], xlabel: str = "Odds ratio (95% CI), log sc
         ax.plot(r["estimate"], y, "s", color=c, ms=4.5)
     ax.axvline(1.0, color=_GREY, lw=0.8, ls="--")
     ax.set_xscale("log")
+    if rows:
+        lo = min(r["conf_low"] for r in rows)
+        hi = max(r["conf_high"] for r in rows)
+        ax.set_xticks(_ratio_ticks(lo / 1.05, hi * 1.05) or [1])
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([r["label"] for r in rows][::-1], fontsize=7.5)
     ax.set_xlabel(xlabel)
@@ -138,6 +153,7 @@ def volume_curve(volume, estimate, conf_low, conf_high, rug: Sequence[float] = (
     ax.set_yscale("log")
     lo, hi = lo_lim / 1.1, hi_lim * 1.1
     ax.set_ylim(lo, hi)
+    ax.set_yticks(_ratio_ticks(lo, hi) or [1])
     rug = np.asarray(rug, float)
     if rug.size:
         base = lo * (hi / lo) ** 0.02

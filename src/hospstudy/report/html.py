@@ -633,7 +633,8 @@ def published_vs_run(published: dict, df: pd.DataFrame | None, results: Results 
             run = "not computed"
             if have and "volume" in df.columns:
                 keys = [c for c in ("hospital_id", "fiscal_year") if c in df.columns]
-                run = f"{df.drop_duplicates(keys)['volume'].median():.0f}"
+                run = (f"{df['volume'].median():.0f} (median over patients); "
+                       f"{df.drop_duplicates(keys)['volume'].median():.0f} (over hospital-years)")
             add("Yamada 2025", "Median annual spine-surgery volume per hospital", str(cohort["median_annual_spine_surgery_volume"]), run)
     mapping = [("in_hospital_mortality", "In-hospital mortality", "in_hospital_death"), ("mortality_30d", "30-day mortality", "death_30d"),
                ("discharged_home", "Discharged home", "discharged_home"), ("postoperative_complications", "Postoperative complications", "complication"),
