@@ -204,3 +204,18 @@ def test_flagship_on_small_synthetic_database_both_engines(small_synth, flagship
     att = a.attrition
     assert att.admissions_removed.sum() + att.admissions.iloc[-1] == att.admissions.iloc[0]
     assert att.patients.iloc[-1] == len(a.analytic) == a.analytic.patient_id.nunique()
+
+
+def test_second_study_without_python(tiny_db):
+    """studies/hip_fracture.toml on the same database: A09 (P08, hip fracture S720, K0461 the day
+    after admission, aged 85) is its only patient; the K-code volume counts hip surgery only."""
+    r = Study.load(ROOT / "studies" / "hip_fracture.toml").build_cohort(tiny_db, validate=False)
+    a = r.attrition
+    assert list(a.name) == ["database", "hip_surgery", "hip_fracture", "study_period", "aged_65_plus",
+                            "facility_record", "first_admission"]
+    assert a.admissions.tolist() == [14, 1, 1, 1, 1, 1, 1]
+    row = r.analytic.iloc[0].to_dict()
+    assert (row["patient_id"], row["admission_id"], row["fiscal_year"], row["volume"]) == ("P08", "A09", 2016, 1)
+    assert (row["fracture_type"], row["surgery_type"], row["days_to_surgery"], row["early_surgery"]) == (
+        "neck", "osteosynthesis", 1, True)
+    assert (row["postop_los"], row["death_30d"], row["discharged_home"], row["age_group"]) == (30, False, False, "85-94")

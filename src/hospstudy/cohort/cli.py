@@ -50,12 +50,15 @@ def register(app: typer.Typer) -> None:
             bar.update(task, completed=len(stages), description=f"cohort {study.name}: done")
         paths = result.write(out)
         for stage, secs in result.timings.items():
-            console.print(f"  [dim]{stage}: {secs:.1f} s[/]")
+            shown = "skipped" if (stage == "validate" and skip_validation) else f"{secs:.1f} s"
+            console.print(f"  [dim]{stage}: {shown}[/]")
         from rich.table import Table
 
         table = Table(title=f"attrition ({study.name})", title_justify="left")
-        for col in ("step", "name", "admissions", "patients", "admissions removed", "patients removed"):
-            table.add_column(col, justify="right" if col != "name" else "left")
+        table.add_column("step", justify="right")
+        table.add_column("name", no_wrap=True)
+        for col in ("admissions", "patients", "−admissions", "−patients"):
+            table.add_column(col, justify="right")
         for r in result.attrition.itertuples(index=False):
             table.add_row(str(r.step), r.name, f"{r.admissions:,}", f"{r.patients:,}",
                           f"{r.admissions_removed:,}", f"{r.patients_removed:,}")
