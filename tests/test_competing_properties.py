@@ -114,3 +114,22 @@ def test_constant_and_aliased_columns_are_dropped_with_a_warning():
     with pytest.warns(RankDeficiencyWarning):
         fg = fine_gray("los ~ cancer_center + const", d, "ev")
     assert np.isnan(fg.tidy().set_index("term").loc["const", "std_error"])
+
+
+@pytest.mark.parametrize("seed, cluster", [(11, False), (12, True)])
+def test_fine_gray_without_expansion_equals_weighted_cox_on_expanded_rows(seed, cluster):
+    from hospstudy.models.competing import fine_gray_fit, finegray_expand
+
+    d = _simulate(1500, seed=seed)
+    X = d[["cancer_center", "age"]].to_numpy()
+    t, ev = d.los.to_numpy(), d.ev.to_numpy()
+    cl = d.hospital_id.to_numpy() if cluster else None
+    fast = fine_gray_fit(X, t, ev, cause=1, cluster=cl)
+    fg = finegray_expand(t, ev, cause=1)
+    r = fg.row.to_numpy()
+    slow = cox_fit(X[r], fg.stop.to_numpy(), fg.status.to_numpy(float), start=fg.start.to_numpy(),
+                   weights=fg.weight.to_numpy(), cluster=(cl if cluster else np.arange(len(t)))[r], robust=True)
+    np.testing.assert_allclose(fast.coef, slow.coef, atol=1e-10)
+    np.testing.assert_allclose(fast.cov_naive, slow.cov_naive, rtol=1e-8)
+    np.testing.assert_allclose(fast.cov_robust, slow.cov_robust, rtol=1e-8)
+    assert fast.loglik == pytest.approx(slow.loglik, abs=1e-8)
