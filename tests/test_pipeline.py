@@ -193,3 +193,31 @@ def test_demo_refuses_to_overwrite_foreign_folder(tmp_path):
     (tmp_path / "mine.csv").write_text("x\n1\n")
     with pytest.raises(InputError, match="not a synthetic database"):
         ensure_demo_database(tmp_path)
+
+
+@needs_stages
+def test_demo_reuses_a_clean_database_and_cached_stages(run, monkeypatch):
+    import hospstudy.models.analyses as analyses_mod
+    from hospstudy.report.pipeline import demo, validated_before
+
+    res, data, out, _ = run
+    stored = json.loads((out / "private" / "analyses" / "results.json").read_text())
+
+    class Stored:
+        def to_dict(self):
+            return stored
+
+    monkeypatch.setattr(analyses_mod, "run_analyses", lambda study, analytic, seed=None: Stored())
+    mtime = (data / "truth.json").stat().st_mtime_ns
+    assert validated_before(data, out)
+    d = demo(data, out, seed=20240601, scale=0.02)
+    assert not d.generated and (data / "truth.json").stat().st_mtime_ns == mtime
+    assert d.run.stages["validate"] == "cached" and d.run.stages["cohort"] == "cached"
+    assert d.run.violations == [] and d.run.report.is_file()
+    # another seed is another database: demo must not reuse this one (checked without generating)
+    from hospstudy.report import pipeline
+
+    calls = []
+    monkeypatch.setattr(pipeline, "_optional", lambda m, n: (lambda *a, **k: calls.append(k)) if n == "generate" else None)
+    assert pipeline.ensure_demo_database(data, seed=1, scale=0.02) == (data, True)
+    assert calls and calls[0]["seed"] == 1 and calls[0]["overwrite"] is True
