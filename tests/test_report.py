@@ -247,6 +247,7 @@ def test_rendering_is_reproducible(tmp_path, rendered):
     assert (tmp_path / "figures" / "forest.svg").read_bytes() == a
     assert (tmp_path / "report.html").read_bytes() == (out / "report.html").read_bytes()
     assert (tmp_path / "figures" / "flow.png").read_bytes() == (out / "figures" / "flow.png").read_bytes()
+    assert (tmp_path / "tables.xlsx").read_bytes() == (out / "tables.xlsx").read_bytes()
 
 
 def test_table1_counts_smd_and_suppression():

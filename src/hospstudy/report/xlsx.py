@@ -71,4 +71,24 @@ def write_tables(tables: Sequence[ReportTable], path: str | Path, title: str = "
     wb.properties.created = _FIXED_DATE
     wb.properties.modified = _FIXED_DATE
     wb.save(path)
+    _fix_zip_dates(path)
     return path
+
+
+def _fix_zip_dates(path: Path) -> None:
+    """Rewrite the workbook's zip members with a fixed date, and its modification property, so
+    the same tables give the same bytes (openpyxl stamps both with the current time)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = [(info, z.read(info.filename)) for info in z.infolist()]
+    tmp = path.with_suffix(".xlsx.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for info, data in members:
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)", rb"\g<1>2000-01-01T00:00:00Z\g<2>", data)
+            fixed = zipfile.ZipInfo(info.filename, date_time=(2000, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = info.external_attr
+            z.writestr(fixed, data)
+    tmp.replace(path)
