@@ -38,3 +38,15 @@ def test_error_template_is_both_ours_and_builtin():
     assert isinstance(e, ValueError) and isinstance(e, HospstudyError)
     assert str(e) == "The 'nagq' parameter of mixed_logit must be an integer in [1, 25]. Got 40 instead."
     assert issubclass(InputError, ValueError)
+
+
+def test_cli_errors_keep_square_brackets():
+    """Error messages quote field paths like steps[2]; rich must not eat them as markup."""
+    code = (
+        "from hospstudy.console import fail\n"
+        "fail(\"cohort.steps[2].codes: unknown code list 'x'; known: [a, b]\", 2)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "steps[2]" in r.stderr and "[a, b]" in r.stderr
+    assert "Traceback" not in r.stderr

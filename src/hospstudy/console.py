@@ -42,5 +42,8 @@ def stage(name: str):
 
 
 def fail(message: str, code: int) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    # Messages quote user input (field paths like steps[2], code lists): never read them as markup.
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
