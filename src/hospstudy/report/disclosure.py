@@ -75,7 +75,7 @@ def fmt_count(value: Any, threshold: int = DEFAULT_THRESHOLD, suppressed: bool =
 # --------------------------------------------------------------------------------------------
 # suppression
 # --------------------------------------------------------------------------------------------
-def _complement(counts: np.ndarray, mask: np.ndarray, line: np.ndarray, idx: np.ndarray) -> int | None:
+def _complement(counts: np.ndarray, mask: np.ndarray, idx: np.ndarray) -> int | None:
     """Pick the cell of one line to suppress next: the smallest non-zero unsuppressed cell,
     else an unsuppressed zero (its being zero is then no longer visible)."""
     free = [i for i in idx if not mask[i]]
@@ -135,7 +135,7 @@ def suppress_table(counts, threshold: int = DEFAULT_THRESHOLD, margins: tuple[bo
             total_hidden = int(flat[idx][hidden].sum())
             if n_hidden >= 2 and not (0 < total_hidden < threshold):
                 continue
-            pick = _complement(flat, fmask, idx, idx)
+            pick = _complement(flat, fmask, idx)
             if pick is None:
                 continue  # the whole line is hidden already
             fmask[pick] = True

@@ -25,7 +25,6 @@ import importlib
 import json
 import platform
 import shutil
-import sys
 import time
 import tomllib
 from dataclasses import dataclass, field

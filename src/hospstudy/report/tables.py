@@ -217,7 +217,6 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
     size_hide = suppress_table(sizes[None, :], threshold, margins=(True, False))[0]
     rows: list[list[str]] = []
     starts: list[int] = []
-    hidden_any = False
     for var in covariates:
         if var not in data.columns or var == by:
             continue
@@ -229,7 +228,6 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
             num = pd.to_numeric(s, errors="coerce")
             counts = np.array([[(m & ~miss).sum() for m in masks], [(m & miss).sum() for m in masks]])
             hide, total_hide = _suppress_with_overall(counts, threshold)
-            hidden_any |= hide.any()
             # a median reveals no count: shown whenever the group has enough values
             cells = [("—" if counts[0, g] < threshold else _median_iqr(num[masks[g]])) for g in range(len(levels))]
             smd = _max_pairwise([num[m].to_numpy() for m in masks], smd_continuous)
@@ -249,7 +247,6 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
         table = np.array([[((s == v).to_numpy() & m).sum() for m in masks] for v in vals]
                          + [[(miss & m).sum() for m in masks]])
         hide, total_hide = _suppress_with_overall(table, threshold)
-        hidden_any |= hide.any()
         props = [table[:-1, g] / max(table[:-1, g].sum(), 1) for g in range(len(levels))]
         smd = _max_pairwise(props, smd_categorical)
         total = table.sum(axis=1)
