@@ -322,3 +322,20 @@ def test_overall_column_does_not_reveal_hidden_cells(seed):
     assert mask[small].all()
     # each row ties its groups to its overall; each column sums to a published total
     assert not _recoverable(aug, mask).any()
+
+
+def test_published_vs_run_never_reveals_a_small_count():
+    from hospstudy.report.html import published_vs_run
+
+    df = make_analytic(n=300, hospitals=20)
+    df.loc[df["fiscal_year"] == 2012, "surgery_type"] = "fusion"
+    df.loc[df.index[df["fiscal_year"] == 2012][:3], "surgery_type"] = "decompression"  # 3 non-fusion in 2012
+    df["complication"] = False
+    df.loc[df.index[:4], "complication"] = True  # 4 complications overall
+    df["cancer_center"] = True
+    df.loc[df.index[:2], "cancer_center"] = False  # 2 patients outside cancer centers
+    t = published_vs_run(published_reference(), df, None, {}, 10).frame.set_index("Figure")["This run"]
+    assert t["Fusion share, fiscal 2012"].startswith("suppressed")
+    assert t["Postoperative complications"].startswith("suppressed")
+    assert t["Patients at cancer centers"] == "—"
+    assert t["30-day mortality OR, cancer center"] == "not estimated"

@@ -618,17 +618,28 @@ def published_vs_run(published: dict, df: pd.DataFrame | None, results: Results 
     have = df is not None
     pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
 
-    def rate(col):
-        if not have or col not in df.columns:
+    def safe_rate(flags) -> str:
+        """A proportion, unless it and its denominator would reveal a small count of patients
+        with or without the event."""
+        flags = np.asarray(flags, dtype=bool)
+        if not len(flags):
+            return "no data"
+        k = int(flags.sum())
+        if 0 < k < threshold or 0 < len(flags) - k < threshold or len(flags) < threshold:
+            return f"suppressed (a count below {threshold})"
+        return pct(k / len(flags))
+
+    def rate(col, frame=None):
+        frame = df if frame is None else frame
+        if not have or col not in frame.columns:
             return "not computed"
-        s = df[col].dropna().astype(bool)
-        return pct(s.mean()) if len(s) else "not computed"
+        return safe_rate(frame[col].dropna().astype(bool))
 
     if cohort:
         add("Yamada 2025", "Patients", f"{cohort.get('patients', ''):,}", fmt_count(len(df), threshold) if have else "not computed")
         if "patients_cancer_center" in cohort:
             add("Yamada 2025", "Patients at cancer centers", f"{cohort['patients_cancer_center']:,}",
-                fmt_count(int(as_bool(df["cancer_center"]).sum()), threshold) if have and "cancer_center" in df.columns else "not computed")
+                _count_with_complement(as_bool(df["cancer_center"]), threshold) if have and "cancer_center" in df.columns else "not computed")
         if "median_annual_spine_surgery_volume" in cohort:
             run = "not computed"
             if have and "volume" in df.columns:
@@ -658,10 +669,10 @@ def published_vs_run(published: dict, df: pd.DataFrame | None, results: Results 
             if f"surgeries_{y}" in trends:
                 add("Yamada 2024", f"Surgeries, fiscal {y}", f"{trends[f'surgeries_{y}']:,}", fmt_count(len(sub), threshold) if len(sub) else "no data")
             if f"fusion_share_{y}" in trends and "surgery_type" in sub.columns:
-                add("Yamada 2024", f"Fusion share, fiscal {y}", pct(trends[f"fusion_share_{y}"]), pct((sub["surgery_type"] == "fusion").mean()) if len(sub) else "no data")
+                add("Yamada 2024", f"Fusion share, fiscal {y}", pct(trends[f"fusion_share_{y}"]), safe_rate(sub["surgery_type"] == "fusion"))
             if f"in_hospital_mortality_{y}" in trends and "in_hospital_death" in sub.columns:
                 add("Yamada 2024", f"In-hospital mortality, fiscal {y}", pct(trends[f"in_hospital_mortality_{y}"]),
-                    pct(sub["in_hospital_death"].dropna().astype(bool).mean()) if len(sub) else "no data")
+                    rate("in_hospital_death", sub))
             if f"los_days_{y}" in trends and "postop_los" in sub.columns:
                 add("Yamada 2024", f"Length of stay, fiscal {y} (here: postoperative, median)", str(trends[f"los_days_{y}"]),
                     f"{sub['postop_los'].median():.0f}" if len(sub) else "no data")
@@ -875,6 +886,14 @@ def _level_orders(study: dict) -> dict[str, list]:
                 vals = [c.get("value") for c in d["cases"] if isinstance(c, dict)]
                 out[name] = list(dict.fromkeys(vals + ([d["default"]] if d.get("default") is not None else [])))
     return out
+
+
+def _count_with_complement(flags: np.ndarray, threshold: int) -> str:
+    """A count published beside its total: hidden when it or the rest of the total is small."""
+    k, n = int(np.sum(flags)), len(flags)
+    if 0 < n - k < threshold and not 0 < k < threshold:
+        return fmt_count(k, threshold, True)
+    return fmt_count(k, threshold)
 
 
 def _adjustment(analysis: str, model: str) -> str:
