@@ -358,7 +358,7 @@ class _Builder:
             q = df.groupby(self.quartile_col)[self.volume_col].agg(["min", "max", "median", "size"]).reset_index()
             hide = suppress_table(q["size"].to_numpy()[None, :], self.t, margins=(True, False))[0]
             frame = pd.DataFrame({"Quartile": [f"Q{int(x)}" for x in q[self.quartile_col]],
-                                  "Volume range (cases/year)": [f"{int(a)}–{int(b)}" for a, b in zip(q["min"], q["max"])],
+                                  "Volume range (cases/year)": [f"{fmt_count(int(a), self.t)}–{int(b)}" for a, b in zip(q["min"], q["max"])],
                                   "Median volume": [f"{m:.0f}" for m in q["median"]],
                                   "Patients": [fmt_count(int(n), self.t, h) for n, h in zip(q["size"], hide)]})
             blocks.append(self.add_table(ReportTable("quartile_ranges", "Volume quartiles: ranges and patients", frame)))
