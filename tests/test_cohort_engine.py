@@ -24,7 +24,6 @@ from test_cohort_tinydb import EXPECTED, EXPECTED_ATTRITION, EXPECTED_BMI, EXPEC
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGSHIP = ROOT / "studies" / "spinal_metastasis.toml"
-ENGINES = ["duckdb", pytest.param("spark", marks=pytest.mark.spark)]
 
 
 @pytest.fixture(scope="session")
@@ -65,9 +64,8 @@ def built(request, tiny_db, flagship):
     return get
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_attrition_by_hand_and_reconciles(built, engine):
-    a = built(engine).attrition
+def check_attrition(r):
+    a = r.attrition
     assert list(a.columns) == ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]
     got = list(a[["name", "admissions", "patients", "admissions_removed", "patients_removed"]].itertuples(index=False, name=None))
     assert got == EXPECTED_ATTRITION
@@ -76,9 +74,8 @@ def test_attrition_by_hand_and_reconciles(built, engine):
     assert a.admissions_removed.sum() + a.admissions.iloc[-1] == a.admissions.iloc[0] == 14
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_analytic_rows_by_hand(built, engine):
-    df = built(engine).analytic.set_index("patient_id")
+def check_rows(r):
+    df = r.analytic.set_index("patient_id")
     assert sorted(df.index) == sorted(EXPECTED)
     problems = []
     for pid, row in EXPECTED.items():
@@ -101,9 +98,7 @@ def test_analytic_rows_by_hand(built, engine):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_columns_and_types_follow_the_contract(built, flagship, engine):
-    r = built(engine)
+def check_contract(r, flagship):
     df = r.analytic
     assert list(df.columns) == flagship.output_columns
     assert "walking_dis" not in df.columns  # a helper (keep = false)
@@ -127,12 +122,39 @@ def test_columns_and_types_follow_the_contract(built, flagship, engine):
     assert (d.definition.str.len() > 0).all()
 
 
+def test_attrition_by_hand_and_reconciles(built):
+    check_attrition(built("duckdb"))
+
+
+def test_analytic_rows_by_hand(built):
+    check_rows(built("duckdb"))
+
+
+def test_columns_and_types_follow_the_contract(built, flagship):
+    check_contract(built("duckdb"), flagship)
+
+
 @pytest.mark.spark
-def test_spark_and_duckdb_identical(built):
+def test_spark_same_rules_same_rows(built, flagship, small_synth, request):
+    """Every check above, on Spark, and Spark == DuckDB through Arrow on the hand-made and on a
+    small synthetic database. One test, so that one pytest-xdist worker starts one Spark."""
     a, b = built("duckdb"), built("spark")
+    check_attrition(b)
+    check_rows(b)
+    check_contract(b, flagship)
     assert a.table.schema.equals(b.table.schema), (a.table.schema, b.table.schema)
     assert a.table.equals(b.table)
     pd.testing.assert_frame_equal(a.attrition, b.attrition)
+
+    spark = request.getfixturevalue("spark_session")
+    a = flagship.build_cohort(small_synth, engine="duckdb", validate=False)
+    b = flagship.build_cohort(small_synth, engine="spark", spark=spark, validate=False)
+    assert len(a.analytic) > 50
+    assert a.table.equals(b.table)
+    pd.testing.assert_frame_equal(a.attrition, b.attrition)
+    att = a.attrition
+    assert att.admissions_removed.sum() + att.admissions.iloc[-1] == att.admissions.iloc[0]
+    assert att.patients.iloc[-1] == len(a.analytic) == a.analytic.patient_id.nunique()
 
 
 def test_outputs_written(built, tmp_path):
@@ -189,21 +211,6 @@ def small_synth(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "db"
     synth.generate(out, seed=7, scale=0.01, years=(2012, 2020), effects=None, overwrite=True)
     return out
-
-
-@pytest.mark.spark
-def test_flagship_on_small_synthetic_database_both_engines(small_synth, flagship, request):
-    """The flagship on a generated database: the engines agree exactly, attrition reconciles,
-    and the cohort is the generator's metastatic surgical patients."""
-    spark = request.getfixturevalue("spark_session")
-    a = flagship.build_cohort(small_synth, engine="duckdb", validate=False)
-    b = flagship.build_cohort(small_synth, engine="spark", spark=spark, validate=False)
-    assert len(a.analytic) > 50
-    assert a.table.equals(b.table)
-    pd.testing.assert_frame_equal(a.attrition, b.attrition)
-    att = a.attrition
-    assert att.admissions_removed.sum() + att.admissions.iloc[-1] == att.admissions.iloc[0]
-    assert att.patients.iloc[-1] == len(a.analytic) == a.analytic.patient_id.nunique()
 
 
 def test_second_study_without_python(tiny_db):
