@@ -193,3 +193,8 @@ def test_cli_check_disclosure_exit_codes(tmp_path):
     r = CliRunner().invoke(app, ["check-disclosure", str(out)])
     assert r.exit_code == 1
     assert "bad.csv" in r.output and "row 2" in r.output
+
+
+def test_sanitize_json_handles_mixed_count_lists_and_higher_threshold():
+    s = sanitize_json({"limits": [{"n": ["<10", "<10", 10, 15, 25]}]}, threshold=20)
+    assert s["limits"][0]["n"] == ["<10", "<10", "<20", "<20", 25]

@@ -218,8 +218,8 @@ def sanitize_json(obj: Any, threshold: int = DEFAULT_THRESHOLD, _key: str | None
                 if any(is_count_name(k) and is_small(x, threshold) for k, x in v.items()):
                     continue
             items.append(sanitize_json(v, threshold, _key))
-        if _key is not None and is_count_name(_key) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in obj):
-            return [f"<{threshold}" if is_small(x, threshold) else x for x in obj]
+        if _key is not None and is_count_name(_key):
+            return [f"<{threshold}" if is_small(x, threshold) else x for x in items]
         return items
     return obj
 
