@@ -219,7 +219,7 @@ def funnel_plot(n, rate, overall: float, limits: Sequence[dict], ylabel: str = "
 def trends_plot(years: Sequence, counts: Sequence[float | None], series: dict[str, Sequence[float | None]]):
     """Patients per fiscal year (bars) and outcome proportions (lines, right axis); ``None``
     marks a suppressed value, which is not drawn."""
-    fig, ax = _figure()
+    fig, ax = _figure(8.0, 3.6)
     x = np.arange(len(years))
     h = np.array([np.nan if c is None else c for c in counts], float)
     ax.bar(x, np.nan_to_num(h), color="#c9d9e8", label="Patients")
@@ -227,12 +227,13 @@ def trends_plot(years: Sequence, counts: Sequence[float | None], series: dict[st
     ax.set_xticklabels([str(y) for y in years])
     ax.set_ylabel("Patients")
     ax2 = ax.twinx()
-    for (name, vals), c in zip(series.items(), [_RED, _ORANGE, _GREEN]):
+    for (name, vals), c in zip(series.items(), [_RED, _ORANGE, _GREEN, _BLUE, "#6a3d9a", "#8c564b"]):
         ax2.plot(x, [np.nan if v is None else 100 * v for v in vals], "o-", color=c, ms=3, lw=1.3, label=name)
     ax2.set_ylabel("%")
     ax2.set_ylim(bottom=0)
     ax2.spines["right"].set_visible(True)
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax2.legend(lines[0] + lines2[0], lines[1] + lines2[1], frameon=False, fontsize=7.5, loc="upper left")
+    ax2.legend(lines[0] + lines2[0], lines[1] + lines2[1], frameon=False, fontsize=7.5, loc="upper left",
+               bbox_to_anchor=(1.12, 1.0))
     return fig

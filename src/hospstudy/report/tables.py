@@ -389,6 +389,7 @@ def _trend_test_text(t) -> str:
         return ""
     if isinstance(t, dict):
         p = t.get("p_value")
-        name = t.get("test", "")
+        name = str(t.get("test", ""))
+        name = {"cochran_armitage": "Cochran–Armitage", "jonckheere_terpstra": "Jonckheere–Terpstra"}.get(name, name.replace("_", " "))
         return f"{fmt_p(float(p))} ({name})" if p is not None else ""
     return fmt_p(float(t))
