@@ -226,3 +226,18 @@ def test_second_study_without_python(tiny_db):
     assert (row["fracture_type"], row["surgery_type"], row["days_to_surgery"], row["early_surgery"]) == (
         "neck", "osteosynthesis", 1, True)
     assert (row["postop_los"], row["death_30d"], row["discharged_home"], row["age_group"]) == (30, False, False, "85-94")
+
+
+def test_csv_database_gives_the_same_cohort(built, tiny_db, flagship, tmp_path):
+    """A database of CSV exports (dates as text) gives the rows the Parquet one gives."""
+    import pyarrow.csv as pacsv
+    import pyarrow.dataset as ds
+
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    for n in ("facilities", "admissions", "diagnoses", "procedures"):
+        pacsv.write_csv(pq.read_table(tiny_db / f"{n}.parquet"), csv / f"{n}.csv")
+    pacsv.write_csv(ds.dataset(tiny_db / "billing", format="parquet", partitioning=None).to_table(), csv / "billing.csv")
+    r = flagship.build_cohort(csv, validate=False)
+    assert r.table.equals(built("duckdb").table)
+    pd.testing.assert_frame_equal(r.attrition, built("duckdb").attrition)

@@ -165,7 +165,8 @@ def stage_tables(con, data_dir, engine: str) -> dict:
                 except (pa.ArrowInvalid, UnicodeDecodeError) as e:
                     raise DataUnusableError(f"{p}: cannot read as CSV ({src.encoding}): {e}") from None
             arrow = pa.concat_tables(parts, promote_options="default")
-            t = con.create_table(f"hs_raw_{name}", arrow.to_pandas(), temp=engine == "duckdb", overwrite=True)
+            # an in-memory table: CSV exports are small enough, and CP932 needs Python's codec
+            t = ibis.memtable(arrow)
         missing = [c.name for c in cols if c.name not in t.columns]
         if missing:
             raise DataUnusableError(
