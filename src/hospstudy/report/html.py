@@ -406,8 +406,15 @@ class _Builder:
         ev = r.extra("evalues", "e_values", "evalue")
         if ev:
             frame = pd.DataFrame(ev if isinstance(ev, list) else [ev])
-            wanted = [c for c in ("outcome", "exposure", "analysis", "model", "odds_ratio", "conf_low", "conf_high", "evalue",
-                                  "evalue_estimate", "evalue_ci", "conversion") if c in frame.columns]
+            if {"odds_ratio", "conf_low", "conf_high"} <= set(frame.columns):
+                frame["OR (95% CI)"] = [fmt_ci(a, b, c) for a, b, c in zip(frame["odds_ratio"], frame["conf_low"], frame["conf_high"])]
+            for c in ("outcome", "exposure"):
+                if c in frame.columns:
+                    frame[c] = frame[c].map(lambda v: label(str(v)))
+            if "model" in frame.columns:
+                frame["model"] = frame["model"].map(lambda v: MODEL_LABELS.get(str(v), str(v)))
+            wanted = [c for c in ("outcome", "exposure", "analysis", "model", "OR (95% CI)", "evalue", "evalue_estimate",
+                                  "evalue_ci", "conversion") if c in frame.columns]
             keep = {c: _nice(c) for c in (wanted or [c for c in frame.columns if c != "hospital_id"])}
             frame = frame[list(keep)].rename(columns=keep)
             for c in frame.columns:
@@ -900,7 +907,7 @@ def _adjustment(analysis: str, model: str) -> str:
     """The adjustment set of a result row: the analysis name without its model's name
     (``cause_specific_mutual`` → ``mutual``; ``cause_specific`` → ``alone``)."""
     rest = analysis.replace(model, "").strip("_ ")
-    return rest or "alone"
+    return {"weighting_iptw": "IPTW", "weighting_overlap": "overlap weights"}.get(rest, rest or "alone")
 
 
 def _numeric_limits(lim: dict, threshold: int) -> dict:
@@ -926,7 +933,8 @@ def _group_label(g: str) -> str:
 
 def _nice(c: str) -> str:
     return {"mor": "MOR", "icc": "ICC", "evalue": "E-value (estimate)", "odds_ratio": "OR", "random_sd": "Random-intercept SD", "evalue_estimate": "E-value (estimate)", "evalue_ci": "E-value (CI limit)",
-            "mor_low": "MOR lower", "mor_high": "MOR upper", "clusters": "Hospitals", "n": "N", "outcome": "Outcome", "model": "Model", "variance": "Random-intercept variance"}.get(c, c.replace("_", " "))
+            "mor_low": "MOR lower", "mor_high": "MOR upper", "clusters": "Hospitals", "n": "N", "outcome": "Outcome", "model": "Model", "exposure": "Exposure",
+            "analysis": "Adjustment", "conversion": "OR to RR conversion", "variance": "Random-intercept variance"}.get(c, c.replace("_", " "))
 
 
 # --------------------------------------------------------------------------------------------

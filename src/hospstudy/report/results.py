@@ -26,6 +26,7 @@ MODEL_LABELS = {
     "mixed_logit": "Random-intercept logistic",
     "gee_logit": "GEE logistic",
     "logit": "Logistic",
+    "weighted_logit": "Weighted logistic",
     "cause_specific": "Cause-specific Cox",
     "fine_gray": "Fine–Gray",
 }
@@ -33,7 +34,7 @@ SCALE_LABELS = {
     "conditional": "conditional (within hospital)",
     "marginal": "marginal (population-averaged)",
     "unclustered": "unclustered",
-    "weighted": "marginal, weighted",
+    "weighted": "marginal (weighted)",
 }
 
 
