@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hospstudy.cohort import Study
-from hospstudy.cohort.codelists import Pattern, matches_any, parse_entry, resolve
+from hospstudy.cohort.codelists import matches_any, parse_entry, resolve
 from hospstudy.errors import StudyFileError
 
 ROOT = Path(__file__).resolve().parents[1]
