@@ -198,3 +198,39 @@ def test_cli_check_disclosure_exit_codes(tmp_path):
 def test_sanitize_json_handles_mixed_count_lists_and_higher_threshold():
     s = sanitize_json({"limits": [{"n": ["<10", "<10", 10, 15, 25]}]}, threshold=20)
     assert s["limits"][0]["n"] == ["<10", "<10", "<20", "<20", 25]
+
+
+def _chain_recoverable(remaining, hide_rem, hide_rmv):
+    """Removed counts an attacker can compute from the published remaining and removed counts."""
+    n = len(remaining)
+    rem_known = [not h for h in hide_rem]
+    rmv_known = [True] + [not h for h in hide_rmv[1:]]
+    changed = True
+    while changed:
+        changed = False
+        for k in range(1, n):
+            known = (rem_known[k - 1], rem_known[k], rmv_known[k])
+            if sum(known) == 2:
+                rem_known[k - 1] = rem_known[k] = rmv_known[k] = True
+                changed = True
+    return [k for k in range(1, n) if hide_rmv[k] and rmv_known[k]]
+
+
+def test_chain_prefers_the_narrowest_group():
+    # patients: step 4 removes 3, steps 5 and 6 remove nobody: pair with step 2, not the tail
+    remaining = [1_564_903, 483_965, 10_400, 10_400, 10_397, 10_397, 10_397]
+    hide_rem, hide_rmv = suppress_chain(remaining)
+    assert hide_rmv == [False, False, False, True, True, False, False] or hide_rmv == [False, False, True, True, True, False, False]
+    assert not hide_rem[4] and not hide_rem[5] and not hide_rem[6]
+    assert _chain_recoverable(remaining, hide_rem, hide_rmv) == []
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_chains_hide_every_small_step(seed):
+    rng = np.random.default_rng(seed)
+    removed = rng.choice([0, 1, 4, 8, 12, 50, 3000], size=rng.integers(2, 9))
+    remaining = list(np.cumsum(np.concatenate([[0], removed[::-1]]))[::-1] + 100)
+    hide_rem, hide_rmv = suppress_chain(remaining)
+    small = [k for k in range(1, len(remaining)) if 0 < remaining[k - 1] - remaining[k] < 10]
+    assert all(hide_rmv[k] for k in small)
+    assert _chain_recoverable(remaining, hide_rem, hide_rmv) == []

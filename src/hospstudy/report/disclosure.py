@@ -170,24 +170,29 @@ def suppress_chain(remaining: Iterable[int], threshold: int = DEFAULT_THRESHOLD)
         if not hide_removed[k]:
             k += 1
             continue
-        lo = hi = k
-        while True:
-            while hi + 1 < n and hide_removed[hi + 1]:
-                hi += 1
-            total = sum(removed[lo:hi + 1])
-            if hi > lo and not (0 < total < threshold):
-                break
-            if hi + 1 < n:
-                hi += 1
-                hide_removed[hi] = True
-            elif lo > 1:
-                lo -= 1
-                hide_removed[lo] = True
-            else:
-                # nothing left to pair with: hide the remaining count after the group as
-                # well (the final total then bounds the group only from above)
-                hide_remaining[hi] = True
-                break
+        run_hi = k
+        while run_hi + 1 < n and hide_removed[run_hi + 1]:
+            run_hi += 1
+        # the narrowest window of steps around this run that holds two or more steps and
+        # removes 0 or at least `threshold` (ties: the later window, keeping early counts)
+        best = None
+        for lo in range(1, k + 1):
+            for hi in range(run_hi, n):
+                total = sum(removed[lo:hi + 1])
+                if hi > lo and not (0 < total < threshold):
+                    key = (hi - lo, -lo)
+                    if best is None or key < best[0]:
+                        best = (key, lo, hi)
+                    break  # wider windows from this lo only get worse
+        if best is None:
+            # the whole chain removes fewer than `threshold`: hide every removed count and the
+            # remaining counts after the first step; the final total bounds them from above
+            lo, hi = 1, n - 1
+            hide_remaining[n - 1] = True
+        else:
+            _, lo, hi = best
+        for j in range(lo, hi + 1):
+            hide_removed[j] = True
         for j in range(lo, hi):
             hide_remaining[j] = True
         k = hi + 1

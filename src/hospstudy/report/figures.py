@@ -79,10 +79,10 @@ def flow_diagram(steps: Sequence[dict]):
     ``admissions_removed``, ``patients_removed`` (strings, empty for the first step).
     """
     n = len(steps)
-    fig, ax = _figure(7.0, max(2.0, 1.05 * n + 0.4))
+    fig, ax = _figure(7.0, max(1.6, 0.85 * n))
     ax.set_axis_off()
     ax.set_xlim(0, 10)
-    ax.set_ylim(-n + 0.3, 1)
+    ax.set_ylim(-(n - 1) - 0.45, 0.45)
     box = dict(boxstyle="round,pad=0.4", fc="#eef3f8", ec=_BLUE, lw=1)
     side = dict(boxstyle="round,pad=0.3", fc="#fbf1e6", ec=_ORANGE, lw=1)
     for k, s in enumerate(steps):
