@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from hospstudy.console import console, progress
 from hospstudy.errors import HospstudyError, InputError, StudyFileError, param_error
@@ -806,7 +807,10 @@ def run_analyses(study_or_spec, analytic_df: pd.DataFrame, seed: int = 0, *, sho
     jobs = runner.jobs()
     for note in prep.notes:
         console.print(f"[yellow]note:[/] {note}")
-    with progress() as bar:
+    # The models work on tall, narrow matrices (10,000 x 30): threaded BLAS spends more on
+    # synchronising than it saves, and on 2 shared cores it was 3x slower (13 s vs 40 s for the
+    # flagship set, bench/RESULTS.md), so the fits run single-threaded.
+    with progress() as bar, threadpool_limits(limits=1, user_api="blas"):
         task = bar.add_task("analyses", total=len(jobs))
         for job in jobs:
             name = " ".join(x for x in (job.analysis, job.outcome, job.exposure, job.model) if x)
