@@ -34,7 +34,7 @@ demo: install
 	$(VENV)/bin/hospstudy demo
 
 test: install-dev browser
-	$(PY) -m pytest -n 2 -q
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile -q
 
 bench: install-dev
 	$(PY) bench/run.py
