@@ -137,7 +137,10 @@ SELECT
       + CASE WHEN cc_diabetes_c THEN 2 WHEN cc_diabetes THEN 1 ELSE 0 END
       + 2 * CAST(coalesce(cc_hemiplegia, false) AS INT) + 2 * CAST(coalesce(cc_renal, false) AS INT)
       + 6 * CAST(coalesce(cc_hiv, false) AS INT) AS charlson,
-    barthel_adm, walking_adm,
+    barthel_adm,
+    CASE WHEN barthel_adm IS NULL THEN 'missing' WHEN barthel_adm < 40 THEN '0-35' WHEN barthel_adm < 60 THEN '40-55'
+         WHEN barthel_adm < 85 THEN '60-80' ELSE '85-100' END AS barthel_group,
+    walking_adm,
     CASE WHEN jcs IS NULL THEN 'missing' WHEN jcs < 1 THEN '0' WHEN jcs < 10 THEN '1-3' WHEN jcs < 100 THEN '10-30' ELSE '100-300' END AS jcs_group,
     emergency, ambulance, primary_site,
     CASE WHEN primary_site IN ('liver', 'colorectal', 'stomach', 'oesophagus', 'pancreas', 'head_neck', 'unknown')

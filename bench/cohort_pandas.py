@@ -133,6 +133,8 @@ def build(root, charlson_csv) -> pd.DataFrame:
 
     tops = [2, 3, 1, 2, 1, 3, 2, 2, 2, 2]
     c["barthel_adm"] = 5 * sum(item(c.adl_adm, i, t) for i, t in enumerate(tops))
+    c["barthel_group"] = pd.cut(c.barthel_adm, [-np.inf, 40, 60, 85, np.inf], right=False,
+                                labels=["0-35", "40-55", "60-80", "85-100"]).astype(object).where(c.barthel_adm.notna(), "missing")
     c["walking_adm"] = item(c.adl_adm, 5, 3)
     wd = item(c.adl_dis, 5, 3)
     h, w = c.height_cm.astype(float), c.weight_kg.astype(float)
