@@ -279,6 +279,13 @@ def summary_markdown(s: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _quiet_worker() -> None:
+    """Silence the workers' own progress bars (generate, cohort): only the parent draws one."""
+    from hospstudy.console import console
+
+    console.quiet = True
+
+
 def run_replicates(reps: int, scale: float, seed: int = 7_000_000, workers: int = 2, effects=None,
                    nagq: int = 1, workdir=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run ``reps`` replicates (``workers`` processes) with rich progress.
@@ -304,7 +311,8 @@ def run_replicates(reps: int, scale: float, seed: int = 7_000_000, workers: int 
         else:
             # fork: the workers inherit this module even when it was loaded from a path
             # (bench/run.py), and nothing in the parent has opened DuckDB yet
-            with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
+                                        initializer=_quiet_worker) as pool:
                 futures = {pool.submit(replicate, *a): a[0] for a in args}
                 for fut in cf.as_completed(futures):
                     try:
