@@ -241,3 +241,53 @@ def test_csv_database_gives_the_same_cohort(built, tiny_db, flagship, tmp_path):
     r = flagship.build_cohort(csv, validate=False)
     assert r.table.equals(built("duckdb").table)
     pd.testing.assert_frame_equal(r.attrition, built("duckdb").attrition)
+
+
+def _dpc_csv(table, path, region_ja: bool = False):
+    """Write ``table`` the way DPC exports look: CP932, dates as YYYYMMDD, booleans as 0/1."""
+    import pyarrow as pa
+
+    frame = table.to_pandas()
+    for f in table.schema:
+        if pa.types.is_date(f.type):
+            frame[f.name] = pd.to_datetime(frame[f.name]).dt.strftime("%Y%m%d")
+        elif pa.types.is_boolean(f.type):
+            frame[f.name] = frame[f.name].astype("Int64")
+    if region_ja:
+        frame["region"] = frame["region"].map({"Kanto": "関東", "Kinki": "近畿"}).fillna("その他")
+    frame.to_csv(path, index=False, encoding="cp932")
+
+
+def test_dpc_style_csv_database_gives_the_same_cohort(built, tiny_db, flagship, tmp_path):
+    """CP932 CSV exports with YYYYMMDD dates and 0/1 booleans are read through the data
+    package's reader and give the Parquet database's cohort."""
+    import pyarrow.dataset as ds
+
+    csv = tmp_path / "dpc"
+    csv.mkdir()
+    for n in ("facilities", "admissions", "diagnoses", "procedures"):
+        _dpc_csv(pq.read_table(tiny_db / f"{n}.parquet"), csv / f"{n}.csv", region_ja=n == "facilities")
+    _dpc_csv(ds.dataset(tiny_db / "billing", format="parquet", partitioning=None).to_table(), csv / "billing.csv")
+    assert "20160320" in (csv / "admissions.csv").read_text(encoding="cp932")
+    with pytest.raises(UnicodeDecodeError):
+        (csv / "facilities.csv").read_text(encoding="utf-8")
+    r = flagship.build_cohort(csv, validate=False)
+    assert r.table.equals(built("duckdb").table)
+    pd.testing.assert_frame_equal(r.attrition, built("duckdb").attrition)
+
+
+def test_csv_bad_value_names_file_and_row(tiny_db, flagship, tmp_path):
+    """A date that does not parse stops the build with the file, the row and the value."""
+    from hospstudy.errors import DataValidationError
+
+    csv = tmp_path / "bad"
+    shutil.copytree(tiny_db, csv)
+    (csv / "admissions.parquet").unlink()
+    _dpc_csv(pq.read_table(tiny_db / "admissions.parquet"), csv / "admissions.csv")
+    lines = (csv / "admissions.csv").read_text(encoding="cp932").splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[3], "20161345")  # third data row, admit_date
+    (csv / "admissions.csv").write_text("\n".join(lines) + "\n", encoding="cp932")
+    with pytest.raises(DataValidationError) as e:
+        flagship.build_cohort(csv, validate=False)
+    msg = str(e.value)
+    assert "admissions.csv" in msg and "row 3" in msg and "admit_date" in msg and "20161345" in msg

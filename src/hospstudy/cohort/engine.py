@@ -137,9 +137,8 @@ def connect(engine: str = "duckdb", spark=None, spark_master: str | None = None)
 def stage_tables(con, data_dir, engine: str) -> dict:
     """One Ibis table per canonical table: the data model's columns, cast to its types."""
     import ibis
-    import pyarrow.csv as pacsv
 
-    from hospstudy.data.readers import locate_tables
+    from hospstudy.data.readers import locate_tables, read_table
 
     sources = locate_tables(data_dir)
     out = {}
@@ -154,19 +153,10 @@ def stage_tables(con, data_dir, engine: str) -> dict:
                 else:
                     t = con.read_parquet(str(src.root), table_name=f"hs_raw_{name}")
         else:
-            opts = pacsv.ConvertOptions(
-                column_types={c.name: (pa.string() if c.type == pa.date32() else c.type) for c in cols},
-                strings_can_be_null=True,
-            )
-            parts = []
-            for p in src.paths:
-                try:
-                    parts.append(pacsv.read_csv(p, read_options=pacsv.ReadOptions(encoding=src.encoding), convert_options=opts))
-                except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-                    raise DataUnusableError(f"{p}: cannot read as CSV ({src.encoding}): {e}") from None
-            arrow = pa.concat_tables(parts, promote_options="default")
-            # an in-memory table: CSV exports are small enough, and CP932 needs Python's codec
-            t = ibis.memtable(arrow)
+            # CSV exports (UTF-8 or CP932, YYYYMMDD dates, 0/1 booleans) are typed by the data
+            # package's reader, which names the file and row of a value that does not cast;
+            # they become in-memory tables (Python's CP932 codec is needed anyway)
+            t = ibis.memtable(read_table(src))
         missing = [c.name for c in cols if c.name not in t.columns]
         if missing:
             raise DataUnusableError(
