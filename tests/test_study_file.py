@@ -227,3 +227,63 @@ def test_code_list_engine_predicate_matches_reference():
     got = t.mutate(m=predicate(t.code, pats)).to_pandas().m.tolist()
     assert got == [matches_any(pats, c) for c in codes]
     assert got == [True, True, False, True, True, False, True, False, True, False, False]
+
+
+def test_report_section_default_and_value(tmp_path):
+    assert Study.load(_write(tmp_path, MINIMAL)).report.disclosure_threshold == 10
+    s = Study.load(_write(tmp_path, MINIMAL + "\n[report]\ndisclosure_threshold = 5\n"))
+    assert s.report.disclosure_threshold == 5
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "report.disclosure_threshold: Input should be greater than or equal to 1"),
+    ('"10"', "report.disclosure_threshold: Input should be a valid integer"),
+    ("2.5", "report.disclosure_threshold: Input should be a valid integer"),
+    ("true", "report.disclosure_threshold: Input should be a valid integer"),
+])
+def test_report_bad_threshold_names_field_path(tmp_path, value, message):
+    problems = _problems(tmp_path, MINIMAL + f"\n[report]\ndisclosure_threshold = {value}\n")
+    assert problems == [message]
+
+
+def test_report_unknown_key_is_reported_with_the_others(tmp_path):
+    text = MINIMAL.replace('procedures = "spine_surgery"', 'procedures = "spine_surgry"')
+    problems = _problems(tmp_path, text + "\n[report]\nthreshold = 5\n")
+    assert "report.threshold: unknown key; allowed keys here: disclosure_threshold" in problems
+    assert any(p.startswith("cohort.index.procedures: unknown code list 'spine_surgry'") for p in problems)
+
+
+class _Resolved(Exception):
+    pass
+
+
+def _threshold_run_study_uses(monkeypatch, tmp_path, study_text):
+    """The threshold run_study settles on: the step after it (hashing the inputs) is replaced
+    by one that reads the caller's ``threshold`` and stops the run there."""
+    from hospstudy.report import pipeline
+
+    seen = {}
+
+    def stop(*args, **kwargs):
+        seen["threshold"] = sys._getframe(1).f_locals["threshold"]
+        raise _Resolved
+
+    monkeypatch.setattr(pipeline, "input_file_hashes", stop)
+    (tmp_path / "db").mkdir(exist_ok=True)
+    with pytest.raises(_Resolved):
+        pipeline.run_study(_write(tmp_path, study_text), tmp_path / "db", tmp_path / "out")
+    return seen["threshold"]
+
+
+def test_pipeline_uses_the_report_threshold(monkeypatch, tmp_path):
+    assert _threshold_run_study_uses(monkeypatch, tmp_path, MINIMAL + "\n[report]\ndisclosure_threshold = 7\n") == 7
+    assert _threshold_run_study_uses(monkeypatch, tmp_path, MINIMAL) == 10
+
+
+def test_pipeline_rejects_a_bad_report_threshold(tmp_path):
+    from hospstudy.report.pipeline import run_study
+
+    (tmp_path / "db").mkdir()
+    with pytest.raises(StudyFileError) as e:
+        run_study(_write(tmp_path, MINIMAL + "\n[report]\ndisclosure_threshold = -3\n"), tmp_path / "db", tmp_path / "out")
+    assert e.value.problems == ["report.disclosure_threshold: Input should be greater than or equal to 1"]

@@ -15,6 +15,8 @@ Sections (see docs/study_file.md for a walk-through):
     one column of the analytic dataset each, defined by a ``kind`` (see :data:`KINDS`).
 ``[analyses]``
     validated by :class:`hospstudy.models.spec.AnalysesSpec` when that module is present.
+``[report]``
+    optional: ``disclosure_threshold`` (int >= 1, default 10), the smallest count published.
 
 A CONDITION is one of ``{table = "diagnoses", codes = LIST, roles = [...]}``,
 ``{table = "procedures", codes = LIST, window = [FROM, TO]}``,
@@ -213,6 +215,34 @@ class CohortSpec(_Settings):
     steps: tuple[Step, ...] = ()
 
 
+DEFAULT_DISCLOSURE_THRESHOLD = 10
+
+
+class ReportSpec(_Settings):
+    """The optional ``[report]`` section: settings of the published outputs."""
+
+    disclosure_threshold: int = Field(
+        DEFAULT_DISCLOSURE_THRESHOLD, strict=True, ge=1,
+        description="Smallest count shown outside OUT/private/ (smaller counts print as '<N').",
+    )
+
+
+def report_settings(raw: dict | None, path=None) -> ReportSpec:
+    """The validated ``[report]`` section of a parsed study file (defaults when absent).
+
+    Raises
+    ------
+    StudyFileError
+        The section is not a table or a value breaks its rule; the message names the field path.
+    """
+    problems: list[str] = []
+    spec = _validate(ReportSpec, (raw or {}).get("report"), "report", problems)
+    if problems:
+        where = str(path) if path is not None else "study file"
+        raise StudyFileError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
+    return spec
+
+
 # ---- derivations: one column each ------------------------------------------------------------
 
 OutType = Literal["bool", "int", "float", "string", "date"]
@@ -336,7 +366,7 @@ Derivation = Annotated[
 KINDS = ("field", "volume", "scale", "quantile_group", "cut", "bmi", "adl", "flag", "case", "score", "days_between")
 _DERIV = TypeAdapter(Derivation)
 SECTIONS = ("exposures", "covariates", "outcomes")
-TOP_KEYS = ("study", "codelists", "cohort", *SECTIONS, "analyses")
+TOP_KEYS = ("study", "codelists", "cohort", *SECTIONS, "analyses", "report")
 
 ADMISSION_FIELDS = tuple(c.name for c in TABLES["admissions"])
 FACILITY_FIELDS = ("cancer_center", "beds", "teaching", "region", "facility_record")
@@ -379,7 +409,8 @@ class Study:
     path, info (:class:`StudyInfo`), codelists (name -> tuple of :class:`~hospstudy.cohort.codelists.Pattern`),
     codelist_meta (name -> :class:`CodeListEntry`), cohort (:class:`CohortSpec`),
     derivations (section -> {column: settings}, in file order), analyses (an
-    ``AnalysesSpec`` when hospstudy.models.spec imports, else the raw dict), raw (the parsed TOML).
+    ``AnalysesSpec`` when hospstudy.models.spec imports, else the raw dict), report
+    (:class:`ReportSpec`), raw (the parsed TOML).
 
     Examples
     --------
@@ -389,8 +420,9 @@ class Study:
     >>> result.analytic.shape, result.attrition[["name", "patients"]]  # doctest: +SKIP
     """
 
-    def __init__(self, path, raw, info, codelists, codelist_meta, cohort, derivations, analyses):
+    def __init__(self, path, raw, info, codelists, codelist_meta, cohort, derivations, analyses, report=None):
         self.path = path
+        self.report = report if report is not None else ReportSpec()
         self.raw = raw
         self.info = info
         self.codelists = codelists
@@ -544,6 +576,8 @@ class Study:
                 derivations[sec][col] = d
                 defined.append(col)
 
+        report = _validate(ReportSpec, raw.get("report"), "report", problems)
+
         # analyses
         analyses = raw.get("analyses")
         if analyses is not None:
@@ -575,7 +609,7 @@ class Study:
             raise StudyFileError(
                 f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems
             )
-        return cls(path, raw, info, lists, meta, cohort, derivations, analyses)
+        return cls(path, raw, info, lists, meta, cohort, derivations, analyses, report)
 
     def build_cohort(self, data_dir, engine: str = "duckdb", spark=None, spark_master: str | None = None,
                      validate: bool = True, progress=None):

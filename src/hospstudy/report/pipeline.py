@@ -419,7 +419,7 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         ``violations`` lists what :func:`~hospstudy.report.disclosure.check_disclosure` found;
         the CLI exits 1 when it is not empty.
     """
-    from hospstudy.report.disclosure import DEFAULT_THRESHOLD, check_disclosure
+    from hospstudy.report.disclosure import check_disclosure
     from hospstudy.report.html import build_report
 
     study_path, data_dir, out_dir = Path(study_path), Path(data_dir), Path(out_dir)
@@ -428,7 +428,10 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         raise InputError(f"{data_dir}: no such database folder")
     cohort_settings, analyses_settings = split_study_settings(study_path)
     if threshold is None:
-        threshold = int((cohort_settings.get("report") or {}).get("disclosure_threshold", DEFAULT_THRESHOLD))
+        # the study file's [report] section, validated by the same rules as Study.load
+        from hospstudy.cohort.spec import report_settings
+
+        threshold = report_settings(cohort_settings, study_path).disclosure_threshold
     priv = out_dir / "private"
     priv.mkdir(parents=True, exist_ok=True)
     state_path = priv / "cache" / "state.json"
