@@ -105,10 +105,8 @@ def test_files_are_aggregate_and_consistent(run, data):
     assert list(pq.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS and len(pq) == len(res.table)
     csv = pd.read_csv(out / "results.csv")
     assert len(csv) == len(res.table)
-    try:
-        from hospstudy.report.disclosure import check_disclosure
-    except ImportError:
-        pytest.skip("report.disclosure not installed")
+    from hospstudy.report.disclosure import check_disclosure
+
     assert check_disclosure(out) == []
 
 

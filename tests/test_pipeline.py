@@ -15,19 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FLAGSHIP = ROOT / "studies" / "spinal_metastasis.toml"
 
 
-def _stages_available():
-    from hospstudy.report.pipeline import stage_availability
-
-    return all(stage_availability().values())
-
-
-needs_stages = pytest.mark.skipif(not _stages_available(), reason="synth, validate, cohort and analyses stages are not all installed")
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    if not _stages_available():
-        pytest.skip("synth, validate, cohort and analyses stages are not all installed")
     from hospstudy.data.synth import generate
     from hospstudy.report.pipeline import run_study
 
@@ -38,7 +27,6 @@ def run(tmp_path_factory):
     return res, data, out, base
 
 
-@needs_stages
 def test_run_writes_every_artifact(run):
     res, _, out, _ = run
     assert res.stages == {"validate": "ran", "cohort": "ran", "analyses": "ran", "report": "ran", "check-disclosure": "ran"}
@@ -59,7 +47,6 @@ def test_run_writes_every_artifact(run):
     assert res.report == out / "report.html"
 
 
-@needs_stages
 def test_small_cell_database_is_shareable(run):
     from hospstudy.report.disclosure import check_disclosure
 
@@ -72,7 +59,6 @@ def test_small_cell_database_is_shareable(run):
     assert not any(i in html for i in ids.head(50))
 
 
-@needs_stages
 def test_results_json_and_xlsx_schema(run):
     import openpyxl
 
@@ -95,7 +81,6 @@ def test_results_json_and_xlsx_schema(run):
     assert list(a.columns) == ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]
 
 
-@needs_stages
 def test_planted_vs_estimated_present(run):
     _, _, out, _ = run
     html = (out / "report.html").read_text()
@@ -104,7 +89,6 @@ def test_planted_vs_estimated_present(run):
     assert "Published vs this run" in html and "0.841 (0.709–0.999)" in html
 
 
-@needs_stages
 def test_cache_reuses_stages_and_rebuilds_only_what_changed(run, monkeypatch):
     import hospstudy.models.analyses as analyses_mod
     from hospstudy.cohort import Study
@@ -152,7 +136,6 @@ def test_cache_reuses_stages_and_rebuilds_only_what_changed(run, monkeypatch):
     assert calls == {"cohort": 1, "analyses": 2}
 
 
-@needs_stages
 def test_report_command_rerenders_and_checker_catches_tampering(run):
     from typer.testing import CliRunner
 
@@ -195,7 +178,6 @@ def test_demo_refuses_to_overwrite_foreign_folder(tmp_path):
         ensure_demo_database(tmp_path)
 
 
-@needs_stages
 def test_demo_reuses_a_clean_database_and_cached_stages(run, monkeypatch):
     import hospstudy.models.analyses as analyses_mod
     from hospstudy.report.pipeline import demo, validated_before
@@ -215,9 +197,10 @@ def test_demo_reuses_a_clean_database_and_cached_stages(run, monkeypatch):
     assert d.run.stages["validate"] == "cached" and d.run.stages["cohort"] == "cached"
     assert d.run.violations == [] and d.run.report.is_file()
     # another seed is another database: demo must not reuse this one (checked without generating)
+    from hospstudy.data import synth
     from hospstudy.report import pipeline
 
     calls = []
-    monkeypatch.setattr(pipeline, "_optional", lambda m, n: (lambda *a, **k: calls.append(k)) if n == "generate" else None)
+    monkeypatch.setattr(synth, "generate", lambda *a, **k: calls.append(k))
     assert pipeline.ensure_demo_database(data, seed=1, scale=0.02) == (data, True)
     assert calls and calls[0]["seed"] == 1 and calls[0]["overwrite"] is True

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 
 from hospstudy.data.validate import validate_database
 
 
 def test_synthetic_database_has_no_errors(tmp_path):
-    synth = pytest.importorskip("hospstudy.data.synth")
+    from hospstudy.data import synth
+
     summary = synth.generate(tmp_path / "db", scale=0.01)  # the default seed, as `hospstudy demo` uses
     report = validate_database(tmp_path / "db", progress=False)
     assert report.errors == [], [f.to_dict() for f in report.errors]

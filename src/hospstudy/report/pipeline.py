@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import importlib
 import json
 import platform
 import shutil
@@ -119,30 +118,6 @@ def _report_code_hash() -> str:
     return h.hexdigest()[:20]
 
 
-# --------------------------------------------------------------------------------------------
-# availability of the other stages (built in parallel by other areas)
-# --------------------------------------------------------------------------------------------
-def _optional(module: str, name: str):
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as e:
-        if e.name and (module == e.name or module.startswith(e.name + ".")):
-            return None
-        raise
-    except AttributeError:
-        return None
-
-
-def stage_availability() -> dict[str, bool]:
-    """Which stages of the pipeline are installed (importable) in this checkout."""
-    return {
-        "synth": _optional("hospstudy.data.synth", "generate") is not None,
-        "validate": _optional("hospstudy.data.validate", "validate_database") is not None,
-        "cohort": _optional("hospstudy.cohort", "Study") is not None,
-        "analyses": _optional("hospstudy.models.analyses", "run_analyses") is not None,
-    }
-
-
 def find_flagship() -> Path:
     """The flagship study file: ``studies/spinal_metastasis.toml`` of the checkout (or of the
     current folder)."""
@@ -159,9 +134,8 @@ def find_flagship() -> Path:
 def validate_data(data_dir: Path, render: bool = True):
     """Validate a database with :func:`hospstudy.data.validate.validate_database`; raise
     :class:`DataValidationError` (exit 1) when it has errors. Returns the validation report."""
-    validate_database = _optional("hospstudy.data.validate", "validate_database")
-    if validate_database is None:
-        raise InputError("the validation stage (hospstudy.data.validate) is not installed")
+    from hospstudy.data.validate import validate_database
+
     report = validate_database(Path(data_dir))
     if render:
         report.render(console)
@@ -242,9 +216,8 @@ def ensure_demo_database(data_dir: Path = DEMO_DATA, seed: int = DEFAULT_SEED, s
             f"{data_dir}: folder exists and is not a synthetic database (no truth.json); "
             "pass another --data folder, or remove it yourself"
         )
-    generate = _optional("hospstudy.data.synth", "generate")
-    if generate is None:
-        raise InputError("the synthetic database generator (hospstudy.data.synth) is not installed")
+    from hospstudy.data.synth import generate
+
     t0 = time.perf_counter()
     with console.status(f"[bold]generating the synthetic database (scale {scale}, seed {seed})…"):
         generate(data_dir, seed=seed, scale=scale, years=years, overwrite=True)
@@ -259,7 +232,6 @@ class DemoResult:
     generated: bool
     summary: dict[str, Any]
     run: "RunResult | None" = None
-    missing_stages: list[str] = field(default_factory=list)
 
 
 def demo(data_dir: Path = DEMO_DATA, out_dir: Path = DEMO_OUT, seed: int = DEFAULT_SEED, scale: float = 1.0,
@@ -279,13 +251,7 @@ def demo(data_dir: Path = DEMO_DATA, out_dir: Path = DEMO_OUT, seed: int = DEFAU
     summary = _summarise_database(data_dir)
     for k, v in summary.items():
         console.print(f"  {k}: {v:,} rows" if k in TABLE_ROWS else f"  {k}: {v}")
-    avail = stage_availability()
-    missing = [s for s in ("cohort", "analyses") if not avail[s]]
-    result = DemoResult(data_dir, generated, summary, missing_stages=missing)
-    if missing:
-        console.print(f"[yellow]![/] the {' and '.join(missing)} stage(s) are not installed yet: "
-                      "stopping after validation")
-        return result
+    result = DemoResult(data_dir, generated, summary)
     # an existing database was validated (or found validated) just now: the run need not repeat it
     result.run = run_study(find_flagship(), data_dir, Path(out_dir), engine=engine, seed=seed, force=force,
                            validated=report if report is not None else True)
@@ -480,9 +446,8 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     # -- cohort
     t0 = time.perf_counter()
     analytic_path, attrition_path = priv / "analytic.parquet", priv / "attrition.csv"
-    Study = _optional("hospstudy.cohort", "Study")
-    if Study is None:
-        raise InputError("the cohort stage (hospstudy.cohort) is not installed")
+    from hospstudy.cohort import Study
+
     study = Study.load(study_path)
     if fresh("cohort", k_cohort, analytic_path, attrition_path):
         done("cohort", "cached", t0)
@@ -506,22 +471,17 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     # -- analyses
     t0 = time.perf_counter()
     raw_results = priv / "analyses" / "results.json"
-    run_analyses = _optional("hospstudy.models.analyses", "run_analyses")
     if fresh("analyses", k_analyses, raw_results):
         done("analyses", "cached", t0)
-    elif run_analyses is None:
-        stages["analyses"] = "not installed"
-        console.print("[yellow]![/] the analyses stage (hospstudy.models.analyses) is not installed: "
-                      "the report shows descriptive sections only")
-        raw_results.unlink(missing_ok=True)
-        (out_dir / "results.json").unlink(missing_ok=True)
     else:
         import pandas as pd
+
+        from hospstudy.models import analyses as _analyses
 
         analytic = pd.read_parquet(analytic_path)
         keys.pop("analyses", None)
         with console.status("[bold]running the analyses…"):
-            res = _call_runner(run_analyses, study, analytic, seed, priv / "analyses")
+            res = _call_runner(_analyses.run_analyses, study, analytic, seed, priv / "analyses")
         doc = _analyses_document(res)
         _write_json(raw_results, doc)
         keys["analyses"] = k_analyses
