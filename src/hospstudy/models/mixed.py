@@ -355,29 +355,32 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
     # lme4's default vcov: inverse of the Hessian of the deviance (= -2 loglik) over (theta, beta)
     k = 1 + Xk.shape[1]
     H = out.hessian
-    try:
-        cov_full = 2.0 * np.linalg.inv(H)
-        if not np.all(np.isfinite(cov_full)) or np.any(np.diag(cov_full) < 0):
-            raise np.linalg.LinAlgError
-    except np.linalg.LinAlgError:
-        cov_full = np.full((k, k), np.nan)
-        warnings.warn(f"{FUNC}: the Hessian of the deviance is singular or not positive definite at the estimates; "
-                      "standard errors are not available.", ConvergenceWarning, stacklevel=2)
     theta = out.theta
     boundary = theta < BOUNDARY_TOL
     if boundary:
-        # theta = 0 is a boundary point: its curvature is not a variance; beta's block is the GLM's
-        Hb = H[1:, 1:]
+        # theta = 0 is a boundary point: its curvature is not a variance (the joint Hessian is
+        # singular there by construction); beta's block is the GLM's
         try:
-            cov_b = 2.0 * np.linalg.inv(Hb)
+            cov_b = 2.0 * np.linalg.inv(H[1:, 1:])
         except np.linalg.LinAlgError:
             cov_b = np.full((k - 1, k - 1), np.nan)
+            warnings.warn(f"{FUNC}: the Hessian of the deviance over the fixed effects is singular at the "
+                          "estimates; standard errors are not available.", ConvergenceWarning, stacklevel=2)
         cov_full = np.full((k, k), np.nan)
         cov_full[1:, 1:] = cov_b
         warnings.warn(f"{FUNC}: boundary fit: the random-intercept SD of '{group_name}' is estimated as "
                       f"{theta:.3g} (< {BOUNDARY_TOL}); the data show no between-{group_name} variation beyond "
                       "chance, the model reduces to ordinary logistic regression (use sd_ci='profile' for an "
                       "interval of the SD).", BoundaryWarning, stacklevel=2)
+    else:
+        try:
+            cov_full = 2.0 * np.linalg.inv(H)
+            if not np.all(np.isfinite(cov_full)) or np.any(np.diag(cov_full) < 0):
+                raise np.linalg.LinAlgError
+        except np.linalg.LinAlgError:
+            cov_full = np.full((k, k), np.nan)
+            warnings.warn(f"{FUNC}: the Hessian of the deviance is singular or not positive definite at the "
+                          "estimates; standard errors are not available.", ConvergenceWarning, stacklevel=2)
     if not out.converged:
         warnings.warn(f"{FUNC}: the optimiser did not converge ({out.message}; Newton decrement "
                       f"{out.newton_decrement:.3g} > tol {tol:g}); estimates may be off.",
