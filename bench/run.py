@@ -1,9 +1,11 @@
-"""`make bench`: run every bench/bench_*.py and write bench/RESULTS.md.
+"""`make bench`: run every benchmark and write bench/RESULTS.md.
 
-Each benchmark module exposes ``run() -> list[dict]`` with rows (area, case, metric, value,
-unit, note). Timings vary up to 2x between runs on shared machines (ENGINE_NOTES.md): compare
-ratios measured in one run. Set BENCH_FULL=1 for the slow full-scale cases; BENCH_ONLY=synth,cohort
-runs only those areas.
+Each benchmark module (bench/bench_*.py, and bench/coverage.py for the replicate study)
+exposes ``run() -> list[dict]`` with rows (area, case, metric, value, unit, note). RESULTS.md
+keeps one section per area with the date, machine and command that measured it, so a partial
+run (``BENCH_ONLY=cohort,mixed make bench``) replaces only its own sections. Timings vary up
+to 2x between runs on shared machines (ENGINE_NOTES.md): compare ratios measured in one run.
+BENCH_FULL=1 adds the slow full-scale cases (scale 10, 50 M billing lines).
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ import datetime as dt
 import importlib.util
 import os
 import platform
+import re
 import sys
 import time
 import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+HEADER = """# Benchmark results
+
+Written by `make bench` (bench/run.py). One section per area, each with the date, machine and
+command that measured it; rerun one area with `BENCH_ONLY=area make bench`. Timings on shared
+2-core machines vary up to 2x between runs: compare ratios within one section.
+"""
 
 
 def machine() -> str:
@@ -35,52 +45,87 @@ def machine() -> str:
         mem = f"{kb / 2**20:.0f} GiB"
     except (OSError, ValueError, IndexError):
         pass
-    return f"{platform.node()} · {cpu} · {os.cpu_count()} cores · {mem} · Python {platform.python_version()} · {platform.platform()}"
+    load = ""
+    try:
+        load = " · load average " + Path("/proc/loadavg").read_text().split()[0] + " at start"
+    except OSError:
+        pass
+    return f"{cpu} · {os.cpu_count()} cores · {mem} · Python {platform.python_version()}{load}"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
+    return str(v)
+
+
+def _section(area: str, rows: list[dict], when: str, seconds: float, error: str | None) -> str:
+    full = " BENCH_FULL=1" if os.environ.get("BENCH_FULL") else ""
+    lines = [
+        f"## {area}",
+        "",
+        f"- measured: {when} · {seconds:.0f} s",
+        f"- machine: {machine()}",
+        f"- command: `BENCH_ONLY={area}{full} make bench`",
+        "",
+    ]
+    if rows:
+        lines += ["| case | metric | value | unit | note |", "|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r.get('case','')} | {r.get('metric','')} | {_fmt(r.get('value'))} | "
+                         f"{r.get('unit','')} | {r.get('note','')} |")
+    if error:
+        lines += ["", f"**failed:** `{error}`"]
+    return "\n".join(lines) + "\n"
+
+
+def _existing_sections() -> dict[str, str]:
+    if not RESULTS.exists():
+        return {}
+    text = RESULTS.read_text()
+    parts = re.split(r"(?m)^## ", text)
+    return {p.split("\n", 1)[0].strip(): "## " + p for p in parts[1:]}
+
+
+def modules() -> list[tuple[str, Path]]:
+    found = [(p.stem.removeprefix("bench_"), p) for p in sorted(HERE.glob("bench_*.py"))]
+    if (HERE / "coverage.py").exists():
+        found.append(("coverage", HERE / "coverage.py"))
+    return found
 
 
 def main() -> int:
     only = {s.strip() for s in os.environ.get("BENCH_ONLY", "").split(",") if s.strip()}
     sys.path.insert(0, str(HERE))
-    rows, failures = [], []
-    for path in sorted(HERE.glob("bench_*.py")):
-        area = path.stem.removeprefix("bench_")
+    sections = _existing_sections()
+    failed = 0
+    for area, path in modules():
         if only and area not in only:
             continue
-        print(f"== {path.name}", flush=True)
+        print(f"== {area} ({path.name})", flush=True)
         t0 = time.perf_counter()
+        when = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+        rows, error = [], None
         try:
-            spec = importlib.util.spec_from_file_location(path.stem, path)
+            spec = importlib.util.spec_from_file_location(f"_bench_{area}", path)
             mod = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = mod
             spec.loader.exec_module(mod)
-            got = mod.run()
-        except Exception:
-            failures.append((path.name, traceback.format_exc()))
-            print(failures[-1][1], file=sys.stderr)
-            continue
-        for r in got:
-            r.setdefault("area", area)
-        rows.extend(got)
-        print(f"   {len(got)} rows in {time.perf_counter() - t0:.0f} s", flush=True)
-    out = [
-        "# Benchmark results",
-        "",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- machine: {machine()}",
-        f"- command: `make bench`{' with BENCH_FULL=1' if os.environ.get('BENCH_FULL') else ''}"
-        f"{' BENCH_ONLY=' + ','.join(sorted(only)) if only else ''}",
-        "",
-        "| area | case | metric | value | unit | note |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        v = r.get("value")
-        v = f"{v:,.3g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
-        out.append(f"| {r.get('area','')} | {r.get('case','')} | {r.get('metric','')} | {v} | {r.get('unit','')} | {r.get('note','')} |")
-    for name, tb in failures:
-        out += ["", f"**{name} failed:**", "", "```", tb.strip().splitlines()[-1], "```"]
-    (HERE / "RESULTS.md").write_text("\n".join(out) + "\n")
-    print(f"wrote {HERE / 'RESULTS.md'}")
-    return 1 if failures else 0
+            rows = list(mod.run())
+        except Exception as e:
+            failed += 1
+            error = f"{type(e).__name__}: {e}"
+            traceback.print_exc()
+        seconds = time.perf_counter() - t0
+        sections[area] = _section(area, rows, when, seconds, error)
+        print(f"   {len(rows)} rows in {seconds:.0f} s", flush=True)
+        RESULTS.write_text(HEADER + "\n" + "\n".join(sections[k] for k in sorted(sections)))
+    print(f"wrote {RESULTS}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
