@@ -223,6 +223,12 @@ def replicate(r: int, seed: int, scale: float, effects=None, nagq: int = 1, work
     return {"records": records, "seconds": {"generate": t1 - t0, "cohort": t2 - t1, "fit": t3 - t2}}
 
 
+def _first(s: pd.Series) -> float:
+    """First known value (a crashed replicate's records carry no planted values)."""
+    s = s.dropna()
+    return float(s.iloc[0]) if len(s) else float("nan")
+
+
 def summarize(records: pd.DataFrame) -> pd.DataFrame:
     """Bias, empirical vs model SE and 95% coverage per (outcome, term).
 
@@ -248,7 +254,7 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
         p = float(cov.mean()) if R else float("nan")
         sd = float(np.std(est, ddof=1)) if R > 1 else float("nan")
         rows.append({
-            "outcome": outcome, "term": term, "planted_or": float(g["planted_or"].iloc[0]),
+            "outcome": outcome, "term": term, "planted_or": _first(g["planted_or"]),
             "replicates": R, "failed": int(len(g) - R),
             "mean_or": float(np.exp(est.mean())) if R else float("nan"),
             "bias_log": float((est - truth).mean()) if R else float("nan"),
@@ -260,7 +266,7 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
             "coverage_mcse": math.sqrt(p * (1 - p) / R) if R else float("nan"),
             "boundary_share": float(ok["boundary"].astype(float).mean()) if R else float("nan"),
             "mean_random_sd": float(ok["random_sd"].mean()) if R else float("nan"),
-            "planted_sd": float(g["planted_sd"].iloc[0]),
+            "planted_sd": _first(g["planted_sd"]),
         })
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 

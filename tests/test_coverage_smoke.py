@@ -36,14 +36,15 @@ def _record(rep, est, se, truth=math.log(0.8), error=""):
 
 def test_summary_on_known_records(cov):
     t = math.log(0.8)
-    # replicate 2 misses (estimate 3 SE away); replicate 4 failed and must be left out
-    recs = pd.DataFrame([_record(0, t + 0.1, 0.1), _record(1, t - 0.1, 0.1), _record(2, t + 0.3, 0.1),
-                         _record(3, t, 0.2), _record(4, np.nan, np.nan, error="ModelError: boom")])
+    # replicate 2 misses (estimate 3 SE away); replicate 4 crashed and must be left out
+    crashed = {"replicate": 4, "outcome": "death_30d", "term": "cancer_center", "error": "ModelError: boom"}
+    recs = pd.DataFrame([crashed, _record(0, t + 0.1, 0.1), _record(1, t - 0.1, 0.1), _record(2, t + 0.3, 0.1),
+                         _record(3, t, 0.2)])
     s = cov.summarize(recs)
     assert list(s.columns) == cov.SUMMARY_COLUMNS
     r = s.iloc[0]
     est = np.array([0.1, -0.1, 0.3, 0.0]) + t
-    assert r.replicates == 4 and r.failed == 1
+    assert r.replicates == 4 and r.failed == 1 and r.planted_or == pytest.approx(0.8)
     assert r.coverage == pytest.approx(0.75)
     assert r.coverage_mcse == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
     assert r.bias_log == pytest.approx(0.075)
