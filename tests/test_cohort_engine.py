@@ -207,7 +207,8 @@ def test_cli_missing_table_is_exit_2(tmp_path):
 
 @pytest.fixture(scope="session")
 def small_synth(tmp_path_factory):
-    synth = pytest.importorskip("hospstudy.data.synth")
+    from hospstudy.data import synth
+
     out = tmp_path_factory.mktemp("synth") / "db"
     synth.generate(out, seed=7, scale=0.01, years=(2012, 2020), effects=None, overwrite=True)
     return out

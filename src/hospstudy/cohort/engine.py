@@ -480,15 +480,8 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
 
 def run_validation(data_dir) -> None:
     """The foundation's validation; raises DataValidationError (with its report) on errors."""
-    try:
-        from hospstudy.data.validate import validate_database
-    except ModuleNotFoundError as e:
-        if e.name != "hospstudy.data.validate":
-            raise
-        from hospstudy.console import console
+    from hospstudy.data.validate import validate_database
 
-        console.print("[yellow]warning:[/] hospstudy.data.validate is not installed; the database was not validated")
-        return
     report = validate_database(data_dir)
     if not report.ok:
         raise DataValidationError(

@@ -581,28 +581,25 @@ class Study:
         # analyses
         analyses = raw.get("analyses")
         if analyses is not None:
+            from hospstudy.models.spec import AnalysesSpec
+
             try:
-                from hospstudy.models.spec import AnalysesSpec
-            except ImportError:
-                AnalysesSpec = None
-            if AnalysesSpec is not None:
-                try:
-                    analyses = AnalysesSpec.from_table(analyses, "analyses")
-                except StudyFileError as e:
-                    problems.extend(re.sub(r"\.(\d+)(?=[.\[]|$)", r"[\1]", p.split(":", 1)[0]) + ":" + p.split(":", 1)[1]
-                                    if ":" in p else p for p in e.problems)
-                    analyses = None
-                else:
-                    have = set(defined) | {"patient_id", "admission_id", "hospital_id", "fiscal_year"}
-                    if index is not None:
-                        have.add(index.date_column)
-                    kept = {c for s in SECTIONS for c, d in derivations[s].items() if not d.keep}
-                    for c, f in analyses.columns().items():
-                        if c not in have or c in kept:
-                            problems.append(
-                                f"analyses.{f}: column '{c}' is not in the analytic dataset; "
-                                f"defined columns: {', '.join(c for c in defined if c not in kept)}"
-                            )
+                analyses = AnalysesSpec.from_table(analyses, "analyses")
+            except StudyFileError as e:
+                problems.extend(re.sub(r"\.(\d+)(?=[.\[]|$)", r"[\1]", p.split(":", 1)[0]) + ":" + p.split(":", 1)[1]
+                                if ":" in p else p for p in e.problems)
+                analyses = None
+            else:
+                have = set(defined) | {"patient_id", "admission_id", "hospital_id", "fiscal_year"}
+                if index is not None:
+                    have.add(index.date_column)
+                kept = {c for s in SECTIONS for c, d in derivations[s].items() if not d.keep}
+                for c, f in analyses.columns().items():
+                    if c not in have or c in kept:
+                        problems.append(
+                            f"analyses.{f}: column '{c}' is not in the analytic dataset; "
+                            f"defined columns: {', '.join(c for c in defined if c not in kept)}"
+                        )
 
         if problems:
             where = str(path) if path is not None else "study file"

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
     @app.command("check-disclosure")
     def check_disclosure_cmd(
         out: Path = typer.Argument(..., help="Output folder to scan (everything except OUT/private/)."),
-        threshold: int = typer.Option(10, "--threshold", min=2, help="Smallest count that may be shown."),
+        threshold: int = typer.Option(10, "--threshold", min=1, help="Smallest count that may be shown (1: no suppression)."),
     ):
         """Scan an output folder for counts below the threshold and for identifiers. Exit 1 on any violation."""
         from rich.markup import escape
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         engine: str = typer.Option("duckdb", "--engine", callback=_engine, help="duckdb or spark."),
         seed: int = typer.Option(_pl.DEFAULT_SEED, "--seed", help="Seed of the analyses."),
         force: bool = typer.Option(False, "--force", help="Rebuild every stage, ignoring the cache."),
-        threshold: Optional[int] = typer.Option(None, "--threshold", min=2, help="Smallest count shown (default 10)."),
+        threshold: Optional[int] = typer.Option(None, "--threshold", min=1, help="Smallest count shown (default: the study file [report] disclosure_threshold, else 10)."),
     ):
         """validate → cohort → analyses → report → check-disclosure; cached by settings and input hashes."""
         res = _pl.run_study(study_file, data, out, engine=engine, seed=seed, force=force, threshold=threshold)

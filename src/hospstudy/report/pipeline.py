@@ -238,9 +238,6 @@ def demo(data_dir: Path = DEMO_DATA, out_dir: Path = DEMO_OUT, seed: int = DEFAU
          engine: str = "duckdb", force: bool = False) -> DemoResult:
     """The first thing a new user runs: the default synthetic database (generated when absent),
     validated, then the flagship study run into ``out_dir``.
-
-    When the cohort or analyses stages are not installed yet, stops after validation and says
-    which stages are missing.
     """
     data_dir, generated = ensure_demo_database(Path(data_dir), seed=seed, scale=scale, out_dir=Path(out_dir))
     report = None
