@@ -35,7 +35,7 @@ from hospstudy.errors import (
 )
 from hospstudy.models import _aghq
 from hospstudy.models.base import ModelResult, design
-from hospstudy.models.glm import check_rank, detect_separation
+from hospstudy.models.glm import _column_or_array, _row_label, check_rank, detect_separation
 
 FUNC = "mixed_logit"
 #: lme4's ``isSingular`` tolerance: a random-intercept SD below this is a boundary fit.
@@ -130,22 +130,6 @@ class MixedLogitResult(ModelResult):
         if self.dropped_terms:
             h["dropped (aliased)"] = ", ".join(self.dropped_terms)
         return h
-
-
-def _column(data: pd.DataFrame, value, param: str) -> np.ndarray:
-    if isinstance(value, str):
-        if value not in data.columns:
-            raise param_error(FUNC, param, f"a column of data or an array of length {len(data)}", value)
-        return data[value].to_numpy()
-    arr = np.asarray(value)
-    if arr.ndim != 1 or arr.shape[0] != len(data):
-        raise param_error(FUNC, param, f"a column name or a 1-d array of length {len(data)} (one per row of data)",
-                          f"array of shape {arr.shape}")
-    return arr
-
-
-def _row(data: pd.DataFrame, pos: int) -> str:
-    return f"row {pos} (index {data.index[pos]!r})"
 
 
 def _split_cbind(formula: str, data: pd.DataFrame):
@@ -255,7 +239,7 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         raise param_error(FUNC, "group", "a column name or array of cluster identifiers", group)
 
     frame = data.reset_index(drop=True).copy()
-    gcol = _column(data, group, "group")
+    gcol = _column_or_array(data, group, FUNC, "group")
     group_name = group if isinstance(group, str) else "group"
     trials_arr = None
     cb = _split_cbind(formula, frame)
@@ -269,7 +253,7 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
     else:
         formula_used = formula
         if trials is not None:
-            trials_arr = np.asarray(_column(data, trials, "trials"), dtype=float)
+            trials_arr = np.asarray(_column_or_array(data, trials, FUNC, "trials"), dtype=float)
     d = design(formula_used, frame, func=FUNC)
     rows = d.rows
     y = np.asarray(d.y, dtype=float)
@@ -286,12 +270,12 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
     w = np.ones(rows.size)
     if weights is not None:
         try:
-            w = np.asarray(_column(data, weights, "weights"), dtype=float)[rows]
+            w = np.asarray(_column_or_array(data, weights, FUNC, "weights"), dtype=float)[rows]
         except (TypeError, ValueError):
             raise param_error(FUNC, "weights", "numeric", "non-numeric values") from None
         bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
         if bad.size:
-            raise InputError(f"{FUNC}: weights must be finite and >= 0; {_row(data, int(rows[bad[0]]))} has "
+            raise InputError(f"{FUNC}: weights must be finite and >= 0; {_row_label(data, int(rows[bad[0]]))} has "
                              f"{w[bad[0]]:g} ({bad.size} such rows).")
     if not keep.any():
         raise InputError(f"{FUNC}: no complete rows: every row misses a variable of {formula!r} or the group.")
@@ -302,7 +286,7 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         if bad.size:
             i = bad[0]
             raise InputError(f"{FUNC}: binomial counts need 0 <= successes <= trials and trials > 0; "
-                             f"{_row(data, int(rows[i]))} has successes={y[i]:g}, trials={n_tr[i]:g} "
+                             f"{_row_label(data, int(rows[i]))} has successes={y[i]:g}, trials={n_tr[i]:g} "
                              f"({bad.size} such rows).")
         successes = y
         prop = y / n_tr
@@ -311,7 +295,7 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         if bad.size:
             i = bad[0]
             raise InputError(f"{FUNC}: the outcome of {formula!r} must be 0/1 or boolean (or give trials= for "
-                             f"binomial counts); {_row(data, int(rows[i]))} has {y[i]:g} ({bad.size} such rows).")
+                             f"binomial counts); {_row_label(data, int(rows[i]))} has {y[i]:g} ({bad.size} such rows).")
         n_tr = np.ones(y.size)
         successes = y
         prop = y
