@@ -305,23 +305,3 @@ def test_bad_values_name_the_row(sim):
     c.loc[3, "incidence"] = c.loc[3, "size"] + 1
     with pytest.raises(InputError, match=r"0 <= successes <= trials.*row 3 \(index 3\) has successes=6, trials=5"):
         mixed_logit("incidence ~ C(period)", c, group="herd", trials="size")
-
-
-@pytest.mark.parametrize("nagq", [1, 5])
-def test_boundary_fit_without_hospital_variation_is_not_a_false_alarm(nagq):
-    """No hospital effect at all (seed chosen where L-BFGS-B stops a hair above theta = 0): the fit
-    must equal the GLM and say only that it is a boundary fit, not that it failed to converge or
-    that standard errors are unavailable."""
-    rng = np.random.default_rng(3)
-    n = 3000
-    d = pd.DataFrame({"h": rng.integers(0, 150, n), "x": rng.normal(size=n)})
-    d["y"] = (rng.random(n) < 1 / (1 + np.exp(-(-0.4 + 0.5 * d["x"])))).astype(int)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fit = mixed_logit("y ~ x", d, group="h", nagq=nagq)
-    kinds = [w.category for w in caught]
-    assert kinds == [BoundaryWarning], [str(w.message) for w in caught]
-    assert fit.converged
-    glm = sm.GLM(d["y"], sm.add_constant(d["x"]), family=sm.families.Binomial()).fit()
-    np.testing.assert_allclose(fit.estimate, glm.params, atol=1e-8)
-    np.testing.assert_allclose(fit.std_error, glm.bse, rtol=1e-5)

@@ -16,6 +16,7 @@ another scale (lme4 issue #161), so those are compared on the 0/1-expanded cbpp 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import pandas as pd
 import pytest
 from scipy.special import gammaln
 
+from hospstudy.errors import BoundaryWarning
 from hospstudy.models.mixed import mixed_logit
 
 REF = Path(__file__).parent / "reference"
@@ -172,6 +174,42 @@ def test_case_weights_match_glmer(q, contraception):
     d = contraception.assign(w=1 + contraception["district"] % 3)
     fit = mixed_logit("use ~ age + I(age**2) + urban + livch", d, group="district", nagq=q, weights="w")
     ref = WEIGHTED[f"contraception_weighted_nagq{q}"]
+    np.testing.assert_allclose(fit.estimate, ref["fixef"], rtol=0, atol=TOL_FIXEF)
+    np.testing.assert_allclose(fit.std_error, ref["se"], rtol=TOL_SE_REL, atol=0)
+    assert abs(fit.random_sd - ref["sd"]) < TOL_SD
+    assert abs(fit.loglik - ref["loglik"]) < TOL_LOGLIK
+
+
+# A false boundary (tests/reference/lme4_false_boundary.R): on these synthetic data the Laplace fit
+# once stopped at SD 0 (log-likelihood -4879.75) although glmer finds SD 0.340 and -4863.91. The
+# deviance is even in the SD, so SD 0 is always stationary; the fit must not settle there when
+# it is a maximum along the SD.
+FALSE_BOUNDARY = json.loads((REF / "lme4_false_boundary.json").read_text())["fits"]
+
+
+@pytest.mark.parametrize("q", [1, 10])
+def test_no_false_boundary_fit(q):
+    d = pd.read_csv(REF / "lme4_false_boundary.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BoundaryWarning)
+        fit = mixed_logit("unfavorable_ambulatory ~ cancer_center + volume_per50 + emergency + rapid_growth"
+                          " + age_per10 + nonambulatory_adm + complication", d, group="hospital_id", nagq=q)
+    ref = FALSE_BOUNDARY[f"nagq{q}"]
+    np.testing.assert_allclose(fit.estimate, ref["fixef"], rtol=0, atol=TOL_FIXEF)
+    np.testing.assert_allclose(fit.std_error, ref["se"], rtol=TOL_SE_REL, atol=0)
+    assert abs(fit.random_sd - ref["sd"]) < TOL_SD
+    assert abs(fit.loglik - ref["loglik"]) < TOL_LOGLIK
+
+
+@pytest.mark.parametrize("q", [1, 5])
+def test_small_positive_sd_is_not_taken_for_the_boundary(q):
+    """No planted hospital effect, but the likelihood peaks at SD ~ 0.067 (glmer agrees): the fit
+    must find it, with no boundary or convergence warning."""
+    d = pd.read_csv(REF / "lme4_small_sd.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = mixed_logit("y ~ x", d, group="h", nagq=q)
+    ref = FALSE_BOUNDARY[f"small_sd_nagq{q}"]
     np.testing.assert_allclose(fit.estimate, ref["fixef"], rtol=0, atol=TOL_FIXEF)
     np.testing.assert_allclose(fit.std_error, ref["se"], rtol=TOL_SE_REL, atol=0)
     assert abs(fit.random_sd - ref["sd"]) < TOL_SD
