@@ -50,3 +50,10 @@ def test_cli_errors_keep_square_brackets():
     assert r.returncode == 2
     assert "steps[2]" in r.stderr and "[a, b]" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_python_dash_m_is_the_cli():
+    r = subprocess.run([sys.executable, "-m", "hospstudy", "validate", "/nonexistent-hospstudy-db"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "no such database folder" in r.stderr and "Traceback" not in r.stderr
