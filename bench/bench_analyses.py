@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from _common import best_of as _best, print_rows  # bench/ is on sys.path: the script's folder, or run.py puts it there
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -26,13 +26,6 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 AREA = "analyses"
 
 
-def _best(f, repeat=3):
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = f()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 R_SCRIPT = r"""
@@ -102,7 +95,4 @@ def run() -> list[dict]:
 
 
 if __name__ == "__main__":
-    out = run()
-    print("| area | case | metric | value | unit | note |\n|---|---|---|---|---|---|")
-    for r in out:
-        print(f"| {r['area']} | {r['case']} | {r['metric']} | {r['value']} | {r['unit']} | {r['note']} |")
+    print_rows(run())

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import best_of as _time  # bench/ is on sys.path: the script's folder, or run.py puts it there
 
 AREA = "glm"
 
@@ -45,13 +46,6 @@ def make_data(n: int = 10_000, hospitals: int = 800, seed: int = 2026) -> tuple[
     return d, covs
 
 
-def _time(f, repeat: int = 3):
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = f()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def _geepack(d: pd.DataFrame, formula_r: str) -> tuple[float, list[float]] | None:

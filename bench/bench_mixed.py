@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import print_rows  # bench/ is on sys.path: the script's folder, or run.py puts it there
 
 AREA = "mixed"
 CASE = "10,000 patients x 800 hospitals x 25 columns, nAGQ=10"
@@ -169,7 +170,4 @@ if __name__ == "__main__":
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         out = run()
-    print("| area | case | metric | value | unit | note |")
-    print("|---|---|---|---|---|---|")
-    for r in out:
-        print(f"| {r['area']} | {r['case']} | {r['metric']} | {r['value']} | {r['unit']} | {r['note']} |")
+    print_rows(out)

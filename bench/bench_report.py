@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from _common import print_rows  # bench/ is on sys.path: the script's folder, or run.py puts it there
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -90,8 +91,4 @@ def run() -> list[dict]:
 
 
 if __name__ == "__main__":
-    rows = run()
-    print("| area | case | metric | value | unit | note |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['area']} | {r['case']} | {r['metric']} | {r['value']} | {r['unit']} | {r['note']} |")
+    print_rows(run())

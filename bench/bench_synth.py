@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import print_rows  # bench/ is on sys.path: the script's folder, or run.py puts it there
+
 AREA = "synth"
 
 _CHILD = r"""
@@ -103,9 +105,4 @@ def run() -> list[dict]:
 
 
 if __name__ == "__main__":
-    rows = run()
-    print("| area | case | metric | value | unit | note |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        v = f"{r['value']:,}" if isinstance(r["value"], int) else r["value"]
-        print(f"| {r['area']} | {r['case']} | {r['metric']} | {v} | {r['unit']} | {r['note']} |")
+    print_rows(run())

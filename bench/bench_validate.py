@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import print_rows  # bench/ is on sys.path: the script's folder, or run.py puts it there
+
 FULL = os.environ.get("BENCH_FULL") == "1"
 LINES = 50_000_000 if FULL else 5_000_000
 CSV_LINES = 1_000_000
@@ -140,7 +142,4 @@ def run() -> list[dict]:
 
 
 if __name__ == "__main__":
-    out = run()
-    print("| area | case | metric | value | unit | note |\n|---|---|---|---|---|---|")
-    for r in out:
-        print(f"| {r['area']} | {r['case']} | {r['metric']} | {r['value']:,} | {r['unit']} | {r['note']} |")
+    print_rows(run())
