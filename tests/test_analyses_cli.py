@@ -58,3 +58,18 @@ def test_analyze_errors_exit_2_without_traceback(tmp_path):
     study.write_text("[analyses]\noutcomes = ['death_30d']\nexposures = ['cancer_center']\nnagq = 99\n")
     r = runner.invoke(app, ["analyze", str(study), "--cohort", str(cohort), "--out", str(tmp_path / "o")])
     assert "analyses.nagq" in str(r.exception) and getattr(r.exception, "exit_code", None) == 2
+
+
+def test_analyze_unreadable_study_files_are_study_file_errors(tmp_path):
+    """Missing, invalid-TOML and non-UTF-8 study files: the one study-file reader's errors (exit 2)."""
+    cohort = tmp_path / "analytic.parquet"
+    analytic(n_hosp=10, mean_patients=20).to_parquet(cohort)
+    runner = CliRunner()
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[analyses\n")
+    cp932 = tmp_path / "cp932.toml"
+    cp932.write_bytes('[analyses]\n# 解析\n'.encode("cp932"))
+    for path, message in ((tmp_path / "none.toml", "no such study file"), (bad_toml, "not valid TOML"),
+                          (cp932, "not UTF-8")):
+        r = runner.invoke(app, ["analyze", str(path), "--cohort", str(cohort), "--out", str(tmp_path / "o")])
+        assert message in str(r.exception) and getattr(r.exception, "exit_code", None) == 2, (path, r.exception)

@@ -41,6 +41,20 @@ from hospstudy.cohort import codelists as cl
 from hospstudy.data.schema import BILLING_KINDS, DIAGNOSIS_ROLES, TABLES
 from hospstudy.errors import StudyFileError
 
+
+def read_study_file(path) -> dict:
+    """The parsed TOML of a study file (the one reader: a missing file, invalid TOML or
+    non-UTF-8 text is a StudyFileError naming the file, exit 2)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudyFileError(f"{path}: no such study file", [f"{path}: no such study file"])
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise StudyFileError(f"{path}: not valid TOML: {e}", [f"toml: {e}"]) from None
+    except UnicodeDecodeError as e:
+        raise StudyFileError(f"{path}: not UTF-8 text ({e})", [f"file: not UTF-8 ({e})"]) from None
+
 Scalar = Union[bool, int, float, str]
 
 
@@ -460,16 +474,7 @@ class Study:
     @classmethod
     def load(cls, path) -> "Study":
         """Parse and validate a study file; every problem at once in one StudyFileError."""
-        path = Path(path)
-        if not path.is_file():
-            raise StudyFileError(f"{path}: no such study file", [f"{path}: no such study file"])
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            raise StudyFileError(f"{path}: not valid TOML: {e}", [f"toml: {e}"]) from None
-        except UnicodeDecodeError as e:
-            raise StudyFileError(f"{path}: not UTF-8 text ({e})", [f"file: not UTF-8 ({e})"]) from None
-        return cls.from_dict(raw, path)
+        return cls.from_dict(read_study_file(path), Path(path))
 
     @classmethod
     def from_dict(cls, raw: dict, path: Path | None = None) -> "Study":

@@ -207,15 +207,10 @@ def load_spec(study_or_spec) -> AnalysesSpec:
     if isinstance(study_or_spec, dict):
         return AnalysesSpec.from_table(study_or_spec)
     if isinstance(study_or_spec, (str, Path)):
-        import tomllib
+        from hospstudy.cohort.spec import read_study_file
 
         path = Path(study_or_spec)
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such study file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise StudyFileError(f"{path}: not valid TOML ({e})", [str(e)]) from None
+        doc = read_study_file(path)
         if "analyses" not in doc:
             raise StudyFileError(f"{path}: the study file has no analyses section", ["analyses: missing"])
         return AnalysesSpec.from_table(doc["analyses"])

@@ -13,22 +13,17 @@ def _load_study(path: Path):
     """The study's [analyses] settings. A whole study file is validated by the cohort stage's
     ``Study.load`` (every section, all problems at once); a file holding only an [analyses]
     table (to re-run analyses with other settings) is validated by that table alone."""
-    import tomllib
-
-    from hospstudy.errors import InputError, StudyFileError
+    from hospstudy.cohort import Study
+    from hospstudy.cohort.spec import read_study_file
+    from hospstudy.errors import StudyFileError
     from hospstudy.models.analyses import load_spec
 
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such study file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise StudyFileError(f"{path}: not valid TOML ({e})", [str(e)]) from None
+    doc = read_study_file(path)
     if "study" in doc or "cohort" in doc:
-        from hospstudy.cohort import Study
-
-        return load_spec(Study.load(path))
-    return load_spec(path)
+        return load_spec(Study.from_dict(doc, path))
+    if "analyses" not in doc:
+        raise StudyFileError(f"{path}: the study file has no analyses section", ["analyses: missing"])
+    return load_spec(doc["analyses"])
 
 
 def _read_analytic(path: Path):
