@@ -76,6 +76,18 @@ def discharge_to_idx(codes: np.ndarray) -> np.ndarray:
     return np.asarray(codes, dtype=np.int32)
 
 
+def _with_complications(rng, n, rate, vocab_index, vocab, rows, codes, roles):
+    """Add complication-role codes to a share ``rate`` of the rows, then the diagnosis table as
+    (row, vocabulary, code index, role index) sorted by row."""
+    comp = np.flatnonzero(rng.random(n) < rate)
+    rows.append(comp)
+    codes.append(np.array([vocab_index[c] for c in P.COMPLICATION_CODES], np.int32)[D.choice(rng, P.COMPLICATION_CODES, len(comp))])
+    roles.append(np.full(len(comp), 4, np.int32))
+    d_idx = np.concatenate(rows)
+    order = np.argsort(d_idx, kind="stable")
+    return d_idx[order], vocab, np.concatenate(codes)[order], np.concatenate(roles)[order]
+
+
 def _comorbidities(rng, n, prev_factor, vocab_index, rows_list, code_list, role_list):
     """Charlson-item codes as comorbidities (prevalence scaled by ``prev_factor`` per row)."""
     for item in P.CHARLSON_ITEMS.values():
@@ -133,13 +145,7 @@ def nonmetastatic_spine(rng: np.random.Generator, hosp: Hospitals, j: int, with_
 
     rows, codes, roles = [np.arange(n)], [np.array([_NONMET_INDEX[c] for c in P.NONMET_DIAGNOSES], np.int32)[main]], [np.zeros(n, np.int32)]
     _comorbidities(rng, n, 1.2, _NONMET_INDEX, rows, codes, roles)
-    comp = np.flatnonzero(rng.random(n) < 0.03)
-    rows.append(comp)
-    codes.append(np.array([_NONMET_INDEX[c] for c in P.COMPLICATION_CODES], np.int32)[D.choice(rng, P.COMPLICATION_CODES, len(comp))])
-    roles.append(np.full(len(comp), 4, np.int32))
-    d_idx = np.concatenate(rows)
-    order = np.argsort(d_idx, kind="stable")
-    diag = (d_idx[order], _NONMET_VOCAB, np.concatenate(codes)[order], np.concatenate(roles)[order])
+    diag = _with_complications(rng, n, 0.03, _NONMET_INDEX, _NONMET_VOCAB, rows, codes, roles)
 
     proc = D.choice(rng, P.NONMET_PROCEDURES, n)
     two = np.flatnonzero(rng.random(n) < 0.01)
@@ -235,13 +241,7 @@ def background(rng: np.random.Generator, hosp: Hospitals, j: int, n: int, with_b
     rows.append(nonsurg_mets)
     codes.append(np.array([_BG_INDEX[c] for c in ("C349", "C509", "C189", "C61")], np.int32)[rng.integers(0, 4, len(nonsurg_mets))])
     roles.append(np.full(len(nonsurg_mets), 3, np.int32))
-    comp = np.flatnonzero(rng.random(n) < 0.02)
-    rows.append(comp)
-    codes.append(np.array([_BG_INDEX[c] for c in P.COMPLICATION_CODES], np.int32)[D.choice(rng, P.COMPLICATION_CODES, len(comp))])
-    roles.append(np.full(len(comp), 4, np.int32))
-    d_idx = np.concatenate(rows)
-    order = np.argsort(d_idx, kind="stable")
-    diag = (d_idx[order], _BG_VOCAB, np.concatenate(codes)[order], np.concatenate(roles)[order])
+    diag = _with_complications(rng, n, 0.02, _BG_INDEX, _BG_VOCAB, rows, codes, roles)
 
     # Procedures of surgical categories.
     p_rows, p_codes = [], []
