@@ -132,6 +132,84 @@ def connect(engine: str = "duckdb", spark=None, spark_master: str | None = None)
     raise InputError(f"The 'engine' parameter of build_cohort must be one of {list(ENGINES)}. Got {engine!r} instead.")
 
 
+class _Layers:
+    """Compiles a long chain of derivations layer by layer, as common table expressions.
+
+    Ibis compiles an expression into one nested SQL statement, and its compile time grows
+    faster than the expression (each layer's subquery is copied into the next): the flagship's
+    analytic query took 0.4 s to compile, a third of its run time. Here each layer is compiled
+    on its own, against a placeholder table of its input's schema, and the layers are put
+    together as ``WITH`` clauses of one statement; the database still plans the whole query at
+    once (DuckDB and Spark inline such CTEs), so what runs is the same query. Database views
+    would do the same, but DuckDB binds each view when it is created (tens of ms each)."""
+
+    def __init__(self, con):
+        import uuid
+
+        self.con = con
+        self.prefix = f"hs_{uuid.uuid4().hex[:10]}_"
+        self.parts: list[tuple[str, str, bool]] = []
+        self.tables: list[str] = []
+
+    def __call__(self, t, materialize: bool = False):
+        """A placeholder table for ``t``; ``materialize``: DuckDB computes it once even when
+        it is read twice (a ``MATERIALIZED`` CTE)."""
+        import ibis
+
+        name = f"{self.prefix}{len(self.parts)}"
+        self.parts.append((name, str(self.con.compile(t)), materialize))
+        return ibis.table(t.schema(), name=name)
+
+    def _statement(self, t) -> str:
+        import sqlglot as sg
+
+        body = str(self.con.compile(t))
+        if not self.parts:
+            return body
+        duck = self.con.name == "duckdb"
+        with_ = ",\n".join(
+            f"{sg.to_identifier(n, quoted=True).sql(self.con.dialect)} AS {'MATERIALIZED ' if m and duck else ''}(\n{s}\n)"
+            for n, s, m in self.parts
+        )
+        return f"WITH {with_}\n{body}"
+
+    def fetch(self, t) -> pa.Table:
+        """Run ``t`` (which may read the layers) as one statement; its rows as Arrow."""
+        sql = self._statement(t)
+        if self.con.name == "duckdb":
+            # straight to DuckDB: Ibis' own ``con.sql`` would parse the text back into a
+            # syntax tree (0.4 s for the flagship) only to print it again
+            return self.con.con.sql(sql).to_arrow_table()
+        return self.con.sql(sql, schema=t.schema()).to_pyarrow()
+
+    def table(self, t):
+        """Run ``t`` (which may read the layers) into a table of the connection, computed now;
+        the layers start afresh."""
+        sql = self._statement(t)
+        self.parts = []
+        if self.con.name == "duckdb":
+            import sqlglot as sg
+
+            name = f"{self.prefix}t{len(self.tables)}"
+            self.con.con.execute(f"CREATE TEMPORARY TABLE {sg.to_identifier(name, quoted=True).sql('duckdb')} AS {sql}")
+            self.tables.append(name)
+            return self.con.table(name)
+        # Spark caches lazily: count now, so the stage that does the work is the one timed
+        # and no later query recomputes it
+        out = self.con.sql(sql, schema=t.schema()).cache()
+        out.count().execute()
+        return out
+
+    def close(self) -> None:
+        """Drop the tables made by :meth:`table` (DuckDB; Spark's cache is released by Ibis)."""
+        for name in self.tables:
+            try:
+                self.con.drop_table(name, force=True)
+            except Exception:  # the connection goes with the build anyway
+                pass
+        self.tables.clear()
+
+
 # ---- staging --------------------------------------------------------------------------------
 
 def stage_tables(con, data_dir, engine: str) -> dict:
@@ -156,7 +234,7 @@ def stage_tables(con, data_dir, engine: str) -> dict:
             # CSV exports (UTF-8 or CP932, YYYYMMDD dates, 0/1 booleans) are typed by the data
             # package's reader, which names the file and row of a value that does not cast;
             # they become in-memory tables (Python's CP932 codec is needed anyway)
-            t = ibis.memtable(read_table(src))
+            t = con.create_view(f"hs_raw_{name}", ibis.memtable(read_table(src)), overwrite=True)
         missing = [c.name for c in cols if c.name not in t.columns]
         if missing:
             raise DataUnusableError(
@@ -204,20 +282,17 @@ class _Atoms:
             if c.table:
                 self.add(c.table, c.codes, c.roles, c.kind, c.window)
 
-    def attach(self, base, tables, date_col: str, only=None, prefilter: bool = False):
-        """Left-join one boolean column per atom onto ``base`` (one row per admission);
-        ``only`` restricts the scanned admissions (rows outside it get False).
+    def attach(self, base, tables, date_col: str, prefilter: bool = False, layer=None):
+        """Left-join one boolean column per atom onto ``base`` (one row per admission).
 
         ``prefilter`` keeps only the rows matching some atom before the join and the
         aggregate (the filter reaches the Parquet scan): right when ``base`` holds many
-        admissions and the atoms are few (the steps); the billing table is always filtered."""
-        import ibis
-
+        admissions and the atoms are few (the steps); the billing table is always filtered.
+        ``layer`` (see :class:`_Layers`) names the result of each table's join."""
         if not self.names:
             return base
+        layer = layer or (lambda t: t.view())
         ids_all = base.select("admission_id", date_col)
-        if only is not None:
-            ids_all = base.filter(only).select("admission_id", date_col)
 
         for table in ("diagnoses", "procedures", "billing"):
             atoms = {k: n for k, n in self.names.items() if k[0] == table}
@@ -232,7 +307,9 @@ class _Atoms:
                 ids_r = ids.rename(_r_admission_id="admission_id")
                 src = src.inner_join(ids_r, src.admission_id == ids_r._r_admission_id).drop("_r_admission_id")
                 src = src.mutate(_day=src[date_src].delta(src[date_col], unit="day"))
-            else:
+            elif not prefilter:
+                # the left join below keeps only ``base``'s admissions anyway; restricting the
+                # rows first is worth it when the codes filter little (``base`` is small)
                 src = src.semi_join(ids, "admission_id")
             preds = {}
             for (tbl, codes, roles, kind, window), name in atoms.items():
@@ -254,8 +331,8 @@ class _Atoms:
             # (as aggregates, which the optimiser cannot push below the join)
             agg = src.group_by("admission_id").aggregate(**{n: p.any() for n, p in preds.items()})
             base = _left_join(base, agg, ["admission_id"])
-            base = base.mutate(**{n: base[n].fill_null(False) for n in preds})
-        return base.view()
+            base = layer(base.mutate(**{n: base[n].fill_null(False) for n in preds}))
+        return base
 
     def expr(self, cond, t):
         """The Ibis boolean expression of a condition on table ``t`` (SQL three-valued logic)."""
@@ -443,25 +520,26 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
         run_validation(data_dir)
     tick("staging")
     con = connect(engine, spark=spark, spark_master=spark_master)
-    cached = None
+    layers = None
     try:
         tables = stage_tables(con, data_dir, engine)
         tick("index events and steps")
-        steps_t, steps, index_t = _steps(study, tables)
-        # only the outcome of the steps is materialised; the cohort's rows come from the
-        # materialised index admissions
-        status = cached = steps_t.select("admission_id", "patient_id", "removed_at").cache()
-        if engine == "spark":
-            # Spark caches lazily: build the index and status tables here (one job), so the
-            # stage that does the work is the one timed, and no later query recomputes them
-            status.count().execute()
+        layers = _Layers(con)
+        steps_t, steps = _steps(study, tables, layers)
+        # the outcome of the steps for every admission with an index event: the one large
+        # table materialised (the attrition and the volumes read it)
+        status = layers.table(steps_t)
         tick("attrition")
         attrition = _attrition(study, status, steps, tables["admissions"])
         tick("derivations")
-        cohort = index_t.semi_join(status.filter(status.removed_at.isnull()), "admission_id")
-        analytic_expr = _derivations(study, tables, cohort, index_t)
+        idx = study.cohort.index
+        ids = status.filter(status.removed_at.isnull()).select("admission_id", idx.date_column, idx.code_column)
+        # the cohort's admissions with every column (thousands of rows), read by every
+        # derivation
+        cohort = layers.table(_index_admissions(study, tables, ids))
+        analytic_expr = _derivations(study, tables, cohort, status, layer=layers)
         tick("analytic dataset")
-        arrow = analytic_expr.to_pyarrow()
+        arrow = layers.fetch(analytic_expr)
     except (DataUnusableError, InputError):
         raise
     except Exception as e:
@@ -469,9 +547,8 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
             raise EngineError(f"the {engine} engine failed: {type(e).__name__}: {e}") from e
         raise
     finally:
-        # the DuckDB connection is left to the garbage collector: closing it here would
-        # break Ibis' finaliser of the cached table
-        del cached
+        if layers is not None:
+            layers.close()
     table, frame = _finish(study, arrow)
     tick(None)
     dictionary = data_dictionary(study, table)
@@ -491,40 +568,56 @@ def run_validation(data_dir) -> None:
         )
 
 
-def _steps(study, tables):
-    """Every admission with its index event, facility record and ``removed_at`` step."""
+def _index_admissions(study, tables, ids=None):
+    """Admissions with an index event: every admissions and facility column, the index date
+    and code, the fiscal year of the index date and ``facility_record``. ``ids`` (a table with
+    ``admission_id``, the index date and code) gives the index events; they are derived from
+    the procedures otherwise."""
     import ibis
 
     idx = study.cohort.index
     date_col, code_col = idx.date_column, idx.code_column
-    adm, proc, fac = tables["admissions"], tables["procedures"], tables["facilities"]
-    pats = study.codelists[idx.procedures]
-    p = proc.filter(cl.predicate(proc.proc_code, pats))
-    first = p.group_by("admission_id").aggregate(**{date_col: p.proc_date.min()})
-    if _uses_field(study, code_col):
-        # the index code (smallest code among the index-day procedures) costs another pass
-        # over the procedures: only when the study reads it
-        first_r = first.rename(_f_id="admission_id", _f_date=date_col)
-        on_day = p.inner_join(first_r, [p.admission_id == first_r._f_id, p.proc_date == first_r._f_date])
-        codes = on_day.group_by("admission_id").aggregate(**{code_col: on_day.proc_code.min()})
-        first = _left_join(first, codes, ["admission_id"])
-    else:
-        first = first.mutate(**{code_col: ibis.null("string")})
-
-    # only admissions with an index event go on; the others are counted from the admissions
-    # table by the attrition (step 1)
-    first_r = first.rename(_i_id="admission_id")
-    base = adm.inner_join(first_r, adm.admission_id == first_r._i_id).drop("_i_id")
+    adm, fac = tables["admissions"], tables["facilities"]
+    if ids is None:
+        proc = tables["procedures"]
+        p = proc.filter(cl.predicate(proc.proc_code, study.codelists[idx.procedures]))
+        first = p.group_by("admission_id").aggregate(**{date_col: p.proc_date.min()})
+        if _uses_field(study, code_col):
+            # the index code (smallest code among the index-day procedures) costs another pass
+            # over the procedures: only when the study reads it
+            first_r = first.rename(_f_id="admission_id", _f_date=date_col)
+            on_day = p.inner_join(first_r, [p.admission_id == first_r._f_id, p.proc_date == first_r._f_date])
+            codes = on_day.group_by("admission_id").aggregate(**{code_col: on_day.proc_code.min()})
+            first = _left_join(first, codes, ["admission_id"])
+        else:
+            first = first.mutate(**{code_col: ibis.null("string")})
+        ids = first
+    ids_r = ids.select(_i_id=ids.admission_id, **{date_col: ids[date_col], code_col: ids[code_col]})
+    base = adm.inner_join(ids_r, adm.admission_id == ids_r._i_id).drop("_i_id")
     base = base.mutate(fiscal_year=_fiscal_year(base[date_col]))
     f = fac.select(
         hospital_id=fac.hospital_id, fiscal_year=fac.fiscal_year.cast("int64"), cancer_center=fac.cancer_center,
         beds=fac.beds, teaching=fac.teaching, region=fac.region, facility_record=ibis.literal(True),
     )
     base = _left_join(base, f, ["hospital_id", "fiscal_year"])
-    base = base.mutate(facility_record=base.facility_record.fill_null(False))
-    # the admissions with an index event are read by every step and by the atoms' joins:
-    # materialise them once (DuckDB and Spark would recompute the joins for each use)
-    index_t = base.cache()
+    return base.mutate(facility_record=base.facility_record.fill_null(False))
+
+
+STATUS_COLUMNS = ("admission_id", "patient_id", "hospital_id", "fiscal_year", "removed_at")
+
+
+def _steps(study, tables, layer):
+    """Every admission with an index event, with its ``removed_at`` step (null: in the
+    cohort), as one lazy expression of the columns :data:`STATUS_COLUMNS` plus the index date
+    and code; and the steps' names and descriptions.
+
+    Only these few columns are materialised (every admission with an index event: half a
+    million rows at scale 1); the cohort's own rows are joined back to the admissions later."""
+    import ibis
+
+    idx = study.cohort.index
+    date_col, code_col = idx.date_column, idx.code_column
+    index_t = _index_admissions(study, tables)
 
     atoms = _Atoms(study)
     for s in study.cohort.steps:
@@ -545,13 +638,15 @@ def _steps(study, tables):
             alive = t[keep_cols[0]]
             for c in keep_cols[1:]:
                 alive = alive & t[c]
-            # rank only the admissions still in (a window over every admission is the
-            # slowest operator of the whole query otherwise)
-            live = t.filter(alive).select("admission_id", "patient_id", date_col, "admit_date")
+            # rank only the admissions still in (a window over all of them costs more than
+            # the rest of the steps); the steps so far are one layer, computed once though
+            # read twice
+            t = layer(t.mutate(_alive=alive), materialize=True)
+            live = t.filter(t._alive).select("admission_id", "patient_id", date_col, "admit_date")
             w = ibis.window(group_by=live.patient_id, order_by=[live[date_col], live.admit_date, live.admission_id])
             ranked = live.mutate(**{name: ibis.row_number().over(w) == 0}).select("admission_id", name)
             t = _left_join(t, ranked, ["admission_id"])
-            t = t.mutate(**{name: t[name].fill_null(False)}).view()
+            t = t.mutate(**{name: t[name].fill_null(False)}).drop("_alive")
             desc = s.description or "the first remaining admission of each patient (by index date)"
         elif s.include is not None:
             t = t.mutate(**{name: atoms.expr(s.include, t).fill_null(False)})
@@ -562,9 +657,7 @@ def _steps(study, tables):
         keep_cols.append(name)
         steps.append((s.name, desc))
     removed = ibis.cases(*[(~t[c], i) for i, c in enumerate(keep_cols, start=1)], else_=ibis.null("int64")).cast("int64")
-    t = t.mutate(removed_at=removed)
-    drop = [c for c in t.columns if c.startswith(("_atom", "_keep"))]
-    return t.drop(*drop), steps, index_t
+    return t.select(*STATUS_COLUMNS[:-1], date_col, code_col, removed_at=removed), steps
 
 
 def _uses_field(study, name: str) -> bool:
@@ -603,7 +696,7 @@ def _attrition(study, t, steps, admissions) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _derivations(study, tables, cohort, base):
+def _derivations(study, tables, cohort, base, layer=None):
     """The analytic dataset's expression: ``cohort`` (the admissions in the cohort) with every
     column of the study; ``base`` (all admissions with an index event) gives the volumes."""
     import ibis
@@ -617,7 +710,8 @@ def _derivations(study, tables, cohort, base):
         if isinstance(d, S.ScoreDeriv):
             for comp in d.components:
                 atoms.add("diagnoses", comp.codes, d.roles)
-    cohort = atoms.attach(cohort, tables, date_col)
+    layer = layer or (lambda t: t.view())
+    cohort = atoms.attach(cohort, tables, date_col, layer=layer)
 
     proc, adm = tables["procedures"], tables["admissions"]
     for name, d in cols.items():
@@ -645,10 +739,10 @@ def _derivations(study, tables, cohort, base):
     for name, d in cols.items():
         refs = [r for r in S.derivation_refs(d) if r in depth]
         depth[name] = 1 + max((depth[r] for r in refs), default=0)
-    for layer in sorted(set(depth.values())):
-        exprs = {n: _derive(n, cols[n], cohort, atoms) for n in cols if depth[n] == layer and not isinstance(cols[n], S.QuantileDeriv)}
+    for level in sorted(set(depth.values())):
+        exprs = {n: _derive(n, cols[n], cohort, atoms) for n in cols if depth[n] == level and not isinstance(cols[n], S.QuantileDeriv)}
         if exprs:
-            cohort = cohort.mutate(**exprs).view()
+            cohort = layer(cohort.mutate(**exprs))
     keys = [
         cohort.patient_id, cohort.admission_id, cohort.hospital_id.cast("int64").name("hospital_id"),
         cohort.fiscal_year.cast("int64").name("fiscal_year"), cohort[date_col],
