@@ -418,7 +418,8 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     seconds["hash inputs"] = round(time.perf_counter() - t0, 2)
     study_sha = _sha256_file(study_path)
     k_validate = settings_key("validate", hashes)
-    k_cohort = settings_key("cohort", cohort_settings, engine, k_validate)
+    # [report] settings (the disclosure threshold) do not change the cohort: left out of its key
+    k_cohort = settings_key("cohort", {k: v for k, v in cohort_settings.items() if k != "report"}, engine, k_validate)
     k_analyses = settings_key("analyses", analyses_settings, seed, k_cohort)
     keys = state.setdefault("keys", {})
 
