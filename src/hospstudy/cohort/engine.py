@@ -761,13 +761,14 @@ def _derivations(study, tables, cohort, base, layer=None):
 
 def _finish(study, arrow: pa.Table):
     """Quantile groups, column order, normalised Arrow types and the pandas frame."""
-    frame = arrow.to_pandas(types_mapper=_nullable_mapper, date_as_object=False)
     cols = study.columns
     for name, d in cols.items():
         if isinstance(d, S.QuantileDeriv):
-            frame[name] = _quantile_groups(frame[d.of], d.groups)
-    frame = frame[study.output_columns]
-    table = _normalise_arrow(pa.Table.from_pandas(frame, preserve_index=False))
+            values = arrow.column(d.of).to_pandas().astype("float64")
+            groups = _quantile_groups(values, d.groups)
+            arrow = arrow.append_column(name, pa.array(groups.to_numpy(dtype="float64", na_value=np.nan),
+                                                       mask=groups.isna().to_numpy()).cast(pa.int64()))
+    table = _normalise_arrow(arrow.select(study.output_columns))
     frame = table.to_pandas(types_mapper=_nullable_mapper, date_as_object=False)
     for c in frame.columns:
         if str(frame[c].dtype) in ("boolean", "Int64") and not frame[c].isna().any():
