@@ -158,13 +158,15 @@ class _Layers:
         self.prefix = f"hs_{uuid.uuid4().hex[:10]}_"
         self.parts: list[tuple[str, str, bool]] = []
         self.tables: list[str] = []
+        self.count = 0  # every name unique, also across statements
 
     def __call__(self, t, materialize: bool = False):
         """A placeholder table for ``t``; ``materialize``: DuckDB computes it once even when
         it is read twice (a ``MATERIALIZED`` CTE)."""
         import ibis
 
-        name = f"{self.prefix}{len(self.parts)}"
+        name = f"{self.prefix}{self.count}"
+        self.count += 1
         self.parts.append((name, str(self.con.compile(t)), materialize))
         return ibis.table(t.schema(), name=name)
 
@@ -185,8 +187,8 @@ class _Layers:
         """Run ``t`` (which may read the layers) as one statement; its rows as Arrow."""
         sql = self._statement(t)
         if self.con.name == "duckdb":
-            # straight to DuckDB: Ibis' own ``con.sql`` would parse the text back into a
-            # syntax tree (0.4 s for the flagship) only to print it again
+            # straight to DuckDB: Ibis' own ``con.sql`` (used for Spark, where it costs little
+            # beside the job) parses the text back into a syntax tree, 0.4 s for the flagship
             return self.con.con.sql(sql).to_arrow_table()
         return self.con.sql(sql, schema=t.schema()).to_pyarrow()
 
@@ -198,7 +200,8 @@ class _Layers:
         if self.con.name == "duckdb":
             import sqlglot as sg
 
-            name = f"{self.prefix}t{len(self.tables)}"
+            name = f"{self.prefix}{self.count}"
+            self.count += 1
             self.con.con.execute(f"CREATE TEMPORARY TABLE {sg.to_identifier(name, quoted=True).sql('duckdb')} AS {sql}")
             self.tables.append(name)
             return self.con.table(name)
