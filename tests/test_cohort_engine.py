@@ -178,6 +178,15 @@ def test_cli_cohort(tiny_db, tmp_path):
     assert (out / "private" / "analytic.parquet").is_file()
     assert (out / "attrition.csv").is_file() and (out / "dictionary.csv").is_file()
     assert "5 patients" in r.stderr
+    # exact counts stay in private/; the top level is disclosure-safe (every count of the tiny
+    # database is under 10) and passes the report's checker
+    exact = pd.read_csv(out / "private" / "attrition.csv")
+    assert exact["patients"].tolist() == [r[2] for r in EXPECTED_ATTRITION]
+    shared = pd.read_csv(out / "attrition.csv", dtype=str)
+    assert shared["patients"].iloc[-1] == "<10" and not shared["patients"].isin(["5"]).any()
+    from hospstudy.report.disclosure import check_disclosure
+
+    assert check_disclosure(out) == []
 
 
 def test_cli_invalid_database_stops_with_report(tiny_db, tmp_path):

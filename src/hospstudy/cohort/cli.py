@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     def cohort(
         study_file: Path = typer.Argument(..., help="Study file (TOML), e.g. studies/spinal_metastasis.toml."),
         data: Path = typer.Option(..., "--data", help="Database folder (DPC layout: Parquet tables or CSV)."),
-        out: Path = typer.Option(..., "--out", help="Output folder: private/analytic.parquet, attrition.csv, dictionary.csv."),
+        out: Path = typer.Option(..., "--out", help="Output folder: private/analytic.parquet and private/attrition.csv (exact), attrition.csv (counts under the disclosure threshold suppressed), dictionary.csv."),
         engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded, default) or spark."),
         spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL (default local[2])."),
         skip_validation: bool = typer.Option(False, "--skip-validation", help="Do not validate the database first (faster; for databases already validated)."),
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
                     e.report.render(console)
                 raise
             bar.update(task, completed=len(stages), description=f"cohort {study.name}: done")
-        paths = result.write(out)
+        paths = result.write(out, threshold=study.report.disclosure_threshold)
         for stage, secs in result.timings.items():
             shown = "skipped" if (stage == "validate" and skip_validation) else f"{secs:.1f} s"
             console.print(f"  [dim]{stage}: {shown}[/]")
@@ -65,5 +65,6 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         console.print(
             f"[green]✓[/] {len(result.analytic):,} patients; analytic dataset {paths['analytic']}, "
-            f"attrition {paths['attrition']}, dictionary {paths['dictionary']}"
+            f"attrition {paths['attrition_exact']} (exact; shareable with counts under "
+            f"{study.report.disclosure_threshold} suppressed: {paths['attrition']}), dictionary {paths['dictionary']}"
         )

@@ -81,19 +81,26 @@ class CohortResult:
     engine: str
     timings: dict = field(default_factory=dict)
 
-    def write(self, out_dir) -> dict[str, Path]:
-        """Write ``private/analytic.parquet``, ``attrition.csv`` and ``dictionary.csv``."""
+    def write(self, out_dir, threshold: int = 10) -> dict[str, Path]:
+        """Write ``private/analytic.parquet`` and ``private/attrition.csv`` (exact counts), and
+        beside them ``attrition.csv`` (counts under ``threshold`` suppressed, as in the report:
+        the folder's top level is meant to be shareable) and ``dictionary.csv``."""
         import pyarrow.parquet as pq
+
+        # the report's suppression rule, so the two attrition files never disagree
+        from hospstudy.report.tables import safe_attrition
 
         out = Path(out_dir)
         (out / "private").mkdir(parents=True, exist_ok=True)
         paths = {
             "analytic": out / "private" / "analytic.parquet",
+            "attrition_exact": out / "private" / "attrition.csv",
             "attrition": out / "attrition.csv",
             "dictionary": out / "dictionary.csv",
         }
         pq.write_table(self.table, paths["analytic"])
-        self.attrition.to_csv(paths["attrition"], index=False)
+        self.attrition.to_csv(paths["attrition_exact"], index=False)
+        safe_attrition(self.attrition, threshold).to_csv(paths["attrition"], index=False)
         self.dictionary.to_csv(paths["dictionary"], index=False)
         return paths
 
