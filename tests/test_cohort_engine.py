@@ -163,7 +163,8 @@ def test_outputs_written(built, tmp_path):
     assert paths["analytic"] == tmp_path / "out" / "private" / "analytic.parquet"
     t = pq.read_table(paths["analytic"])
     assert t.num_rows == 5 and t.equals(r.table)
-    assert pd.read_csv(paths["attrition"]).admissions.tolist() == [x[1] for x in EXPECTED_ATTRITION]
+    assert pd.read_csv(paths["attrition_exact"]).admissions.tolist() == [x[1] for x in EXPECTED_ATTRITION]
+    assert pd.read_csv(paths["attrition"], dtype=str).admissions.iloc[-1] == "<10"
     assert pd.read_csv(paths["dictionary"]).column.tolist() == list(r.analytic.columns)
 
 
