@@ -659,10 +659,13 @@ class _Runner:
     def _cif(self, exps):
         def run(job):
             from hospstudy.models.competing import cumulative_incidence
+            from hospstudy.report.disclosure import DEFAULT_THRESHOLD
 
             cr = self.spec.competing_risks
             d = self._cr_frame()
-            thr = 10
+            # The runner receives only the [analyses] settings, not the study's [report]
+            # disclosure_threshold, so the curves use the project default.
+            thr = DEFAULT_THRESHOLD
             curves = []
             groups = [e for e in exps if set(pd.unique(d[e].dropna())) <= {0.0, 1.0}]
             qcol = self.spec.volume.quartile_column if self.spec.volume is not None else None
@@ -674,26 +677,20 @@ class _Runner:
                 if cr.horizon is not None:
                     ci = ci[ci.time <= cr.horizon]
                 for g, part in ci.groupby("group", sort=True):
-                    ev = part[part.cause == cr.event].set_index("time")
-                    co = part[part.cause == cr.competing].set_index("time")
-                    # cut the curve where fewer than `thr` patients remain at risk (disclosure)
-                    keep = ev.index[ev.n_risk >= thr]
-                    ev, co = ev.loc[keep], co.loc[keep]
                     label = f"{gcol}={_level_label(g)}"
                     curves.append({
                         "exposure": gcol, "group": label, "level": _level_label(g),
-                        "time": ev.index.to_numpy(), "cif_event": ev.estimate.to_numpy(),
-                        "cif_event_low": ev.conf_low.to_numpy(), "cif_event_high": ev.conf_high.to_numpy(),
-                        "cif_competing": co.estimate.to_numpy(),
-                        "cif_competing_low": co.conf_low.to_numpy(), "cif_competing_high": co.conf_high.to_numpy(),
+                        **_published_cif(part, cr.event, cr.competing, thr),
                         "n": int((d[gcol] == g).sum()),
                     })
             # the report draws every curve it is given: the first exposure's curves come first
             self.extras["cumulative_incidence"] = {
                 "outcome": cr.outcome, "event": cr.event, "competing": cr.competing,
                 "event_label": "event of interest", "competing_label": "competing event",
-                "method": "Aalen-Johansen; infinitesimal-jackknife SE, log-scale limits; curves end where fewer "
-                          f"than {thr} patients remain at risk",
+                "method": "Aalen-Johansen; infinitesimal-jackknife SE, log-scale limits; for disclosure control each "
+                          f"step groups at least {thr} events (event of interest plus competing), the estimate shown "
+                          f"being the exact one at the step's last time, and curves end where fewer than {thr} "
+                          "patients remain at risk",
                 "curves": [c for c in curves if c["exposure"] == (groups[0] if groups else None)],
                 "other_curves": [c for c in curves if c["exposure"] != (groups[0] if groups else None)],
             }
@@ -757,6 +754,29 @@ def _level_label(v):
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
         return str(int(v))
     return str(v)
+
+
+def _published_cif(part: pd.DataFrame, event: int, competing: int, threshold: int) -> dict[str, np.ndarray]:
+    """One group's curve as published: the origin (time 0, incidence 0), then the exact
+    Aalen–Johansen estimates (and limits) at the times :func:`coarsen_cif_steps` allows, each
+    step holding at least ``threshold`` events of either cause."""
+    from hospstudy.models.competing import coarsen_cif_steps
+
+    ev = part[part.cause == event].set_index("time").sort_index()
+    co = part[part.cause == competing].set_index("time").reindex(ev.index)
+    keep = coarsen_cif_steps(ev.n_risk.to_numpy(), ev.n_event.to_numpy() + co.n_event.to_numpy(), threshold)
+    ev, co = ev.iloc[keep], co.iloc[keep]
+
+    def col(frame, name, origin):
+        return np.concatenate([[origin], frame[name].to_numpy(dtype=float)])
+
+    return {
+        "time": col(ev.reset_index(), "time", 0.0),
+        "cif_event": col(ev, "estimate", 0.0), "cif_event_low": col(ev, "conf_low", np.nan),
+        "cif_event_high": col(ev, "conf_high", np.nan),
+        "cif_competing": col(co, "estimate", 0.0), "cif_competing_low": col(co, "conf_low", np.nan),
+        "cif_competing_high": col(co, "conf_high", np.nan),
+    }
 
 
 def _clean_formula(f: str) -> str:

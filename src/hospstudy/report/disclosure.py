@@ -330,6 +330,46 @@ def _check_json(rel: str, obj: Any, threshold: int, path: str = "$") -> list[Vio
     return out
 
 
+def _cif_curves(obj: Any) -> list[tuple[str, dict]]:
+    """The cumulative incidence curves of a results document (``extras.cumulative_incidence``:
+    a dict with ``curves`` / ``other_curves``, or a list of curves), with their JSON paths."""
+    extras = obj.get("extras") if isinstance(obj, dict) else None
+    cif = extras.get("cumulative_incidence") if isinstance(extras, dict) else None
+    base = "$.extras.cumulative_incidence"
+    found = []
+    if isinstance(cif, list):
+        found = [(f"{base}[{i}]", c) for i, c in enumerate(cif)]
+    elif isinstance(cif, dict):
+        for key in ("curves", "other_curves"):
+            if isinstance(cif.get(key), list):
+                found += [(f"{base}.{key}[{i}]", c) for i, c in enumerate(cif[key])]
+    return [(p, c) for p, c in found if isinstance(c, dict)]
+
+
+def _check_cif(rel: str, obj: Any, threshold: int) -> list[Violation]:
+    """Cumulative incidence curves with more points than step grouping allows: each step after
+    the origin must hold at least ``threshold`` events, so a curve of ``n`` patients has at most
+    ``1 + n // threshold`` points (``n`` shown as ``<threshold``: the origin only). Curves
+    without a group size are not checked."""
+    out = []
+    for path, c in _cif_curves(obj):
+        t = c.get("time")
+        n = c.get("n")
+        if not isinstance(t, list):
+            continue
+        if isinstance(n, str) and n.strip().startswith("<"):
+            allowed = 1
+        elif isinstance(n, (int, float, np.integer, np.floating)) and not isinstance(n, bool) and np.isfinite(n):
+            allowed = 1 + int(n) // threshold
+        else:
+            continue
+        if len(t) > allowed:
+            out.append(Violation(rel, f"{path}.time", f"cumulative incidence curve with steps of fewer than "
+                                 f"{threshold} events ({len(t)} points for n = {n}; at most {allowed})",
+                                 str(len(t))))
+    return out
+
+
 class _TableParser(HTMLParser):
     """Collects the tables of an HTML or SVG document (header cells, body cells) and its text."""
 
@@ -410,6 +450,7 @@ def check_file(path: Path, rel: str, threshold: int = DEFAULT_THRESHOLD, ids: fr
         except json.JSONDecodeError as e:
             return [Violation(rel, f"line {e.lineno}", "not valid JSON: cannot be checked", str(e.msg))]
         out += _check_json(rel, obj, threshold)
+        out += _check_cif(rel, obj, threshold)
     elif suffix == ".xlsx":
         import openpyxl
 
@@ -473,7 +514,9 @@ def check_disclosure(out_dir: str | Path, threshold: int = DEFAULT_THRESHOLD) ->
     - any patient or admission identifier of ``private/analytic.parquet`` appearing as a token;
     - counts in ``1 .. threshold-1``: under count-named columns/keys (``n``, ``events``,
       ``deaths``, ``patients``, ``admissions_removed``, ...), in ``n (%)`` cells, and in text
-      such as ``n = 5`` or ``5 patients``.
+      such as ``n = 5`` or ``5 patients``;
+    - cumulative incidence curves of ``results.json`` with more points than steps of at least
+      ``threshold`` events allow (``1 + n // threshold`` for a group of ``n`` patients).
 
     Returns the list of :class:`Violation` (empty when the folder is shareable).
     """
