@@ -184,6 +184,36 @@ def test_runner_publishes_grouped_steps():
         np.testing.assert_allclose(c["cif_event"][1:], full.estimate.loc[c["time"][1:]], atol=1e-14)
 
 
+def test_runner_takes_the_study_threshold():
+    """A study's [report] disclosure_threshold (here 25) sets the step size, whether passed
+    explicitly or read from the Study."""
+    from analyses_synth import analytic
+
+    from hospstudy.cohort.spec import ReportSpec
+    from hospstudy.models.analyses import AnalysesSpec, run_analyses
+
+    data = analytic(n_hosp=20, mean_patients=30, seed=5)
+    table = {"outcomes": ["los_to_home"], "exposures": ["cancer_center"], "cluster": "hospital_id", "models": ["logit"],
+             "hospital_variation": False,
+             "competing_risks": {"outcome": "los_to_home", "event_column": "los_to_home_event", "models": ["cause_specific"],
+                                 "adjusted": False}}
+    d = data.assign(group=data.cancer_center.astype(float), time=data.los_to_home.astype(float),
+                    event=data.los_to_home_event.astype(int))
+
+    class StudyLike:  # what run_analyses reads of a Study: .analyses and .report
+        analyses = AnalysesSpec.from_table(table)
+        report = ReportSpec(disclosure_threshold=25)
+
+    by_default = run_analyses(table, data, show_progress=False).extras["cumulative_incidence"]["curves"]
+    for res in (run_analyses(table, data, show_progress=False, disclosure_threshold=25),
+                run_analyses(StudyLike(), data, show_progress=False)):
+        cif = res.extras["cumulative_incidence"]
+        assert "each step groups at least 25 events" in cif["method"]
+        for c, c10 in zip(cif["curves"], by_default):
+            _check_rule(d, float(c["level"]), c["time"], 25)
+            assert 1 < len(c["time"]) < len(c10["time"])
+
+
 def _results_doc(curves):
     return {"schema": "hospstudy.results/1", "meta": {}, "table": [],
             "extras": {"cumulative_incidence": {"method": "", "curves": curves, "other_curves": []}}}

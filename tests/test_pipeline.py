@@ -131,20 +131,21 @@ def test_cache_reuses_stages_and_rebuilds_only_what_changed(run, monkeypatch):
     assert third.stages["cohort"] == "cached" and third.stages["analyses"] == "ran"
     assert calls == {"cohort": 0, "analyses": 1}
 
-    # only the [report] threshold changes: the cohort and the analyses stay, the report re-renders
+    # only the [report] threshold changes: the cohort stays; the analyses re-run (the threshold
+    # shapes their published curves and funnel points) and the report re-renders
     text = (studies / FLAGSHIP.name).read_text()
     assert "[report]" not in text
     (studies / FLAGSHIP.name).write_text(text + "\n[report]\ndisclosure_threshold = 11\n")
     fourth = run_study(studies / FLAGSHIP.name, data, out, seed=20240601)
-    assert fourth.stages["cohort"] == "cached" and fourth.stages["analyses"] == "cached"
+    assert fourth.stages["cohort"] == "cached" and fourth.stages["analyses"] == "ran"
     assert fourth.stages["report"] == "ran"
-    assert calls == {"cohort": 0, "analyses": 1}
+    assert calls == {"cohort": 0, "analyses": 2}
     assert json.loads((out / "run.json").read_text())["threshold"] == 11
     assert json.loads((out / "results.json").read_text())["meta"]["disclosure_threshold"] == 11
 
     forced = run_study(studies / FLAGSHIP.name, data, out, seed=20240601, force=True)
     assert forced.stages["cohort"] == "ran" and forced.stages["validate"] == "ran"
-    assert calls == {"cohort": 1, "analyses": 2}
+    assert calls == {"cohort": 1, "analyses": 3}
 
 
 def test_report_command_rerenders_and_checker_catches_tampering(run):

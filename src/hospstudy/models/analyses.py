@@ -18,7 +18,9 @@ the analytic dataset (one row per patient, docs/architecture.md) and runs, each 
 - ``trends``: Cochran–Armitage and Jonckheere–Terpstra tests by fiscal year.
 
 The output (docs/results_schema.md) is aggregate: no patient or hospital identifier, funnel
-points without hospital labels, curves cut where fewer than ``threshold`` patients remain.
+points without hospital labels (hospitals under the disclosure threshold not drawn),
+cumulative incidence curves whose every step holds at least the threshold's number of events
+and which end where fewer than that many patients remain at risk.
 """
 
 from __future__ import annotations
@@ -349,8 +351,10 @@ class _Job:
 
 
 class _Runner:
-    def __init__(self, spec: AnalysesSpec, prep: _Prepared, seed: int):
+    def __init__(self, spec: AnalysesSpec, prep: _Prepared, seed: int, disclosure_threshold: int = 10):
         self.spec = spec
+        # the smallest count a published extra may rest on (curve steps, funnel points)
+        self.thr = int(disclosure_threshold)
         self.p = prep
         self.df = prep.df
         self.seed = seed
@@ -659,13 +663,10 @@ class _Runner:
     def _cif(self, exps):
         def run(job):
             from hospstudy.models.competing import cumulative_incidence
-            from hospstudy.report.disclosure import DEFAULT_THRESHOLD
 
             cr = self.spec.competing_risks
             d = self._cr_frame()
-            # The runner receives only the [analyses] settings, not the study's [report]
-            # disclosure_threshold, so the curves use the project default.
-            thr = DEFAULT_THRESHOLD
+            thr = self.thr
             curves = []
             groups = [e for e in exps if set(pd.unique(d[e].dropna())) <= {0.0, 1.0}]
             qcol = self.spec.volume.quartile_column if self.spec.volume is not None else None
@@ -708,22 +709,23 @@ class _Runner:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 prof = risk_standardized_rates(f, d, s.cluster, coverage=pr.limits, method=pr.method)
-            pts = prof.anonymous_points(min_cases=max(pr.min_size, 10))
-            n_small = int((prof.table.n < max(pr.min_size, 10)).sum())
+            min_cases = max(pr.min_size, self.thr)
+            pts = prof.anonymous_points(min_cases=min_cases)
+            n_small = int((prof.table.n < min_cases).sum())
             curve = prof.curve
             limits = []
             for c in pr.limits:
                 lab = f"{c * 100:g}"
                 limits.append({"coverage": c, "label": f"{lab}%", "n": curve["n"].to_numpy(),
                                "lower": curve[f"lower_{lab}"].to_numpy(), "upper": curve[f"upper_{lab}"].to_numpy()})
-            flags = prof.table[prof.table.n >= max(pr.min_size, 10)]["flag"].value_counts()
+            flags = prof.table[prof.table.n >= min_cases]["flag"].value_counts()
             self.extras["funnel"] = {
                 "outcome": pr.outcome, "overall_rate": prof.overall_rate, "method": pr.method,
                 "case_mix_model": f"logistic: {_clean_formula(f)}",
                 "points": pts.to_dict("records"), "limits": limits,
                 "flags": [{"flag": k, "hospitals": int(v)} for k, v in flags.items()],
                 "hospitals_total": int(len(prof.table)), "hospitals_not_drawn": n_small,
-                "min_size": max(pr.min_size, 10),
+                "min_size": min_cases,
                 "notes": [str(w.message) for w in caught],
             }
 
@@ -784,7 +786,8 @@ def _clean_formula(f: str) -> str:
 
 
 def run_analyses(study_or_spec, analytic_df: pd.DataFrame, seed: int = 0, *, show_progress: bool = True,
-                 out: str | Path | None = None, threshold: int | None = 10) -> AnalysisResults:
+                 out: str | Path | None = None, threshold: int | None = 10,
+                 disclosure_threshold: int | None = None) -> AnalysisResults:
     """Run every analysis of the study's ``[analyses]`` section on the analytic dataset.
 
     Parameters
@@ -802,6 +805,11 @@ def run_analyses(study_or_spec, analytic_df: pd.DataFrame, seed: int = 0, *, sho
         When given, write ``results.parquet``, ``results.csv`` and ``results.json`` there.
     threshold : int or None
         Small-count threshold for the files written to ``out`` (None: no suppression).
+    disclosure_threshold : int, optional
+        The smallest count the published extras may rest on: each step of the cumulative
+        incidence curves holds at least this many events, and the funnel plot draws only
+        hospitals with at least this many patients. Default: the study's ``[report]
+        disclosure_threshold`` when a Study is given, else 10.
 
     Returns
     -------
@@ -818,7 +826,10 @@ def run_analyses(study_or_spec, analytic_df: pd.DataFrame, seed: int = 0, *, sho
     t_start = time.perf_counter()
     spec = load_spec(study_or_spec)
     prep = _prepare(spec, analytic_df)
-    runner = _Runner(spec, prep, seed)
+    if disclosure_threshold is None:
+        report = getattr(study_or_spec, "report", None)
+        disclosure_threshold = getattr(report, "disclosure_threshold", None) or 10
+    runner = _Runner(spec, prep, seed, disclosure_threshold)
     jobs = runner.jobs()
     for note in prep.notes:
         console.print(f"[yellow]note:[/] {note}")

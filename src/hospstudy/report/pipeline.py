@@ -420,7 +420,8 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     k_validate = settings_key("validate", hashes)
     # [report] settings (the disclosure threshold) do not change the cohort: left out of its key
     k_cohort = settings_key("cohort", {k: v for k, v in cohort_settings.items() if k != "report"}, engine, k_validate)
-    k_analyses = settings_key("analyses", analyses_settings, seed, k_cohort)
+    # the threshold shapes the published extras (curve steps, funnel points): part of the key
+    k_analyses = settings_key("analyses", analyses_settings, seed, threshold, k_cohort)
     keys = state.setdefault("keys", {})
 
     def fresh(name: str, key: str, *paths: Path) -> bool:
@@ -479,7 +480,7 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         analytic = pd.read_parquet(analytic_path)
         keys.pop("analyses", None)
         with console.status("[bold]running the analyses…"):
-            res = _call_runner(_analyses.run_analyses, study, analytic, seed, priv / "analyses")
+            res = _call_runner(_analyses.run_analyses, study, analytic, seed, priv / "analyses", threshold)
         doc = _analyses_document(res)
         _write_json(raw_results, doc)
         keys["analyses"] = k_analyses
@@ -536,13 +537,15 @@ def _finish(out_dir, report_path, stages, violations, seconds, t_all, state, sta
     return RunResult(out_dir, report_path, stages, violations, seconds)
 
 
-def _call_runner(run_analyses: Callable, study, analytic, seed: int, out: Path):
+def _call_runner(run_analyses: Callable, study, analytic, seed: int, out: Path, threshold: int):
     """Call the analyses runner, passing ``out`` only when it accepts an output folder (its
-    own files then stay in private/)."""
+    own files then stay in private/) and the disclosure threshold when it takes one."""
     import inspect
 
     params = inspect.signature(run_analyses).parameters
     kwargs = {"seed": seed}
+    if "disclosure_threshold" in params:
+        kwargs["disclosure_threshold"] = threshold
     for name in ("out", "out_dir"):
         if name in params:
             out.mkdir(parents=True, exist_ok=True)
