@@ -234,3 +234,18 @@ def test_checker_flags_curves_with_more_points_than_the_rule_allows(tmp_path):
     small = {"group": "g=2", "n": "<10", "time": [0, 3], "cif_event": [0, 0.2]}
     (tmp_path / "results.json").write_text(json.dumps(_results_doc([small, {"time": list(range(50))}])))
     assert [x.location for x in check_disclosure(tmp_path)] == ["$.extras.cumulative_incidence.curves[0].time"]
+
+
+def test_publishing_at_a_stricter_threshold_withholds_the_curves():
+    """Curves grouped by 10 events cannot be published at threshold 11 (no counts to regroup):
+    sanitize_json withholds them; at 10 they stay."""
+    from hospstudy.report.disclosure import sanitize_json
+
+    curve = {"exposure": "cancer_center", "group": "cancer_center=1", "level": "1", "time": [0.0, 5.0, 9.0],
+             "cif_event": [0.0, 0.2, 0.5], "n": 98}
+    doc = {"extras": {"cumulative_incidence": {"min_events_per_step": 10, "method": "", "curves": [curve],
+                                               "other_curves": [curve]}}}
+    kept = sanitize_json(doc, 10)["extras"]["cumulative_incidence"]
+    assert kept["curves"] == [curve] and "withheld" not in kept
+    stricter = sanitize_json(doc, 11)["extras"]["cumulative_incidence"]
+    assert stricter["curves"] == [] and stricter["other_curves"] == [] and "withheld" in stricter

@@ -688,6 +688,7 @@ class _Runner:
             self.extras["cumulative_incidence"] = {
                 "outcome": cr.outcome, "event": cr.event, "competing": cr.competing,
                 "event_label": "event of interest", "competing_label": "competing event",
+                "min_events_per_step": thr,
                 "method": "Aalen-Johansen; infinitesimal-jackknife SE, log-scale limits; for disclosure control each "
                           f"step groups at least {thr} events (event of interest plus competing), the estimate shown "
                           f"being the exact one at the step's last time, and curves end where fewer than {thr} "

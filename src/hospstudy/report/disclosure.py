@@ -215,6 +215,12 @@ def sanitize_json(obj: Any, threshold: int = DEFAULT_THRESHOLD, _key: str | None
                 out[k] = f"<{threshold}"
             else:
                 out[k] = sanitize_json(v, threshold, str(k))
+        step = obj.get("min_events_per_step")
+        if isinstance(step, (int, float)) and step < threshold:
+            # cumulative incidence curves grouped with a smaller threshold than this one: their
+            # steps cannot be regrouped without the counts, so they are withheld
+            out["curves"], out["other_curves"] = [], []
+            out["withheld"] = "curves grouped with a smaller disclosure threshold; re-run the analyses with this one"
         return out
     if isinstance(obj, list):
         items = []

@@ -434,6 +434,14 @@ class _Builder:
             return [absent("No results: the analyses stage did not run.")]
         blocks = [failed(m) for m in r.failed("compet", "fine", "cause")]
         cif = r.extra("cumulative_incidence", "cif", "competing_risks")
+        step = cif.get("min_events_per_step", 10) if isinstance(cif, dict) else self.t
+        if isinstance(step, (int, float)) and step < self.t:
+            # the analyses grouped the curves with a smaller threshold than this report's (a
+            # re-render with a stricter one): the steps cannot be regrouped without the counts
+            blocks.append(absent("The cumulative incidence curves were grouped with a smaller disclosure threshold than this "
+                                 "report's and are not drawn; re-run the analyses with the current threshold "
+                                 "(`hospstudy run`) to draw them."))
+            cif = None
         curves = []
         if isinstance(cif, dict):
             cif = cif.get("curves", cif.get("groups", [cif]))
@@ -457,7 +465,8 @@ class _Builder:
                     curves.append({"label": f"{_group_label(group)}: {name}", "time": t, "cif": y, "linestyle": ls})
         if curves:
             blocks.append(self.add_figure("cif", F.cif_plot(curves),
-                                          "Cumulative incidence of discharge home (solid) with in-hospital death as a competing event (dashed), by exposure group."))
+                                          "Cumulative incidence of discharge home (solid) with in-hospital death as a competing event (dashed), by exposure group; "
+                                          f"for disclosure control each step groups at least {step} events and curves end where fewer than {step} patients remain at risk."))
         else:
             blocks.append(absent("No cumulative incidence curves in the results (competing-risks analysis absent or not run)."))
         rows = self._rows("competing")
