@@ -183,3 +183,23 @@ def test_quartiles_computed_when_no_quartile_column(data):
     assert [g["quartile"] for g in groups] == [1, 2, 3, 4]
     assert sum(g["n"] for g in groups) == len(data)
     assert all(a["volume_max"] <= b["volume_min"] for a, b in zip(groups, groups[1:]))
+
+
+def test_model_warnings_are_printed_once_each_with_the_fits_they_concern():
+    from hospstudy.console import console
+    from hospstudy.models.analyses import _print_notes
+
+    sep = "boundary fit: the SD is 0; the model reduces to logistic regression"
+    rows = [
+        {"analysis": "adjusted", "outcome": "death_30d", "model": "mixed_logit", "note": f"{sep}; separation in 'x'",
+         "_notes": [sep, "separation in 'x'"]},
+        {"analysis": "adjusted", "outcome": "death_30d", "model": "mixed_logit", "note": sep, "_notes": [sep]},
+        {"analysis": "alone", "outcome": "complication", "model": "mixed_logit", "note": sep, "_notes": [sep]},
+        {"analysis": "alone", "outcome": "complication", "model": "logit", "note": None},
+    ]
+    with console.capture() as cap:
+        _print_notes(rows)
+    lines = [l for l in cap.get().splitlines() if l.startswith("warning:")]
+    assert len(lines) == 2  # one per distinct message, the message's own '; ' kept whole
+    assert sep in lines[0] and "adjusted death_30d mixed_logit (+1 more)" in lines[0]
+    assert "separation in 'x'" in lines[1] and "more" not in lines[1]

@@ -394,7 +394,7 @@ class _Runner:
                 "scale": scale or res.scale, "term": term, "estimate": r.estimate, "std_error": r.std_error,
                 "conf_low": r.conf_low, "conf_high": r.conf_high, "p_value": r.p_value,
                 "exp_estimate": r.exp_estimate, "exp_conf_low": r.exp_conf_low, "exp_conf_high": r.exp_conf_high,
-                "n": res.n, "events": res.events, "clusters": res.clusters, "error": None, "note": note,
+                "n": res.n, "events": res.events, "clusters": res.clusters, "error": None, "note": note, "_notes": list(dict.fromkeys(notes)),
             })
 
     def exposure_of(self, exposures):
@@ -786,6 +786,25 @@ def _clean_formula(f: str) -> str:
     return re.sub(r"C\((\w+), contr\.treatment\([^)]*\)\)", r"\1", f)
 
 
+def _print_notes(rows: list[dict], limit: int = 12) -> None:
+    """The models' warnings, each distinct message once with the first analysis it concerns
+    and how many more; all of them stay in the results' ``note`` column."""
+    where: dict[str, list[str]] = {}
+    for r in rows:
+        if not r.get("note"):
+            continue
+        fit = " ".join(str(r.get(k)) for k in ("analysis", "outcome", "exposure", "model") if r.get(k))
+        for msg in r.get("_notes") or [r["note"]]:
+            msg = msg.strip()
+            if msg and fit not in where.setdefault(msg, []):
+                where[msg].append(fit)
+    for msg, fits in list(where.items())[:limit]:
+        also = f" (+{len(fits) - 1} more)" if len(fits) > 1 else ""
+        console.print(f"[yellow]warning:[/] {msg} [dim]— {fits[0]}{also}[/]", soft_wrap=True)
+    if len(where) > limit:
+        console.print(f"[yellow]warning:[/] {len(where) - limit} more distinct warnings: see the note column of the results")
+
+
 def run_analyses(study_or_spec, analytic_df: pd.DataFrame, seed: int = 0, *, show_progress: bool = True,
                  out: str | Path | None = None, threshold: int | None = 10,
                  disclosure_threshold: int | None = None) -> AnalysisResults:
@@ -857,9 +876,7 @@ def run_analyses(study_or_spec, analytic_df: pd.DataFrame, seed: int = 0, *, sho
                 console.print(f"[yellow]warning:[/] analysis {name} failed: {msg}", soft_wrap=True)
             runner.timings[name] = round(time.perf_counter() - t0, 3)
             bar.advance(task)
-    notes_shown = {r["note"] for r in runner.rows if r.get("note")}
-    for n in sorted(notes_shown)[:20]:
-        console.print(f"[yellow]warning:[/] {n}", soft_wrap=True)
+    _print_notes(runner.rows)
     table = pd.DataFrame(runner.rows, columns=RESULT_COLUMNS + EXTRA_COLUMNS)
     for c in ("estimate", "std_error", "conf_low", "conf_high", "p_value", "exp_estimate", "exp_conf_low", "exp_conf_high"):
         table[c] = pd.to_numeric(table[c], errors="coerce")
