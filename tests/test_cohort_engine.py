@@ -134,8 +134,44 @@ def test_columns_and_types_follow_the_contract(built, flagship):
     check_contract(built("duckdb"), flagship)
 
 
+def _reordered_study():
+    """The flagship with its first-per-patient step moved to the front and a last step on a
+    facility field: the window and the steps after it on both engines."""
+    from hospstudy.cohort.spec import read_study_file
+
+    raw = read_study_file(FLAGSHIP)
+    steps = raw["cohort"]["steps"]
+    first = [s for s in steps if s.get("first_per_patient")]
+    raw["cohort"]["steps"] = first + [s for s in steps if not s.get("first_per_patient")] + [
+        {"name": "cancer_center_only", "include": {"field": "cancer_center", "eq": True}}]
+    return Study.from_dict(raw, FLAGSHIP)
+
+
+# Worked out by hand from the rows of test_cohort_tinydb.py: A05 (P04's second admission) goes
+# first; A06, A07, A08, A14 lack C79.5; A12 (FY2011), A10 (17) and A11 (no record) as in the
+# flagship; of A01, A02, A03, A04, A13 only A02 (H1 in FY2016) is at a cancer center. P04 leaves
+# with A04 at the last step (a patient leaves at the last step that removes one of theirs).
+EXPECTED_REORDERED = [
+    ("database", 14, 13, 0, 0),
+    ("spine_surgery", 13, 12, 1, 1),
+    ("first_admission", 12, 12, 1, 0),
+    ("spinal_metastasis", 8, 8, 4, 4),
+    ("study_period", 7, 7, 1, 1),
+    ("adult", 6, 6, 1, 1),
+    ("facility_record", 5, 5, 1, 1),
+    ("cancer_center_only", 1, 1, 4, 4),
+]
+
+
+def test_steps_after_the_first_per_patient_step(tiny_db):
+    r = _reordered_study().build_cohort(tiny_db, validate=False)
+    got = list(r.attrition[["name", "admissions", "patients", "admissions_removed", "patients_removed"]].itertuples(index=False, name=None))
+    assert got == EXPECTED_REORDERED
+    assert r.analytic.admission_id.tolist() == ["A02"]
+
+
 @pytest.mark.spark
-def test_spark_same_rules_same_rows(built, flagship, small_synth, request):
+def test_spark_same_rules_same_rows(built, flagship, small_synth, tiny_db, request):
     """Every check above, on Spark, and Spark == DuckDB through Arrow on the hand-made and on a
     small synthetic database. One test, so that one pytest-xdist worker starts one Spark."""
     a, b = built("duckdb"), built("spark")
@@ -155,6 +191,14 @@ def test_spark_same_rules_same_rows(built, flagship, small_synth, request):
     att = a.attrition
     assert att.admissions_removed.sum() + att.admissions.iloc[-1] == att.admissions.iloc[0]
     assert att.patients.iloc[-1] == len(a.analytic) == a.analytic.patient_id.nunique()
+
+    # steps after the first-per-patient window, on both engines
+    study = _reordered_study()
+    for db in (tiny_db, small_synth):
+        a = study.build_cohort(db, engine="duckdb", validate=False)
+        b = study.build_cohort(db, engine="spark", spark=spark, validate=False)
+        assert a.table.equals(b.table)
+        pd.testing.assert_frame_equal(a.attrition, b.attrition)
 
 
 def test_outputs_written(built, tmp_path):
