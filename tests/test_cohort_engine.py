@@ -253,6 +253,29 @@ def test_cli_invalid_database_stops_with_report(tiny_db, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_cli_does_not_revalidate_unchanged_files(tiny_db, tmp_path):
+    """A database that validated clean into OUT is not validated again while its files are
+    unchanged; a changed file is validated (and here stops the run)."""
+    import pyarrow as pa
+
+    from hospstudy.data.schema import arrow_schema
+
+    db, out = tmp_path / "db", tmp_path / "out"
+    shutil.copytree(tiny_db, db)
+    first = _cli("cohort", FLAGSHIP, "--data", db, "--out", out)
+    assert first.returncode == 0, first.stderr
+    assert "unchanged since they validated clean" not in first.stderr
+    second = _cli("cohort", FLAGSHIP, "--data", db, "--out", out)
+    assert second.returncode == 0 and "unchanged since they validated clean" in second.stderr
+    again = _cli("cohort", FLAGSHIP, "--data", db, "--out", out, "--revalidate")
+    assert again.returncode == 0 and "unchanged since they validated clean" not in again.stderr
+    t = pq.read_table(db / "admissions.parquet").to_pandas()
+    t.loc[0, "sex"] = "X"
+    pq.write_table(pa.Table.from_pandas(t, schema=arrow_schema("admissions"), preserve_index=False), db / "admissions.parquet")
+    changed = _cli("cohort", FLAGSHIP, "--data", db, "--out", out)
+    assert changed.returncode == 1 and "sex" in changed.stderr
+
+
 def test_cli_missing_table_is_exit_2(tmp_path):
     (tmp_path / "db").mkdir()
     r = _cli("cohort", FLAGSHIP, "--data", tmp_path / "db", "--out", tmp_path / "out", "--skip-validation")

@@ -10,6 +10,40 @@ import typer
 from hospstudy.console import console
 
 
+def _memo_path(out: Path) -> Path:
+    return Path(out) / "private" / "cache" / "validated.json"
+
+
+def _validated_before(data: Path, out: Path) -> bool:
+    """True when this database folder, with these very files (content hashes, memoised by size
+    and modification time), validated clean in an earlier run into ``out``."""
+    import json
+
+    from hospstudy.data.hashing import input_file_hashes, settings_key
+
+    try:
+        doc = json.loads(_memo_path(out).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(doc, dict) or doc.get("data") != str(Path(data).resolve()) or not Path(data).is_dir():
+        return False
+    memo = doc.get("memo") if isinstance(doc.get("memo"), dict) else {}
+    return settings_key("validate", input_file_hashes(data, memo)) == doc.get("key")
+
+
+def _record_validation(data: Path, out: Path) -> None:
+    """Remember that ``data`` validated clean (its files' hashes) for the next run into ``out``."""
+    import json
+
+    from hospstudy.data.hashing import input_file_hashes, settings_key
+
+    memo: dict = {}
+    key = settings_key("validate", input_file_hashes(data, memo))
+    path = _memo_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"data": str(Path(data).resolve()), "key": key, "memo": memo}))
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def cohort(
@@ -19,8 +53,12 @@ def register(app: typer.Typer) -> None:
         engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded, default) or spark."),
         spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL (default local[2])."),
         skip_validation: bool = typer.Option(False, "--skip-validation", help="Do not validate the database first (faster; for databases already validated)."),
+        revalidate: bool = typer.Option(False, "--revalidate", help="Validate even when the database's files are unchanged since they last validated clean into OUT."),
     ):
-        """Build a study's analytic dataset and attrition table from a database."""
+        """Build a study's analytic dataset and attrition table from a database.
+
+        The database is validated first; a database whose files (by content hash) validated
+        clean in an earlier run into the same OUT is not validated again."""
         from hospstudy.cohort.engine import ENGINES, STAGES
         from hospstudy.cohort.spec import Study
         from hospstudy.console import progress
@@ -29,6 +67,7 @@ def register(app: typer.Typer) -> None:
         if engine not in ENGINES:
             raise typer.BadParameter(f"--engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         study = Study.load(study_file)
+        validated = not skip_validation and not revalidate and _validated_before(data, out)
         stages = list(STAGES)
         with progress() as bar:
             task = bar.add_task(f"cohort {study.name} on {engine}", total=len(stages))
@@ -42,16 +81,22 @@ def register(app: typer.Typer) -> None:
 
             try:
                 result = study.build_cohort(data, engine=engine, spark_master=spark_master,
-                                            validate=not skip_validation, progress=note)
+                                            validate=not (skip_validation or validated), progress=note)
             except DataValidationError as e:
                 if e.report is not None:
                     e.report.render(console)
                 raise
             bar.update(task, completed=len(stages), description=f"cohort {study.name}: done")
         paths = result.write(out, threshold=study.report.disclosure_threshold)
+        if not skip_validation and not validated:
+            _record_validation(data, out)
         for stage, secs in result.timings.items():
-            shown = "skipped" if (stage == "validate" and skip_validation) else f"{secs:.1f} s"
-            console.print(f"  [dim]{stage}: {shown}[/]")
+            shown = f"{secs:.1f} s"
+            if stage == "validate" and skip_validation:
+                shown = "skipped"
+            elif stage == "validate" and validated:
+                shown = "skipped: the files are unchanged since they validated clean (--revalidate to check again)"
+            console.print(f"  [dim]{stage}: {shown}[/]", soft_wrap=True)
         from rich.table import Table
 
         table = Table(title=f"attrition ({study.name})", title_justify="left")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hospstudy.console import console
+from hospstudy.data.hashing import input_file_hashes, settings_key, sha256_file
 from hospstudy.errors import DataValidationError, InputError
 
 #: Default seed of ``hospstudy synth`` and of the demo (same seed, same database, same report).
@@ -46,43 +47,8 @@ TABLE_ROWS = ("facilities", "admissions", "diagnoses", "procedures", "billing")
 # --------------------------------------------------------------------------------------------
 # hashing
 # --------------------------------------------------------------------------------------------
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def input_file_hashes(data_dir: Path, memo: dict | None = None) -> dict[str, str]:
-    """SHA-256 of every file of a database folder, keyed by its path relative to the folder.
-
-    ``memo`` maps a relative path to ``[size, mtime_ns, sha256]`` from an earlier run; a file
-    whose size and modification time did not change is not read again (a cached re-run of a
-    large database stays fast). The memo is updated in place.
-    """
-    data_dir = Path(data_dir)
-    memo = {} if memo is None else memo
-    out: dict[str, str] = {}
-    for p in sorted(data_dir.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        rel = p.relative_to(data_dir).as_posix()
-        st = p.stat()
-        known = memo.get(rel)
-        if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
-            out[rel] = known[2]
-            continue
-        digest = _sha256_file(p)
-        memo[rel] = [st.st_size, st.st_mtime_ns, digest]
-        out[rel] = digest
-    return out
-
-
-def settings_key(*parts: Any) -> str:
-    """A stable hash of JSON-serialisable settings (key order does not matter)."""
-    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+# the hashing lives with the data package (``hospstudy cohort`` uses it too)
+_sha256_file = sha256_file
 
 
 def split_study_settings(study_path: Path) -> tuple[dict, dict]:
