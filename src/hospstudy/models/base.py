@@ -125,7 +125,9 @@ class ModelResult:
         if self.link == "identity":
             out["exp_estimate"] = out["exp_conf_low"] = out["exp_conf_high"] = np.nan
         else:
-            out["exp_estimate"], out["exp_conf_low"], out["exp_conf_high"] = np.exp(est), np.exp(lo), np.exp(hi)
+            # a separated term's estimate is huge: its odds ratio is inf, as it should read
+            with np.errstate(over="ignore"):
+                out["exp_estimate"], out["exp_conf_low"], out["exp_conf_high"] = np.exp(est), np.exp(lo), np.exp(hi)
         return out[TIDY_COLUMNS]
 
     def header(self) -> dict[str, Any]:
