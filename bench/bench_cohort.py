@@ -143,6 +143,11 @@ def _hand_attrition(counts):
     return pd.DataFrame(rows)
 
 
+def _warm(runs: list) -> list:
+    """The warm runs: all but the first (the cold one), or the only run there is."""
+    return runs[1:] or runs
+
+
 def _run_child(case: str, data: Path, tmp: Path) -> dict:
     out = tmp / f"{case}.parquet"
     res = tmp / f"{case}.json"
@@ -157,16 +162,15 @@ def _run_child(case: str, data: Path, tmp: Path) -> dict:
     info["process_seconds"] = float(wall)
     info["frame"] = out
     info["cold"] = info["runs"][0]
-    warm = info["runs"][1:] or info["runs"]
+    warm = _warm(info["runs"])
     info["seconds"] = statistics.median(warm)
-    info["cpu_seconds"] = statistics.median(info["cpu"][1:] or info["cpu"])
+    info["cpu_seconds"] = statistics.median(_warm(info["cpu"]))
     if "attrition_runs" in info:
         # the hand-written analytic query plus the hand-written attrition query, per warm run
-        both = [r + a for r, a in zip(info["runs"], info["attrition_runs"])]
-        info["with_attrition"] = statistics.median(both[1:] or both)
-        info["attrition_seconds"] = statistics.median(info["attrition_runs"][1:] or info["attrition_runs"])
+        info["with_attrition"] = statistics.median(_warm([r + a for r, a in zip(info["runs"], info["attrition_runs"])]))
+        info["attrition_seconds"] = statistics.median(_warm(info["attrition_runs"]))
     if "timings" in info:
-        stages = info["timings"][1:] or info["timings"]
+        stages = _warm(info["timings"])
         info["stages"] = {k: statistics.median(t[k] for t in stages) for k in stages[0]}
         # the analytic dataset alone (what the hand SQL and pandas compute): each warm run
         # without its attrition stage

@@ -159,22 +159,31 @@ def test_bad_arguments():
         coarsen_cif_steps([9, 10], [1, 1], 1)
 
 
-def test_runner_publishes_grouped_steps():
+# the runner's case: one binary exposure, the competing-risks analysis, nothing else
+RUNNER_SPEC = {"outcomes": ["los_to_home"], "exposures": ["cancer_center"], "cluster": "hospital_id", "models": ["logit"],
+               "hospital_variation": False,
+               "competing_risks": {"outcome": "los_to_home", "event_column": "los_to_home_event", "models": ["cause_specific"],
+                                   "adjusted": False}}
+
+
+def _runner_data():
+    """The analytic data and its (group, time, event) view for counting by hand."""
     from analyses_synth import analytic
 
+    data = analytic(n_hosp=20, mean_patients=30, seed=5)
+    d = data.assign(group=data.cancer_center.astype(float), time=data.los_to_home.astype(float),
+                    event=data.los_to_home_event.astype(int))
+    return data, d
+
+
+def test_runner_publishes_grouped_steps():
     from hospstudy.models.analyses import run_analyses
 
-    data = analytic(n_hosp=20, mean_patients=30, seed=5)
-    spec = {"outcomes": ["los_to_home"], "exposures": ["cancer_center"], "cluster": "hospital_id", "models": ["logit"],
-            "hospital_variation": False,
-            "competing_risks": {"outcome": "los_to_home", "event_column": "los_to_home_event", "models": ["cause_specific"],
-                                "adjusted": False}}
-    res = run_analyses(spec, data, show_progress=False)
+    data, d = _runner_data()
+    res = run_analyses(RUNNER_SPEC, data, show_progress=False)
     cif = res.extras["cumulative_incidence"]
     assert "each step groups at least 10 events" in cif["method"]
     assert {c["level"] for c in cif["curves"]} == {"0", "1"}
-    d = data.assign(group=data.cancer_center.astype(float), time=data.los_to_home.astype(float),
-                    event=data.los_to_home_event.astype(int))
     for c in cif["curves"]:
         _check_rule(d, float(c["level"]), c["time"], 10)
         assert c["time"][0] == 0 and len(c["time"]) > 3
@@ -187,25 +196,17 @@ def test_runner_publishes_grouped_steps():
 def test_runner_takes_the_study_threshold():
     """A study's [report] disclosure_threshold (here 25) sets the step size, whether passed
     explicitly or read from the Study."""
-    from analyses_synth import analytic
-
     from hospstudy.cohort.spec import ReportSpec
     from hospstudy.models.analyses import AnalysesSpec, run_analyses
 
-    data = analytic(n_hosp=20, mean_patients=30, seed=5)
-    table = {"outcomes": ["los_to_home"], "exposures": ["cancer_center"], "cluster": "hospital_id", "models": ["logit"],
-             "hospital_variation": False,
-             "competing_risks": {"outcome": "los_to_home", "event_column": "los_to_home_event", "models": ["cause_specific"],
-                                 "adjusted": False}}
-    d = data.assign(group=data.cancer_center.astype(float), time=data.los_to_home.astype(float),
-                    event=data.los_to_home_event.astype(int))
+    data, d = _runner_data()
 
     class StudyLike:  # what run_analyses reads of a Study: .analyses and .report
-        analyses = AnalysesSpec.from_table(table)
+        analyses = AnalysesSpec.from_table(RUNNER_SPEC)
         report = ReportSpec(disclosure_threshold=25)
 
-    by_default = run_analyses(table, data, show_progress=False).extras["cumulative_incidence"]["curves"]
-    for res in (run_analyses(table, data, show_progress=False, disclosure_threshold=25),
+    by_default = run_analyses(RUNNER_SPEC, data, show_progress=False).extras["cumulative_incidence"]["curves"]
+    for res in (run_analyses(RUNNER_SPEC, data, show_progress=False, disclosure_threshold=25),
                 run_analyses(StudyLike(), data, show_progress=False)):
         cif = res.extras["cumulative_incidence"]
         assert "each step groups at least 25 events" in cif["method"]

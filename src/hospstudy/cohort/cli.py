@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -10,38 +11,29 @@ import typer
 from hospstudy.console import console
 
 
-def _memo_path(out: Path) -> Path:
-    return Path(out) / "private" / "cache" / "validated.json"
+def _validation_record(data: Path, out: Path) -> tuple[bool, dict | None]:
+    """Whether this database folder, with these very files (content hashes, memoised by size
+    and modification time), validated clean in an earlier run into ``out``; and the record
+    that says so of the files as they are now, to keep after a clean validation (None when
+    ``data`` is not a folder: the build then stops on it)."""
+    from hospstudy.data.hashing import input_file_hashes, validation_key
 
-
-def _validated_before(data: Path, out: Path) -> bool:
-    """True when this database folder, with these very files (content hashes, memoised by size
-    and modification time), validated clean in an earlier run into ``out``."""
-    import json
-
-    from hospstudy.data.hashing import input_file_hashes, settings_key
-
+    if not Path(data).is_dir():
+        return False, None
+    folder = str(Path(data).resolve())
     try:
         doc = json.loads(_memo_path(out).read_text())
     except (OSError, ValueError):
-        return False
-    if not isinstance(doc, dict) or doc.get("data") != str(Path(data).resolve()) or not Path(data).is_dir():
-        return False
+        doc = {}
+    if not isinstance(doc, dict) or doc.get("data") != folder:
+        doc = {}
     memo = doc.get("memo") if isinstance(doc.get("memo"), dict) else {}
-    return settings_key("validate", input_file_hashes(data, memo)) == doc.get("key")
+    key = validation_key(input_file_hashes(data, memo))
+    return key == doc.get("key"), {"data": folder, "key": key, "memo": memo}
 
 
-def _record_validation(data: Path, out: Path) -> None:
-    """Remember that ``data`` validated clean (its files' hashes) for the next run into ``out``."""
-    import json
-
-    from hospstudy.data.hashing import input_file_hashes, settings_key
-
-    memo: dict = {}
-    key = settings_key("validate", input_file_hashes(data, memo))
-    path = _memo_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"data": str(Path(data).resolve()), "key": key, "memo": memo}))
+def _memo_path(out: Path) -> Path:
+    return Path(out) / "private" / "cache" / "validated.json"
 
 
 def register(app: typer.Typer) -> None:
@@ -67,7 +59,8 @@ def register(app: typer.Typer) -> None:
         if engine not in ENGINES:
             raise typer.BadParameter(f"--engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         study = Study.load(study_file)
-        validated = not skip_validation and not revalidate and _validated_before(data, out)
+        validated, record = (False, None) if skip_validation else _validation_record(data, out)
+        validated = validated and not revalidate
         stages = list(STAGES)
         with progress() as bar:
             task = bar.add_task(f"cohort {study.name} on {engine}", total=len(stages))
@@ -88,8 +81,10 @@ def register(app: typer.Typer) -> None:
                 raise
             bar.update(task, completed=len(stages), description=f"cohort {study.name}: done")
         paths = result.write(out, threshold=study.report.disclosure_threshold)
-        if not skip_validation and not validated:
-            _record_validation(data, out)
+        if record is not None and not validated:
+            # it validated clean (build_cohort stops otherwise): remember these files
+            _memo_path(out).parent.mkdir(parents=True, exist_ok=True)
+            _memo_path(out).write_text(json.dumps(record))
         for stage, secs in result.timings.items():
             shown = f"{secs:.1f} s"
             if stage == "validate" and skip_validation:

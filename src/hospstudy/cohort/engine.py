@@ -555,7 +555,7 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
         # the cohort's admissions with every column (thousands of rows), read by every
         # derivation
         cohort = layers.table(_index_admissions(study, tables, ids))
-        analytic_expr = _derivations(study, tables, cohort, status, layer=layers)
+        analytic_expr = _derivations(study, tables, cohort, status, layers)
         tick("analytic dataset")
         arrow = layers.fetch(analytic_expr)
     except (DataUnusableError, InputError):
@@ -714,9 +714,10 @@ def _attrition(study, t, steps, admissions) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _derivations(study, tables, cohort, base, layer=None):
+def _derivations(study, tables, cohort, base, layer):
     """The analytic dataset's expression: ``cohort`` (the admissions in the cohort) with every
-    column of the study; ``base`` (all admissions with an index event) gives the volumes."""
+    column of the study; ``base`` (all admissions with an index event) gives the volumes;
+    ``layer`` (a :class:`_Layers`) names each table's conditions and each dependency level."""
     import ibis
 
     date_col = study.cohort.index.date_column
@@ -728,7 +729,6 @@ def _derivations(study, tables, cohort, base, layer=None):
         if isinstance(d, S.ScoreDeriv):
             for comp in d.components:
                 atoms.add("diagnoses", comp.codes, d.roles)
-    layer = layer or (lambda t: t.view())
     cohort = atoms.attach(cohort, tables, date_col, layer=layer)
 
     proc, adm = tables["procedures"], tables["admissions"]
@@ -750,7 +750,7 @@ def _derivations(study, tables, cohort, base, layer=None):
             )
             cohort = _left_join(cohort, vol, ["hospital_id", "fiscal_year"])
 
-    # one projection per dependency layer, each behind a view: Ibis would otherwise merge
+    # one projection per dependency layer, each its own layer (a CTE): Ibis would otherwise merge
     # the projections and inline every column's definition into each use (a CASE of fifteen
     # primary sites repeated wherever primary_site is read)
     depth: dict[str, int] = {}

@@ -49,3 +49,9 @@ def settings_key(*parts: Any) -> str:
     """A stable hash of JSON-serialisable settings (key order does not matter)."""
     blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def validation_key(hashes: dict[str, str]) -> str:
+    """The key of a validation of the database whose files have these content hashes: equal
+    keys, equal files, so a clean validation need not be repeated."""
+    return settings_key("validate", hashes)

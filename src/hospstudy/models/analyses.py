@@ -383,7 +383,8 @@ class _Runner:
     def add_rows(self, job: _Job, res, notes: list[str], scale=None, exposure_of=None, rename=None):
         with np.errstate(over="ignore", invalid="ignore"):  # exp() of separated (infinite) estimates
             tidy = res.tidy()
-        note = "; ".join(dict.fromkeys(notes)) or None
+        distinct = list(dict.fromkeys(notes))
+        note = "; ".join(distinct) or None
         for r in tidy.itertuples(index=False):
             term = _clean_term(r.term)
             if rename is not None:
@@ -394,7 +395,7 @@ class _Runner:
                 "scale": scale or res.scale, "term": term, "estimate": r.estimate, "std_error": r.std_error,
                 "conf_low": r.conf_low, "conf_high": r.conf_high, "p_value": r.p_value,
                 "exp_estimate": r.exp_estimate, "exp_conf_low": r.exp_conf_low, "exp_conf_high": r.exp_conf_high,
-                "n": res.n, "events": res.events, "clusters": res.clusters, "error": None, "note": note, "_notes": list(dict.fromkeys(notes)),
+                "n": res.n, "events": res.events, "clusters": res.clusters, "error": None, "note": note, "_notes": distinct,
             })
 
     def exposure_of(self, exposures):

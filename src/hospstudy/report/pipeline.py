@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hospstudy.console import console
-from hospstudy.data.hashing import input_file_hashes, settings_key, sha256_file
+from hospstudy.data.hashing import input_file_hashes, settings_key, sha256_file, validation_key
 from hospstudy.errors import DataValidationError, InputError
 
 #: Default seed of ``hospstudy synth`` and of the demo (same seed, same database, same report).
@@ -42,13 +42,6 @@ FLAGSHIP = "spinal_metastasis.toml"
 
 _CACHE_VERSION = 1
 TABLE_ROWS = ("facilities", "admissions", "diagnoses", "procedures", "billing")
-
-
-# --------------------------------------------------------------------------------------------
-# hashing
-# --------------------------------------------------------------------------------------------
-# the hashing lives with the data package (``hospstudy cohort`` uses it too)
-_sha256_file = sha256_file
 
 
 def split_study_settings(study_path: Path) -> tuple[dict, dict]:
@@ -67,7 +60,7 @@ def split_study_settings(study_path: Path) -> tuple[dict, dict]:
     for name, entry in (doc.get("codelists") or {}).items():
         if isinstance(entry, dict) and entry.get("file"):
             f = base / entry["file"]
-            files[entry["file"]] = _sha256_file(f) if f.is_file() else "missing"
+            files[entry["file"]] = sha256_file(f) if f.is_file() else "missing"
     if files:
         doc["_codelist_files"] = files
     return doc, analyses
@@ -142,7 +135,7 @@ def validated_before(data_dir: Path, out_dir: Path) -> bool:
     if state.get("data") != str(Path(data_dir).resolve()) or "validate" not in state.get("keys", {}):
         return False
     memo = dict(state.get("hash_memo", {}))
-    return settings_key("validate", input_file_hashes(data_dir, memo)) == state["keys"]["validate"]
+    return validation_key(input_file_hashes(data_dir, memo)) == state["keys"]["validate"]
 
 
 def ensure_demo_database(data_dir: Path = DEMO_DATA, seed: int = DEFAULT_SEED, scale: float = 1.0,
@@ -382,8 +375,8 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         hashes = input_file_hashes(data_dir, memo)
     state["hash_memo"], state["data"] = memo, str(data_dir.resolve())
     seconds["hash inputs"] = round(time.perf_counter() - t0, 2)
-    study_sha = _sha256_file(study_path)
-    k_validate = settings_key("validate", hashes)
+    study_sha = sha256_file(study_path)
+    k_validate = validation_key(hashes)
     # [report] settings (the disclosure threshold) do not change the cohort: left out of its key
     k_cohort = settings_key("cohort", {k: v for k, v in cohort_settings.items() if k != "report"}, engine, k_validate)
     # the threshold shapes the published extras (curve steps, funnel points): part of the key
