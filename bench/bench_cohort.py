@@ -75,7 +75,7 @@ def _case(case: str, data: Path, out: Path, repeats: int) -> dict:
     if case in ("engine_duckdb", "engine_spark"):
         import ibis  # noqa: F401
 
-        from hospstudy.cohort import Study
+        from hospstudy import Study
 
         study = Study.load(STUDY)
         info["import_seconds"] = time.perf_counter() - t0

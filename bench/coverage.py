@@ -196,7 +196,7 @@ def replicate(r: int, seed: int, scale: float, effects=None, nagq: int = 1, work
         ``records`` (list of dicts, :data:`RECORD_COLUMNS`) and ``seconds`` per stage.
     """
     global _STUDY
-    from hospstudy.cohort import Study
+    from hospstudy import Study
     from hospstudy.data.synth import generate
 
     if _STUDY is None:

@@ -105,7 +105,7 @@ def test_files_are_aggregate_and_consistent(run, data):
     assert list(pq.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS and len(pq) == len(res.table)
     csv = pd.read_csv(out / "results.csv")
     assert len(csv) == len(res.table)
-    from hospstudy.report.disclosure import check_disclosure
+    from hospstudy.privacy import check_disclosure
 
     assert check_disclosure(out) == []
 

@@ -106,6 +106,6 @@ def test_load_spec_from_the_flagship_study_file_and_study_object():
     path = Path(__file__).parents[1] / "studies" / "spinal_metastasis.toml"
     spec = load_spec(path)
     assert spec.primary_model == "mixed_logit" and "los_to_home" not in spec.binary_outcomes
-    from hospstudy.cohort import Study
+    from hospstudy import Study
 
     assert load_spec(Study.load(path)) == spec

@@ -196,7 +196,7 @@ def test_runner_publishes_grouped_steps():
 def test_runner_takes_the_study_threshold():
     """A study's [report] disclosure_threshold (here 25) sets the step size, whether passed
     explicitly or read from the Study."""
-    from hospstudy.cohort.spec import ReportSpec
+    from hospstudy.report.spec import ReportSpec
     from hospstudy.models.analyses import AnalysesSpec, run_analyses
 
     data, d = _runner_data()
@@ -221,7 +221,7 @@ def _results_doc(curves):
 
 
 def test_checker_flags_curves_with_more_points_than_the_rule_allows(tmp_path):
-    from hospstudy.report.disclosure import check_disclosure
+    from hospstudy.privacy import check_disclosure
 
     ok = {"group": "g=1", "n": 40, "time": [0, 5, 6, 9], "cif_event": [0, 0.1, 0.3, 0.5]}
     (tmp_path / "results.json").write_text(json.dumps(_results_doc([ok])))
@@ -240,7 +240,7 @@ def test_checker_flags_curves_with_more_points_than_the_rule_allows(tmp_path):
 def test_publishing_at_a_stricter_threshold_withholds_the_curves():
     """Curves grouped by 10 events cannot be published at threshold 11 (no counts to regroup):
     sanitize_json withholds them; at 10 they stay."""
-    from hospstudy.report.disclosure import sanitize_json
+    from hospstudy.privacy import sanitize_json
 
     curve = {"exposure": "cancer_center", "group": "cancer_center=1", "level": "1", "time": [0.0, 5.0, 9.0],
              "cif_event": [0.0, 0.2, 0.5], "n": 98}

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from hospstudy.cohort import Study
+from hospstudy import Study
 from test_cohort_tinydb import EXPECTED, EXPECTED_ATTRITION, EXPECTED_BMI, EXPECTED_QUARTILE, write_tiny_db
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def test_columns_and_types_follow_the_contract(built, flagship):
 def _reordered_study():
     """The flagship with its first-per-patient step moved to the front and a last step on a
     facility field: the window and the steps after it on both engines."""
-    from hospstudy.cohort.spec import read_study_file
+    from hospstudy.settings import read_study_file
 
     raw = read_study_file(FLAGSHIP)
     steps = raw["cohort"]["steps"]
@@ -229,7 +229,7 @@ def test_cli_cohort(tiny_db, tmp_path):
     assert exact["patients"].tolist() == [r[2] for r in EXPECTED_ATTRITION]
     shared = pd.read_csv(out / "attrition.csv", dtype=str)
     assert shared["patients"].iloc[-1] == "<10" and not shared["patients"].isin(["5"]).any()
-    from hospstudy.report.disclosure import check_disclosure
+    from hospstudy.privacy import check_disclosure
 
     assert check_disclosure(out) == []
 

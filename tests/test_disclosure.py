@@ -1,4 +1,4 @@
-"""Small-cell suppression and the output checker (hospstudy.report.disclosure)."""
+"""Small-cell suppression and the output checker (hospstudy.privacy)."""
 
 import itertools
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hospstudy.report.disclosure import (
+from hospstudy.privacy import (
     check_disclosure,
     fmt_count,
     is_count_name,

@@ -18,7 +18,7 @@ FLAGSHIP = ROOT / "studies" / "spinal_metastasis.toml"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     from hospstudy.data.synth import generate
-    from hospstudy.report.pipeline import run_study
+    from hospstudy.run.pipeline import run_study
 
     base = tmp_path_factory.mktemp("pipeline")
     data, out = base / "db", base / "out"
@@ -48,7 +48,7 @@ def test_run_writes_every_artifact(run):
 
 
 def test_small_cell_database_is_shareable(run):
-    from hospstudy.report.disclosure import check_disclosure
+    from hospstudy.privacy import check_disclosure
 
     res, _, out, _ = run
     assert res.violations == []
@@ -91,8 +91,8 @@ def test_planted_vs_estimated_present(run):
 
 def test_cache_reuses_stages_and_rebuilds_only_what_changed(run, monkeypatch):
     import hospstudy.models.analyses as analyses_mod
-    from hospstudy.cohort import Study
-    from hospstudy.report.pipeline import run_study
+    from hospstudy import Study
+    from hospstudy.run.pipeline import run_study
 
     res, data, out, base = run
     again = run_study(FLAGSHIP, data, out, seed=20240601)
@@ -183,7 +183,7 @@ def test_run_rejects_missing_inputs(tmp_path):
 
 def test_demo_refuses_to_overwrite_foreign_folder(tmp_path):
     from hospstudy.errors import InputError
-    from hospstudy.report.pipeline import ensure_demo_database
+    from hospstudy.run.pipeline import ensure_demo_database
 
     (tmp_path / "mine.csv").write_text("x\n1\n")
     with pytest.raises(InputError, match="not a synthetic database"):
@@ -192,7 +192,7 @@ def test_demo_refuses_to_overwrite_foreign_folder(tmp_path):
 
 def test_demo_reuses_a_clean_database_and_cached_stages(run, monkeypatch):
     import hospstudy.models.analyses as analyses_mod
-    from hospstudy.report.pipeline import demo, validated_before
+    from hospstudy.run.pipeline import demo, validated_before
 
     res, data, out, _ = run
     stored = json.loads((out / "private" / "analyses" / "results.json").read_text())
@@ -210,7 +210,7 @@ def test_demo_reuses_a_clean_database_and_cached_stages(run, monkeypatch):
     assert d.run.violations == [] and d.run.report.is_file()
     # another seed is another database: demo must not reuse this one (checked without generating)
     from hospstudy.data import synth
-    from hospstudy.report import pipeline
+    from hospstudy.run import pipeline
 
     calls = []
     monkeypatch.setattr(synth, "generate", lambda *a, **k: calls.append(k))

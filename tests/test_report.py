@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hospstudy.report.disclosure import check_disclosure
+from hospstudy.privacy import check_disclosure
 from hospstudy.report.html import SECTION_TITLES, ReportInputs, published_reference, render_report
 from hospstudy.report.results import Results
 from hospstudy.report.tables import crude_outcomes, safe_attrition, smd_categorical, smd_continuous, table1

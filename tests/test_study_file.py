@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hospstudy.cohort import Study
+from hospstudy import Study
 from hospstudy.cohort.codelists import matches_any, parse_entry, resolve
 from hospstudy.errors import StudyFileError
 
@@ -260,7 +260,7 @@ class _Resolved(Exception):
 def _threshold_run_study_uses(monkeypatch, tmp_path, study_text):
     """The threshold run_study settles on: the step after it (hashing the inputs) is replaced
     by one that reads the caller's ``threshold`` and stops the run there."""
-    from hospstudy.report import pipeline
+    from hospstudy.run import pipeline
 
     seen = {}
 
@@ -281,7 +281,7 @@ def test_pipeline_uses_the_report_threshold(monkeypatch, tmp_path):
 
 
 def test_pipeline_rejects_a_bad_report_threshold(tmp_path):
-    from hospstudy.report.pipeline import run_study
+    from hospstudy.run.pipeline import run_study
 
     (tmp_path / "db").mkdir()
     with pytest.raises(StudyFileError) as e:

@@ -39,7 +39,7 @@ def _root(
 
 # Each module defines ``register(app)``; a module that is not there yet is skipped so the
 # CLI works while areas are built.
-for _mod in ("hospstudy.data.cli", "hospstudy.cohort.cli", "hospstudy.models.cli", "hospstudy.report.cli"):
+for _mod in ("hospstudy.data.cli", "hospstudy.run.cli", "hospstudy.report.cli"):
     try:
         _m = importlib.import_module(_mod)
     except ModuleNotFoundError as e:

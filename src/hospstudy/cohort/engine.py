@@ -87,8 +87,8 @@ class CohortResult:
         the folder's top level is meant to be shareable) and ``dictionary.csv``."""
         import pyarrow.parquet as pq
 
-        # the report's suppression rule, so the two attrition files never disagree
-        from hospstudy.report.tables import safe_attrition
+        # the one suppression rule (the report uses it too), so the two files never disagree
+        from hospstudy.privacy import safe_attrition
 
         out = Path(out_dir)
         (out / "private").mkdir(parents=True, exist_ok=True)
@@ -499,7 +499,7 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
 
     Parameters
     ----------
-    study : hospstudy.cohort.Study
+    study : hospstudy.cohort.spec.CohortDefinition (or the whole hospstudy.Study)
     data_dir : path
         A database folder (see :func:`hospstudy.data.readers.locate_tables`).
     engine : {'duckdb', 'spark'}

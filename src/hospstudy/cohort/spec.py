@@ -1,6 +1,7 @@
-"""The study file: a TOML document parsed into frozen, validated settings objects.
+"""The cohort stage's sections of a study file, parsed into frozen, validated settings objects.
 
-Sections (see docs/study_file.md for a walk-through):
+The whole file is read above the stages (:mod:`hospstudy.study`); this module parses the
+sections the cohort engine needs (see docs/study_file.md for a walk-through):
 
 ``[study]``
     name, title, description, fiscal_years (metadata the report shows).
@@ -13,10 +14,9 @@ Sections (see docs/study_file.md for a walk-through):
     ``include = CONDITION``, ``exclude = CONDITION`` or ``first_per_patient = true``.
 ``[exposures.NAME]``, ``[covariates.NAME]``, ``[outcomes.NAME]``
     one column of the analytic dataset each, defined by a ``kind`` (see :data:`KINDS`).
-``[analyses]``
-    validated by :class:`hospstudy.models.spec.AnalysesSpec` when that module is present.
-``[report]``
-    optional: ``disclosure_threshold`` (int >= 1, default 10), the smallest count published.
+
+``[analyses]`` belongs to the models (:class:`hospstudy.models.spec.AnalysesSpec`) and ``[report]``
+to the report (:class:`hospstudy.report.spec.ReportSpec`); this module does not read them.
 
 A CONDITION is one of ``{table = "diagnoses", codes = LIST, roles = [...]}``,
 ``{table = "procedures", codes = LIST, window = [FROM, TO]}``,
@@ -24,42 +24,28 @@ A CONDITION is one of ``{table = "diagnoses", codes = LIST, roles = [...]}``,
 ``{field = NAME, ge = 18}`` (also eq, ne, lt, le, gt, in, not_in, between, is_null; a value may be
 ``{field = OTHER}``), ``{all = [...]}``, ``{any = [...]}``, ``{not = {...}}``.
 
-:meth:`Study.load` reports every problem at once (:class:`~hospstudy.errors.StudyFileError`,
+:meth:`hospstudy.Study.load` reports every problem at once (:class:`~hospstudy.errors.StudyFileError`,
 exit code 2), each naming its field path and what is allowed.
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from hospstudy.cohort import codelists as cl
 from hospstudy.data.schema import BILLING_KINDS, DIAGNOSIS_ROLES, TABLES
 from hospstudy.errors import StudyFileError
+from hospstudy.settings import Settings, format_errors
+from hospstudy.settings import validate_section as _validate
 
-
-def read_study_file(path) -> dict:
-    """The parsed TOML of a study file (the one reader: a missing file, invalid TOML or
-    non-UTF-8 text is a StudyFileError naming the file, exit 2)."""
-    path = Path(path)
-    if not path.is_file():
-        raise StudyFileError(f"{path}: no such study file", [f"{path}: no such study file"])
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise StudyFileError(f"{path}: not valid TOML: {e}", [f"toml: {e}"]) from None
-    except UnicodeDecodeError as e:
-        raise StudyFileError(f"{path}: not UTF-8 text ({e})", [f"file: not UTF-8 ({e})"]) from None
 
 Scalar = Union[bool, int, float, str]
 
 
-class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+_Settings = Settings
 
 
 class FieldRef(_Settings):
@@ -229,34 +215,6 @@ class CohortSpec(_Settings):
     steps: tuple[Step, ...] = ()
 
 
-DEFAULT_DISCLOSURE_THRESHOLD = 10
-
-
-class ReportSpec(_Settings):
-    """The optional ``[report]`` section: settings of the published outputs."""
-
-    disclosure_threshold: int = Field(
-        DEFAULT_DISCLOSURE_THRESHOLD, strict=True, ge=1,
-        description="Smallest count shown outside OUT/private/ (smaller counts print as '<N').",
-    )
-
-
-def report_settings(raw: dict | None, path=None) -> ReportSpec:
-    """The validated ``[report]`` section of a parsed study file (defaults when absent).
-
-    Raises
-    ------
-    StudyFileError
-        The section is not a table or a value breaks its rule; the message names the field path.
-    """
-    problems: list[str] = []
-    spec = _validate(ReportSpec, (raw or {}).get("report"), "report", problems)
-    if problems:
-        where = str(path) if path is not None else "study file"
-        raise StudyFileError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
-    return spec
-
-
 # ---- derivations: one column each ------------------------------------------------------------
 
 OutType = Literal["bool", "int", "float", "string", "date"]
@@ -380,7 +338,8 @@ Derivation = Annotated[
 KINDS = ("field", "volume", "scale", "quantile_group", "cut", "bmi", "adl", "flag", "case", "score", "days_between")
 _DERIV = TypeAdapter(Derivation)
 SECTIONS = ("exposures", "covariates", "outcomes")
-TOP_KEYS = ("study", "codelists", "cohort", *SECTIONS, "analyses", "report")
+#: The study-file sections this stage reads (hospstudy.study composes them with the other stages').
+SECTION_KEYS = ("study", "codelists", "cohort", *SECTIONS)
 
 ADMISSION_FIELDS = tuple(c.name for c in TABLES["admissions"])
 FACILITY_FIELDS = ("cancer_center", "beds", "teaching", "region", "facility_record")
@@ -415,35 +374,33 @@ def derivation_lists(d) -> set[str]:
     return set()
 
 
-class Study:
-    """A validated study file.
+class CohortDefinition:
+    """The cohort stage's part of a study file, validated: what the engine needs to build the
+    analytic dataset. The whole study file (this plus ``[analyses]``, ``[report]``, …) is read by
+    :class:`hospstudy.study.Study`, which is a CohortDefinition with the other stages' settings.
 
     Attributes
     ----------
     path, info (:class:`StudyInfo`), codelists (name -> tuple of :class:`~hospstudy.cohort.codelists.Pattern`),
     codelist_meta (name -> :class:`CodeListEntry`), cohort (:class:`CohortSpec`),
-    derivations (section -> {column: settings}, in file order), analyses (an
-    ``AnalysesSpec`` when hospstudy.models.spec imports, else the raw dict), report
-    (:class:`ReportSpec`), raw (the parsed TOML).
+    derivations (section -> {column: settings}, in file order), raw (the parsed TOML).
 
     Examples
     --------
-    >>> from hospstudy.cohort import Study
+    >>> from hospstudy import Study
     >>> study = Study.load("studies/spinal_metastasis.toml")      # doctest: +SKIP
     >>> result = study.build_cohort("data/demo")                  # doctest: +SKIP
     >>> result.analytic.shape, result.attrition[["name", "patients"]]  # doctest: +SKIP
     """
 
-    def __init__(self, path, raw, info, codelists, codelist_meta, cohort, derivations, analyses, report=None):
+    def __init__(self, path, raw, info, codelists, codelist_meta, cohort, derivations):
         self.path = path
-        self.report = report if report is not None else ReportSpec()
         self.raw = raw
         self.info = info
         self.codelists = codelists
         self.codelist_meta = codelist_meta
         self.cohort = cohort
         self.derivations = derivations
-        self.analyses = analyses
 
     @property
     def name(self) -> str:
@@ -472,20 +429,25 @@ class Study:
         return list(self.key_columns) + [c for c, d in self.columns.items() if d.keep and c not in self.key_columns]
 
     @classmethod
-    def load(cls, path) -> "Study":
-        """Parse and validate a study file; every problem at once in one StudyFileError."""
-        return cls.from_dict(read_study_file(path), Path(path))
-
-    @classmethod
-    def from_dict(cls, raw: dict, path: Path | None = None) -> "Study":
-        """Validate an already parsed study (``path`` locates code-list files)."""
-        base = path.parent if path is not None else Path.cwd()
+    def from_dict(cls, raw: dict, path: Path | None = None) -> "CohortDefinition":
+        """Validate the cohort sections of an already parsed study file (``path`` locates
+        code-list files); every problem at once in one StudyFileError. Other sections are not
+        read here."""
         problems: list[str] = []
-        for k in raw:
-            if k not in TOP_KEYS:
-                problems.append(f"{k}: unknown section; allowed: {', '.join(TOP_KEYS)}")
+        parsed = cls.parse(raw, path, problems)
+        if problems:
+            where = str(path) if path is not None else "study file"
+            raise StudyFileError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
+        return cls(path, raw, *parsed[:-1])
 
-        info = _validate(StudyInfo, raw.get("study"), "study", problems)
+    @staticmethod
+    def parse(raw: dict, path: Path | None, problems: list[str]):
+        """The cohort sections of a parsed study file, each problem appended to ``problems``:
+        ``(info, codelists, codelist_meta, cohort, derivations, analytic_columns)``, where
+        ``analytic_columns`` are the columns the analytic dataset will hold (for the other
+        stages' cross-checks). Meaningful only when no problem was added."""
+        base = path.parent if path is not None else Path.cwd()
+        info = _validate(StudyInfo, raw.get("study"), "study", problems, required=True)
 
         # code lists
         raw_lists: dict[str, list] = {}
@@ -581,37 +543,12 @@ class Study:
                 derivations[sec][col] = d
                 defined.append(col)
 
-        report = _validate(ReportSpec, raw.get("report"), "report", problems)
-
-        # analyses
-        analyses = raw.get("analyses")
-        if analyses is not None:
-            from hospstudy.models.spec import AnalysesSpec
-
-            try:
-                analyses = AnalysesSpec.from_table(analyses, "analyses")
-            except StudyFileError as e:
-                problems.extend(re.sub(r"\.(\d+)(?=[.\[]|$)", r"[\1]", p.split(":", 1)[0]) + ":" + p.split(":", 1)[1]
-                                if ":" in p else p for p in e.problems)
-                analyses = None
-            else:
-                have = set(defined) | {"patient_id", "admission_id", "hospital_id", "fiscal_year"}
-                if index is not None:
-                    have.add(index.date_column)
-                kept = {c for s in SECTIONS for c, d in derivations[s].items() if not d.keep}
-                for c, f in analyses.columns().items():
-                    if c not in have or c in kept:
-                        problems.append(
-                            f"analyses.{f}: column '{c}' is not in the analytic dataset; "
-                            f"defined columns: {', '.join(c for c in defined if c not in kept)}"
-                        )
-
-        if problems:
-            where = str(path) if path is not None else "study file"
-            raise StudyFileError(
-                f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems
-            )
-        return cls(path, raw, info, lists, meta, cohort, derivations, analyses, report)
+        have = set(defined) | {"patient_id", "admission_id", "hospital_id", "fiscal_year"}
+        if index is not None:
+            have.add(index.date_column)
+        kept = {c for s in SECTIONS for c, d in derivations[s].items() if not d.keep}
+        analytic_columns = [c for c in defined if c not in kept]
+        return info, lists, meta, cohort, derivations, (have - kept, analytic_columns)
 
     def build_cohort(self, data_dir, engine: str = "duckdb", spark=None, spark_master: str | None = None,
                      validate: bool = True, progress=None):
@@ -708,22 +645,6 @@ def _read_list_file(path: Path, list_name: str | None) -> list[str]:
     return rows
 
 
-def _validate(model, value, where: str, problems: list[str]):
-    if value is None:
-        value = {}
-        if model in (StudyInfo, CohortSpec):
-            problems.append(f"{where}: missing section [{where}]")
-            return None
-    if not isinstance(value, dict):
-        problems.append(f"{where}: must be a table")
-        return None
-    try:
-        return model.model_validate(value)
-    except ValidationError as e:
-        problems.extend(_format(e, where, model))
-        return None
-
-
 def _validate_derivation(value, where, problems):
     if not isinstance(value, dict):
         problems.append(f"{where}: must be a table with a 'kind' (one of {', '.join(KINDS)})")
@@ -739,56 +660,5 @@ def _validate_derivation(value, where, problems):
         return _DERIV.validate_python(value)
     except ValidationError as e:
         model = {m.model_fields["kind"].annotation.__args__[0]: m for m in Derivation.__origin__.__args__}[kind]
-        problems.extend(_format(e, where, model, strip_tag=kind))
+        problems.extend(format_errors(e, where, model, strip_tag=kind))
         return None
-
-
-def _format(e: ValidationError, where: str, model, strip_tag: str | None = None) -> list[str]:
-    out = []
-    for err in e.errors():
-        loc = list(err["loc"])
-        if strip_tag is not None and loc and loc[0] == strip_tag:
-            loc = loc[1:]
-        loc = [p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "tagged-union")))]
-        # pydantic adds the member type of a union to the path (`eq.int`); drop it
-        loc = [p for p in loc if p not in ("bool", "int", "float", "str", "FieldRef", "Condition")]
-        path = where
-        for p in loc:
-            path += f"[{p}]" if isinstance(p, int) else f".{p}"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            parent = _model_at(model, loc[:-1])
-            allowed = sorted((f.alias or n) for n, f in parent.model_fields.items()) if parent else []
-            msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
-        elif err["type"] == "missing":
-            msg = "required key missing"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        line = f"{path}: {msg}"
-        if line not in out:
-            out.append(line)
-    return out
-
-
-def _model_at(model, loc):
-    import typing
-
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = {(f.alias or n): f for n, f in model.model_fields.items()}
-        f = fields.get(part)
-        if f is None:
-            return None
-        stack = [f.annotation]
-        found = None
-        while stack:
-            a = stack.pop()
-            if isinstance(a, type) and issubclass(a, BaseModel):
-                found = a
-                break
-            stack.extend(typing.get_args(a))
-        if found is None:
-            return None
-        model = found
-    return model

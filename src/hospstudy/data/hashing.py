@@ -1,6 +1,6 @@
 """Content hashes of a database folder and of settings: what the stage caches key on.
 
-``hospstudy run`` (report.pipeline) keys every stage on them, and ``hospstudy cohort`` uses
+``hospstudy run`` (run.pipeline) keys every stage on them, and ``hospstudy cohort`` uses
 them to skip re-validating a database whose files did not change since they validated clean.
 """
 

@@ -42,6 +42,7 @@ from threadpoolctl import threadpool_limits
 from hospstudy.console import console, progress
 from hospstudy.errors import HospstudyError, InputError, StudyFileError, param_error
 from hospstudy.models.spec import AnalysesSpec
+from hospstudy.privacy import is_count_name, is_small
 
 SCHEMA_VERSION = "hospstudy.results/1"
 RESULT_COLUMNS = [
@@ -138,15 +139,11 @@ def _suppress_table(table: pd.DataFrame, threshold: int | None) -> pd.DataFrame:
     if threshold is None:
         return t
     for c in COUNT_COLUMNS:
-        v = pd.to_numeric(t[c], errors="coerce")
-        small = (v >= 1) & (v < threshold)
+        small = t[c].map(lambda v: is_small(v, threshold))
         if small.any():
             t[c] = t[c].astype(object)
             t.loc[small, c] = f"<{threshold}"
     return t
-
-
-_COUNT_KEY = re.compile(r"^(n|n_.*|.*_n|events|.*_events|n_risk|n_event|clusters|hospitals|patients|count|.*_count|observed)$")
 
 
 def _suppress_counts(obj, threshold: int):
@@ -155,11 +152,11 @@ def _suppress_counts(obj, threshold: int):
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            if _COUNT_KEY.match(str(k)):
+            if is_count_name(k):
                 if isinstance(v, list):
-                    out[k] = [f"<{threshold}" if _small(x, threshold) else x for x in v]
+                    out[k] = [f"<{threshold}" if is_small(x, threshold) else x for x in v]
                     continue
-                if _small(v, threshold):
+                if is_small(v, threshold):
                     out[k] = f"<{threshold}"
                     continue
             out[k] = _suppress_counts(v, threshold)
@@ -168,9 +165,6 @@ def _suppress_counts(obj, threshold: int):
         return [_suppress_counts(v, threshold) for v in obj]
     return obj
 
-
-def _small(v, threshold):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and 1 <= v < threshold
 
 
 def _jsonable(obj):
@@ -209,7 +203,7 @@ def load_spec(study_or_spec) -> AnalysesSpec:
     if isinstance(study_or_spec, dict):
         return AnalysesSpec.from_table(study_or_spec)
     if isinstance(study_or_spec, (str, Path)):
-        from hospstudy.cohort.spec import read_study_file
+        from hospstudy.settings import read_study_file
 
         path = Path(study_or_spec)
         doc = read_study_file(path)
@@ -764,7 +758,7 @@ def _published_cif(part: pd.DataFrame, event: int, competing: int, threshold: in
     """One group's curve as published: the origin (time 0, incidence 0), then the exact
     Aalen–Johansen estimates (and limits) at the times :func:`coarsen_cif_steps` allows, each
     step holding at least ``threshold`` events of either cause."""
-    from hospstudy.models.competing import coarsen_cif_steps
+    from hospstudy.privacy import coarsen_cif_steps
 
     ev = part[part.cause == event].set_index("time").sort_index()
     co = part[part.cause == competing].set_index("time").reindex(ev.index)
@@ -838,7 +832,7 @@ def run_analyses(study_or_spec, analytic_df: pd.DataFrame, seed: int = 0, *, sho
 
     Examples
     --------
-    >>> from hospstudy.cohort import Study                                   # doctest: +SKIP
+    >>> from hospstudy import Study                                          # doctest: +SKIP
     >>> study = Study.load("studies/spinal_metastasis.toml")                # doctest: +SKIP
     >>> analytic = pd.read_parquet("out/private/analytic.parquet")         # doctest: +SKIP
     >>> res = run_analyses(study, analytic, out="out")                      # doctest: +SKIP

@@ -34,6 +34,7 @@ from scipy import sparse, stats
 
 from hospstudy.errors import ConvergenceWarning, InputError, ModelError, param_error
 from hospstudy.models.base import ModelResult, design
+from hospstudy.privacy.rules import coarsen_cif_steps  # noqa: F401  (public here since 0.1)
 
 __all__ = [
     "CoxFit",
@@ -724,58 +725,3 @@ def cumulative_incidence(
         res.insert(0, "group", g)
         parts.append(res)
     return pd.concat(parts, ignore_index=True)
-
-
-def coarsen_cif_steps(n_risk, n_events, threshold: int = 10) -> np.ndarray:
-    """Indices of the times at which a cumulative incidence curve may be published.
-
-    Disclosure control of a step curve (the rule OpenSAFELY and ONS apply to Kaplan–Meier and
-    cumulative incidence curves): a step must not show fewer than ``threshold`` events. Walking
-    the times in order, a time is published when the events of every cause since the last
-    published time (or since the origin) reach ``threshold``; the walk stops at the first time
-    with fewer than ``threshold`` patients at risk, so the curve ends there (or earlier, at the
-    last published time: events after it that never reach ``threshold`` are not shown). The
-    caller publishes the exact estimate at each returned time and the origin (time 0,
-    incidence 0).
-
-    Parameters
-    ----------
-    n_risk : array_like of int, one per distinct time in increasing order
-        Patients at risk just before each time (as :func:`cumulative_incidence` reports it).
-    n_events : array_like of int, same length
-        Events at each time, all causes together (event of interest plus competing events);
-        0 at a time with censorings only.
-    threshold : int
-        Smallest number of events in a published step and of patients at risk at a published time.
-
-    Returns
-    -------
-    numpy.ndarray of int
-        Positions into the inputs, increasing. Between two consecutive positions (and from the
-        origin to the first) at least ``threshold`` events occurred, and every position has at
-        least ``threshold`` patients at risk. Empty when fewer than ``threshold`` events occur
-        while ``threshold`` or more are at risk.
-
-    Examples
-    --------
-    >>> coarsen_cif_steps([40, 35, 30, 22, 12, 9], [5, 4, 6, 10, 2, 3], threshold=10).tolist()
-    [2, 3]
-    """
-    n_risk = np.asarray(n_risk, dtype=float)
-    n_events = np.asarray(n_events, dtype=float)
-    if n_risk.shape != n_events.shape or n_risk.ndim != 1:
-        raise InputError("coarsen_cif_steps: n_risk and n_events must be 1-D arrays of the same length")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or threshold < 1:
-        raise param_error("coarsen_cif_steps", "threshold", "an integer >= 1", threshold)
-    if np.any(np.diff(n_risk) > 0):
-        raise InputError("coarsen_cif_steps: n_risk must not increase (one value per time, in time order)")
-    keep = []
-    since = 0.0
-    for j in range(len(n_risk)):
-        if n_risk[j] < threshold:
-            break
-        since += n_events[j]
-        if since >= threshold:
-            keep.append(j)
-            since = 0.0
-    return np.asarray(keep, dtype=int)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from hospstudy.errors import InputError
 from hospstudy.report import figures as F
-from hospstudy.report.disclosure import DEFAULT_THRESHOLD, fmt_count, suppress_table
+from hospstudy.privacy import DEFAULT_THRESHOLD, fmt_count, suppress_table
 from hospstudy.report.results import MODEL_LABELS, SCALE_LABELS, Results, classify, exposure_term_mask
 from hospstudy.report.tables import (
     ReportTable, as_bool, attrition_table, crude_outcomes, fmt_ci, fmt_num, fmt_p, label, safe_attrition, table1, trends_table,

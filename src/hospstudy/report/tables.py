@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hospstudy.report.disclosure import DEFAULT_THRESHOLD, fmt_count, suppress_chain, suppress_table
+from hospstudy.privacy import DEFAULT_THRESHOLD, fmt_count, safe_attrition, suppress_table
 
 SUPPRESSION_NOTE = (
     "Counts of 1–{m} are shown as <{t}; “—” marks a cell hidden so that a small count cannot be "
@@ -85,22 +85,6 @@ def fmt_ci(est: float, lo: float, hi: float, digits: int = 2) -> str:
 # --------------------------------------------------------------------------------------------
 # attrition
 # --------------------------------------------------------------------------------------------
-def safe_attrition(attrition: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """The attrition table with every count disclosure-safe (strings), for ``OUT/attrition.csv``.
-
-    Both chains (admissions and patients) are suppressed with :func:`suppress_chain`.
-    """
-    a = attrition.sort_values("step").reset_index(drop=True)
-    out = a[["step", "name", "description"]].copy()
-    for unit in ("admissions", "patients"):
-        rem = a[unit].astype("int64").tolist()
-        hide_rem, hide_rmv = suppress_chain(rem, threshold)
-        removed = [0] + [rem[k - 1] - rem[k] for k in range(1, len(rem))]
-        out[unit] = [fmt_count(v, threshold, h) for v, h in zip(rem, hide_rem)]
-        out[f"{unit}_removed"] = ["" if k == 0 else fmt_count(v, threshold, h) for k, (v, h) in enumerate(zip(removed, hide_rmv))]
-    return out[["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]]
-
-
 def attrition_table(attrition: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> ReportTable:
     s = safe_attrition(attrition, threshold)
     frame = pd.DataFrame({

@@ -1,0 +1,509 @@
+"""The whole run, above every stage: ``hospstudy run`` and ``hospstudy demo``.
+
+Stages run in one direction: validate → cohort → analyses → report → check-disclosure.
+Each computing stage is cached under ``OUT/private/cache/state.json`` by a key that hashes
+its own settings and the keys of the stages before it (plus the input files' hashes for the
+first ones), so a re-run after changing only ``[analyses]`` reuses the cohort, and a re-run
+with nothing changed only re-renders the report. ``force=True`` rebuilds every stage.
+
+Layout of OUT written here::
+
+    OUT/report.html, tables.xlsx, results.json, results.csv, attrition.csv, figures/
+    OUT/run.json                 what ran: study, data folder, seed, engine, versions, hashes
+    OUT/study.toml               a copy of the study file
+    OUT/private/analytic.parquet patient-level data, never shared
+    OUT/private/attrition.csv    exact attrition counts
+    OUT/private/analyses/        the analyses runner's unsuppressed output
+    OUT/private/cache/           stage keys
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hospstudy.console import console
+from hospstudy.data.hashing import input_file_hashes, settings_key, sha256_file, validation_key
+from hospstudy.errors import DataValidationError, InputError
+from hospstudy.settings import read_study_file
+
+#: Default seed of ``hospstudy synth`` and of the demo (same seed, same database, same report).
+DEFAULT_SEED = 20240601
+DEMO_DATA = Path("data/demo")
+DEMO_OUT = Path("out/demo")
+FLAGSHIP = "spinal_metastasis.toml"
+
+_CACHE_VERSION = 1
+TABLE_ROWS = ("facilities", "admissions", "diagnoses", "procedures", "billing")
+
+
+def split_study_settings(study_path: Path) -> tuple[dict, dict]:
+    """The study file as (cohort settings, analyses settings): everything but ``[analyses]``,
+    and ``[analyses]`` alone. Raises StudyFileError naming the file when it cannot be read."""
+    doc = read_study_file(study_path)
+    analyses = doc.pop("analyses", {})
+    # code-list files are part of the cohort's settings: hash their content, not their name
+    base = Path(study_path).parent
+    files = {}
+    for name, entry in (doc.get("codelists") or {}).items():
+        if isinstance(entry, dict) and entry.get("file"):
+            f = base / entry["file"]
+            files[entry["file"]] = sha256_file(f) if f.is_file() else "missing"
+    if files:
+        doc["_codelist_files"] = files
+    return doc, analyses
+
+
+def _report_code_hash() -> str:
+    """Hash of the report package's own files: a changed template or renderer re-renders."""
+    import hospstudy.report
+
+    here = Path(hospstudy.report.__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(here.rglob("*")):
+        if p.is_file() and p.suffix in (".py", ".j2", ".toml"):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def find_flagship() -> Path:
+    """The flagship study file: ``studies/spinal_metastasis.toml`` of the checkout (or of the
+    current folder)."""
+    candidates = [Path.cwd() / "studies" / FLAGSHIP, Path(__file__).resolve().parents[3] / "studies" / FLAGSHIP]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise InputError(f"flagship study file not found; looked for {', '.join(map(str, candidates))}")
+
+
+# --------------------------------------------------------------------------------------------
+# validate
+# --------------------------------------------------------------------------------------------
+def validate_data(data_dir: Path, render: bool = True):
+    """Validate a database with :func:`hospstudy.data.validate.validate_database`; raise
+    :class:`DataValidationError` (exit 1) when it has errors. Returns the validation report."""
+    from hospstudy.data.validate import validate_database
+
+    report = validate_database(Path(data_dir))
+    if render:
+        report.render(console)
+    if not report.ok:
+        raise DataValidationError(f"{data_dir}: the database breaks the data model (see the findings above)", report)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+# --------------------------------------------------------------------------------------------
+def _summarise_database(data_dir: Path) -> dict[str, Any]:
+    """Row counts of each table and the years covered, read from Parquet metadata only."""
+    import pyarrow.parquet as pq
+
+    from hospstudy.data.readers import locate_tables
+
+    summary: dict[str, Any] = {}
+    for name, src in locate_tables(data_dir).items():
+        if src.format == "parquet":
+            summary[name] = sum(pq.ParquetFile(p).metadata.num_rows for p in src.paths)
+    truth = Path(data_dir) / "truth.json"
+    if truth.is_file():
+        try:
+            gen = json.loads(truth.read_text()).get("generator", {})
+            for k in ("seed", "scale", "years"):
+                if k in gen:
+                    summary[k] = gen[k]
+        except json.JSONDecodeError:
+            pass
+    return summary
+
+
+def validated_before(data_dir: Path, out_dir: Path) -> bool:
+    """True when a run into ``out_dir`` validated exactly these database files clean (same
+    content hashes, memoised by size and mtime): the demo's re-run then skips validation."""
+    state = _read_state(Path(out_dir) / "private" / "cache" / "state.json")
+    if state.get("data") != str(Path(data_dir).resolve()) or "validate" not in state.get("keys", {}):
+        return False
+    memo = dict(state.get("hash_memo", {}))
+    return validation_key(input_file_hashes(data_dir, memo)) == state["keys"]["validate"]
+
+
+def ensure_demo_database(data_dir: Path = DEMO_DATA, seed: int = DEFAULT_SEED, scale: float = 1.0,
+                         years: tuple[int, int] = (2012, 2020), out_dir: Path | None = None) -> tuple[Path, bool]:
+    """Generate the synthetic database into ``data_dir`` unless a clean one is already there.
+
+    An existing folder is kept when it holds ``truth.json`` and validates clean; a folder with
+    a ``truth.json`` that fails validation, or written with another seed or scale, is
+    regenerated; a non-empty folder without ``truth.json`` (someone's own data) is never
+    overwritten. Returns ``(data_dir, generated)``.
+    """
+    data_dir = Path(data_dir)
+    truth = data_dir / "truth.json"
+    if truth.is_file():
+        same = True
+        try:
+            t = json.loads(truth.read_text())
+            gen = t.get("generator", t)
+            same = gen.get("seed", seed) == seed and float(gen.get("scale", scale)) == float(scale)
+        except (json.JSONDecodeError, TypeError, ValueError):
+            same = False
+        if same:
+            if out_dir is not None and validated_before(data_dir, out_dir):
+                console.print(f"[green]✓[/] using the synthetic database in [bold]{data_dir}[/] (validated clean before, files unchanged)")
+                return data_dir, False
+            try:
+                with console.status("[bold]validating the database…"):
+                    validate_data(data_dir, render=False)
+                console.print(f"[green]✓[/] using the synthetic database in [bold]{data_dir}[/] (validates clean)")
+                return data_dir, False
+            except (DataValidationError, InputError) as e:
+                console.print(f"[yellow]![/] {data_dir} does not validate ({e}); regenerating it")
+        else:
+            console.print(f"[yellow]![/] {data_dir} was generated with another seed or scale; regenerating it")
+    elif data_dir.exists() and any(data_dir.iterdir()):
+        raise InputError(
+            f"{data_dir}: folder exists and is not a synthetic database (no truth.json); "
+            "pass another --data folder, or remove it yourself"
+        )
+    from hospstudy.data.synth import generate
+
+    t0 = time.perf_counter()
+    with console.status(f"[bold]generating the synthetic database (scale {scale}, seed {seed})…"):
+        generate(data_dir, seed=seed, scale=scale, years=years, overwrite=True)
+    console.print(f"[green]✓[/] synthetic database generated in [bold]{data_dir}[/] "
+                  f"[dim]({time.perf_counter() - t0:.1f} s)[/]")
+    return data_dir, True
+
+
+@dataclass
+class DemoResult:
+    data: Path
+    generated: bool
+    summary: dict[str, Any]
+    run: "RunResult | None" = None
+
+
+def demo(data_dir: Path = DEMO_DATA, out_dir: Path = DEMO_OUT, seed: int = DEFAULT_SEED, scale: float = 1.0,
+         engine: str = "duckdb", force: bool = False) -> DemoResult:
+    """The first thing a new user runs: the default synthetic database (generated when absent),
+    validated, then the flagship study run into ``out_dir``.
+    """
+    data_dir, generated = ensure_demo_database(Path(data_dir), seed=seed, scale=scale, out_dir=Path(out_dir))
+    report = None
+    if generated:
+        with console.status("[bold]validating the database…"):
+            report = validate_data(data_dir, render=False)
+        console.print(f"[green]✓[/] {data_dir} validates clean")
+    summary = _summarise_database(data_dir)
+    for k, v in summary.items():
+        console.print(f"  {k}: {v:,} rows" if k in TABLE_ROWS else f"  {k}: {v}")
+    result = DemoResult(data_dir, generated, summary)
+    # an existing database was validated (or found validated) just now: the run need not repeat it
+    result.run = run_study(find_flagship(), data_dir, Path(out_dir), engine=engine, seed=seed, force=force,
+                           validated=report if report is not None else True)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# run
+# --------------------------------------------------------------------------------------------
+STAGES = ("validate", "cohort", "analyses", "report", "check-disclosure")
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_study` did: the output folder, the report's path, per stage 'ran' or
+    'cached' with its seconds, and the disclosure violations found (empty when shareable)."""
+
+    out: Path
+    report: Path
+    stages: dict[str, str]
+    violations: list
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("hospstudy", "numpy", "scipy", "pandas", "pyarrow", "duckdb", "ibis-framework", "statsmodels", "matplotlib"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        state = json.loads(path.read_text())
+        return state if state.get("version") == _CACHE_VERSION else {"version": _CACHE_VERSION}
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"version": _CACHE_VERSION}
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, (_dt.date, _dt.datetime)):
+        return o.isoformat()
+    if isinstance(o, Path):
+        return str(o)
+    try:
+        import pandas as pd
+
+        if isinstance(o, pd.DataFrame):
+            return o.to_dict("records")
+        if o is pd.NA:
+            return None
+    except ImportError:
+        pass
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _analyses_document(res) -> dict:
+    """The runner's result as one JSON document (``table`` plus extras), whatever the result's shape."""
+    if hasattr(res, "to_dict"):
+        doc = res.to_dict()
+    else:
+        doc = {"table": getattr(res, "table"), "extras": getattr(res, "extras", {}) or {}}
+        for k in ("failures", "errors", "meta"):
+            if getattr(res, k, None):
+                doc[k] = getattr(res, k)
+    return json.loads(json.dumps(doc, default=_json_default))
+
+
+def publish_results(raw: dict, out_dir: Path, threshold: int) -> None:
+    """Write the shareable ``OUT/results.json`` and ``OUT/results.csv`` from the runner's raw
+    document: identifiers dropped, counts below ``threshold`` shown as ``<threshold``, per-hospital
+    records with a small count dropped."""
+    import pandas as pd
+
+    from hospstudy.privacy import sanitize_json
+
+    safe = sanitize_json(raw, threshold)
+    safe.setdefault("meta", {})["disclosure_threshold"] = threshold
+    _write_json(out_dir / "results.json", safe)
+    table = pd.DataFrame(safe.get("table", []))
+    table.to_csv(out_dir / "results.csv", index=False)
+
+
+def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path, engine: str = "duckdb",
+              seed: int | None = None, force: bool = False, threshold: int | None = None, validated=None) -> RunResult:
+    """Run a study from a database folder to a checked, shareable output folder.
+
+    Parameters
+    ----------
+    study_path : path
+        The study file (TOML).
+    data_dir : path
+        The database folder (DPC layout).
+    out_dir : path
+        Output folder (created). Patient-level files go to ``out_dir/private/`` only.
+    engine : {'duckdb', 'spark'}
+    seed : int, optional
+        Seed of the analyses (bootstrap, resampling); default :data:`DEFAULT_SEED`.
+    force : bool
+        Rebuild every stage even when its cache key matches.
+    threshold : int, optional
+        Smallest count shown; default the study's ``[report] disclosure_threshold`` or 10.
+    validated : optional
+        A validation report of ``data_dir`` already obtained (skips the validate stage).
+
+    Returns
+    -------
+    RunResult
+        ``violations`` lists what :func:`~hospstudy.privacy.check_disclosure` found;
+        the CLI exits 1 when it is not empty.
+    """
+    from hospstudy.privacy import check_disclosure
+    from hospstudy.report.html import build_report
+
+    study_path, data_dir, out_dir = Path(study_path), Path(data_dir), Path(out_dir)
+    seed = DEFAULT_SEED if seed is None else int(seed)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: no such database folder")
+    cohort_settings, analyses_settings = split_study_settings(study_path)
+    if threshold is None:
+        # the study file's [report] section, validated by the same rules as Study.load
+        from hospstudy.report.spec import report_settings
+
+        threshold = report_settings(cohort_settings, study_path).disclosure_threshold
+    priv = out_dir / "private"
+    priv.mkdir(parents=True, exist_ok=True)
+    state_path = priv / "cache" / "state.json"
+    state = _read_state(state_path)
+    stages: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def done(name: str, how: str, t0: float) -> None:
+        seconds[name] = round(time.perf_counter() - t0, 2)
+        stages[name] = how
+        mark = "[green]✓[/]" if how == "ran" else "[cyan]↺[/]"
+        console.print(f"{mark} {name} [dim]({how}, {seconds[name]:.1f} s)[/]")
+
+    # -- input hashes (memoised by size and mtime) and the stage keys
+    t0 = time.perf_counter()
+    memo = state.get("hash_memo", {}) if state.get("data") == str(data_dir.resolve()) else {}
+    with console.status("[bold]hashing input files…"):
+        hashes = input_file_hashes(data_dir, memo)
+    state["hash_memo"], state["data"] = memo, str(data_dir.resolve())
+    seconds["hash inputs"] = round(time.perf_counter() - t0, 2)
+    study_sha = sha256_file(study_path)
+    k_validate = validation_key(hashes)
+    # [report] settings (the disclosure threshold) do not change the cohort: left out of its key
+    k_cohort = settings_key("cohort", {k: v for k, v in cohort_settings.items() if k != "report"}, engine, k_validate)
+    # the threshold shapes the published extras (curve steps, funnel points): part of the key
+    k_analyses = settings_key("analyses", analyses_settings, seed, threshold, k_cohort)
+    keys = state.setdefault("keys", {})
+
+    def fresh(name: str, key: str, *paths: Path) -> bool:
+        return not force and keys.get(name) == key and all(p.exists() for p in paths)
+
+    # -- validate
+    t0 = time.perf_counter()
+    if validated is not None:
+        same = keys.get("validate") == k_validate
+        keys["validate"] = k_validate
+        done("validate", "cached" if same and not force else "ran", t0)
+    elif fresh("validate", k_validate):
+        done("validate", "cached", t0)
+    else:
+        with console.status("[bold]validating the database…"):
+            validate_data(data_dir, render=False)
+        keys["validate"] = k_validate
+        done("validate", "ran", t0)
+    _write_json(state_path, state)
+
+    # -- cohort
+    t0 = time.perf_counter()
+    analytic_path, attrition_path = priv / "analytic.parquet", priv / "attrition.csv"
+    from hospstudy.study import Study
+
+    study = Study.load(study_path)
+    if fresh("cohort", k_cohort, analytic_path, attrition_path):
+        done("cohort", "cached", t0)
+    else:
+        import pyarrow.parquet as pq
+
+        keys.pop("cohort", None)
+        keys.pop("analyses", None)
+        with console.status(f"[bold]building the cohort on {engine}…") as status:
+            res = study.build_cohort(data_dir, engine=engine, validate=False,
+                                     progress=lambda s: status.update(f"[bold]cohort: {s}…"))
+        pq.write_table(res.table, analytic_path)
+        res.attrition.to_csv(attrition_path, index=False)
+        if getattr(res, "dictionary", None) is not None:
+            res.dictionary.to_csv(out_dir / "dictionary.csv", index=False)
+        keys["cohort"] = k_cohort
+        done("cohort", "ran", t0)
+        console.print(f"  [dim]{len(res.analytic):,} patients in the analytic dataset[/]")
+    _write_json(state_path, state)
+
+    # -- analyses
+    t0 = time.perf_counter()
+    raw_results = priv / "analyses" / "results.json"
+    if fresh("analyses", k_analyses, raw_results):
+        done("analyses", "cached", t0)
+    else:
+        import pandas as pd
+
+        from hospstudy.models import analyses as _analyses
+
+        analytic = pd.read_parquet(analytic_path)
+        keys.pop("analyses", None)
+        with console.status("[bold]running the analyses…"):
+            res = _call_runner(_analyses.run_analyses, study, analytic, seed, priv / "analyses", threshold)
+        doc = _analyses_document(res)
+        _write_json(raw_results, doc)
+        keys["analyses"] = k_analyses
+        done("analyses", "ran", t0)
+    if raw_results.exists():
+        publish_results(json.loads(raw_results.read_text()), out_dir, threshold)
+    _write_json(state_path, state)
+
+    # -- report: re-rendered when the analyses, the threshold or the report code changed
+    t0 = time.perf_counter()
+    k_report = settings_key("report", k_analyses, threshold, study_sha, _report_code_hash(), raw_results.exists())
+    report_path = out_dir / "report.html"
+    if fresh("report", k_report, report_path, out_dir / "tables.xlsx", out_dir / "run.json"):
+        done("report", "cached", t0)
+        t0 = time.perf_counter()
+        violations = check_disclosure(out_dir, threshold=threshold)
+        done("check-disclosure", "ran", t0)
+        return _finish(out_dir, report_path, stages, violations, seconds, t_all, state, state_path)
+    keys.pop("report", None)
+    shutil.copyfile(study_path, out_dir / "study.toml")
+    if (data_dir / "truth.json").is_file():  # `hospstudy report OUT` must not depend on the data folder staying put
+        shutil.copyfile(data_dir / "truth.json", priv / "truth.json")
+    else:
+        (priv / "truth.json").unlink(missing_ok=True)
+    run_info = {
+        "study": str(study_path.resolve()), "study_sha256": study_sha, "data": str(data_dir.resolve()),
+        "engine": engine, "seed": seed, "threshold": threshold,
+        "run_date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "versions": _versions(), "input_hashes": hashes, "stage_keys": dict(keys),
+    }
+    _write_json(out_dir / "run.json", run_info)
+    with console.status("[bold]rendering the report…"):
+        art = build_report(out_dir)
+    keys["report"] = k_report
+    done("report", "ran", t0)
+
+    # -- check-disclosure
+    t0 = time.perf_counter()
+    violations = check_disclosure(out_dir, threshold=threshold)
+    done("check-disclosure", "ran", t0)
+    return _finish(out_dir, art.html, stages, violations, seconds, t_all, state, state_path)
+
+
+def _finish(out_dir, report_path, stages, violations, seconds, t_all, state, state_path) -> RunResult:
+    from rich.markup import escape
+
+    for v in violations:
+        console.print(f"[red]✗[/] {escape(str(v))}", highlight=False)
+    if violations:
+        console.print(f"[bold red]{len(violations)} disclosure violation(s): {out_dir} is not shareable[/]")
+    seconds["total"] = round(time.perf_counter() - t_all, 2)
+    state["last_run"] = {"stages": stages, "seconds": seconds}
+    _write_json(state_path, state)
+    return RunResult(out_dir, report_path, stages, violations, seconds)
+
+
+def _call_runner(run_analyses: Callable, study, analytic, seed: int, out: Path, threshold: int):
+    """Call the analyses runner, passing ``out`` only when it accepts an output folder (its
+    own files then stay in private/) and the disclosure threshold when it takes one."""
+    import inspect
+
+    params = inspect.signature(run_analyses).parameters
+    kwargs = {"seed": seed}
+    if "disclosure_threshold" in params:
+        kwargs["disclosure_threshold"] = threshold
+    for name in ("out", "out_dir"):
+        if name in params:
+            out.mkdir(parents=True, exist_ok=True)
+            kwargs[name] = out
+    return run_analyses(study, analytic, **kwargs)
