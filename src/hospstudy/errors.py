@@ -59,6 +59,12 @@ class ModelError(ValueError, HospstudyError):
     exit_code = 2
 
 
+class CohortEmptyError(HospstudyError):
+    """A study whose selection steps leave no patient; the message names the step that emptied it."""
+
+    exit_code = 1
+
+
 class DisclosureError(HospstudyError):
     """An output folder that holds a small cell or an identifier."""
 

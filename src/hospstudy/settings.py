@@ -17,14 +17,43 @@ def read_study_file(path) -> dict:
     """The parsed TOML of a study file (the one reader: a missing file, invalid TOML or
     non-UTF-8 text is a StudyFileError naming the file, exit 2)."""
     path = Path(path)
+    if path.is_dir():
+        raise StudyFileError(f"{path}: is a folder, not a study file", [f"{path}: is a folder"])
     if not path.is_file():
         raise StudyFileError(f"{path}: no such study file", [f"{path}: no such study file"])
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise StudyFileError(f"{path}: not valid TOML: {e}", [f"toml: {e}"]) from None
     except UnicodeDecodeError as e:
         raise StudyFileError(f"{path}: not UTF-8 text ({e})", [f"file: not UTF-8 ({e})"]) from None
+    except OSError as e:
+        raise StudyFileError(f"{path}: cannot read the study file ({e.strerror or e})", [f"file: {e}"]) from None
+    except RecursionError:
+        raise StudyFileError(f"{path}: nested deeper than Python's TOML reader can follow",
+                             [f"toml: nested deeper than {MAX_DEPTH} levels"]) from None
+    if _depth(doc) > MAX_DEPTH:
+        raise StudyFileError(f"{path}: tables or arrays nested deeper than {MAX_DEPTH} levels",
+                             [f"toml: nested deeper than {MAX_DEPTH} levels"])
+    return doc
+
+
+#: Deepest nesting of tables and arrays a study file may have (the deepest real condition,
+#: all/any/not inside each other, needs a few dozen).
+MAX_DEPTH = 100
+
+
+def _depth(obj) -> int:
+    """How deeply tables and arrays nest in a parsed TOML document (without recursion)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > MAX_DEPTH:
+            return deepest
+        children = o.values() if isinstance(o, dict) else o if isinstance(o, list) else ()
+        stack.extend((c, d + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
 
 
 class Settings(BaseModel):

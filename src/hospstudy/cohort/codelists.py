@@ -90,9 +90,12 @@ def read_file(path: Path) -> list[str]:
     if path.suffix.lower() == ".csv":
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            if reader.fieldnames is None or "code" not in reader.fieldnames:
-                raise ValueError(f"{path}: a code-list CSV needs a header with a 'code' column")
-            return [row["code"] for row in reader if (row.get("code") or "").strip()]
+            try:
+                if reader.fieldnames is None or "code" not in reader.fieldnames:
+                    raise ValueError(f"{path}: a code-list CSV needs a header with a 'code' column")
+                return [row["code"] for row in reader if (row.get("code") or "").strip()]
+            except csv.Error as e:
+                raise ValueError(f"{path}: a row after line {reader.line_num} is not readable CSV ({e})") from None
     if path.suffix.lower() == ".toml":
         with path.open("rb") as f:
             data = tomllib.load(f)

@@ -80,6 +80,8 @@ class CohortResult:
     table: pa.Table
     engine: str
     timings: dict = field(default_factory=dict)
+    #: code-list entries that match no row of the table they are used with (a typo selects nobody)
+    unmatched_codes: pd.DataFrame | None = None
 
     def write(self, out_dir, threshold: int = 10) -> dict[str, Path]:
         """Write ``private/analytic.parquet`` and ``private/attrition.csv`` (exact counts), and
@@ -558,6 +560,7 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
         analytic_expr = _derivations(study, tables, cohort, status, layers)
         tick("analytic dataset")
         arrow = layers.fetch(analytic_expr)
+        unmatched = unmatched_codes(study, tables, layers.fetch)
     except (DataUnusableError, InputError):
         raise
     except Exception as e:
@@ -570,7 +573,7 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
     table, frame = _finish(study, arrow)
     tick(None)
     dictionary = data_dictionary(study, table)
-    return CohortResult(frame, attrition, dictionary, table, engine, timings)
+    return CohortResult(frame, attrition, dictionary, table, engine, timings, unmatched)
 
 
 def run_validation(data_dir) -> None:
@@ -872,3 +875,64 @@ def describe(d) -> str:
     if isinstance(d, S.DaysDeriv):
         return f"days from {d.start} to {d.end}"
     return ""
+
+
+# ---- code lists that select nobody ------------------------------------------------------------
+
+_CODE_COLUMN = {"diagnoses": "icd10", "procedures": "proc_code", "billing": "code"}
+
+
+def code_list_uses(study) -> set[tuple[str, str]]:
+    """(table, code list) for every place the study matches a code list against a table."""
+    uses = {("procedures", study.cohort.index.procedures)}
+    conds = [st.include if st.include is not None else st.exclude for st in study.cohort.steps]
+    for d in study.columns.values():
+        conds.extend(c for _, c in S._conditions_of(d))
+        if isinstance(d, S.VolumeDeriv):
+            uses.add(("procedures", d.codes))
+        elif isinstance(d, S.ScoreDeriv):
+            uses.update((d.table, c.codes) for c in d.components)
+    for cond in conds:
+        if cond is not None:
+            uses.update((c.table, c.codes) for c in cond.walk() if c.codes)
+    return uses
+
+
+def unmatched_codes(study, tables, fetch) -> pd.DataFrame:
+    """Code-list entries that match no row of the table they are used with.
+
+    Per table used, one query for its distinct codes (a hash aggregate: 0.08 s for 2.7 M
+    diagnosis rows at scale 1, where one predicate per entry took 2.7 s; measured on a loaded
+    machine), then each entry is looked up in the sorted codes by bisection.
+
+    Returns a DataFrame (table, code_list, entry), empty when every entry matches a row.
+    """
+    import bisect
+
+    uses: dict[str, set[str]] = {}
+    for table, name in code_list_uses(study):
+        uses.setdefault(table, set()).add(name)
+    rows = []
+    for table, names in sorted(uses.items()):
+        t = tables[table]
+        col = _CODE_COLUMN[table]
+        codes = sorted(c for c in fetch(t.select(col).distinct()).column(0).to_pylist() if c is not None)
+        exact = set(codes)
+
+        def hit(p) -> bool:
+            if p.kind == "exact":
+                return p.value in exact
+            j = bisect.bisect_left(codes, p.value)
+            if j == len(codes):
+                return False
+            if p.kind == "prefix":
+                return codes[j].startswith(p.value)
+            # the first code at or after the range's low bound is the one most likely to be
+            # within its high bound (truncation keeps the order)
+            return codes[j][: len(p.high)] <= p.high
+
+        for name in sorted(names):
+            for pat in study.codelists.get(name, ()):
+                if not hit(pat):
+                    rows.append({"table": table, "code_list": name, "entry": str(pat)})
+    return pd.DataFrame(rows, columns=["table", "code_list", "entry"])

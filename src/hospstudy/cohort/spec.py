@@ -114,6 +114,11 @@ class Condition(_Settings):
         for k in ("all", "any"):
             if getattr(self, k) is not None and len(getattr(self, k)) == 0:
                 raise ValueError(f"'{k}' needs at least one condition")
+        if self.between is not None:
+            lo, hi = self.between
+            numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (lo, hi))
+            if numbers and lo > hi:
+                raise ValueError(f"between {[lo, hi]}: the first value must not be greater than the second (it would select nothing)")
         return self
 
     def walk(self):
@@ -342,6 +347,11 @@ SECTIONS = ("exposures", "covariates", "outcomes")
 SECTION_KEYS = ("study", "codelists", "cohort", *SECTIONS)
 
 ADMISSION_FIELDS = tuple(c.name for c in TABLES["admissions"])
+#: Database fields holding numbers: a comparison with them takes a number, not a quoted string.
+NUMERIC_FIELDS = frozenset(
+    [c.name for t in ("admissions", "facilities") for c in TABLES[t]
+     if str(c.type).startswith(("int", "float", "double")) and not c.name.endswith("_id")] + ["fiscal_year"]
+)
 FACILITY_FIELDS = ("cancer_center", "beds", "teaching", "region", "facility_record")
 
 
@@ -592,6 +602,13 @@ def _check_condition(cond, where, raw_lists, known_lists, fields, problems, refs
             problems.append(f"{w}.codes: unknown code list '{c.codes}'; known: {', '.join(known_lists) or '(none)'}")
         if refs and c.field is not None and c.field not in fields:
             problems.append(f"{w}.field: unknown field '{c.field}'; allowed: {', '.join(sorted(fields))}")
+        if c.field in NUMERIC_FIELDS:
+            for k in COMPARISONS:
+                v = getattr(c, k)
+                for x in (v if isinstance(v, tuple) else (v,)):
+                    if isinstance(x, str):
+                        problems.append(f"{w}.{k.rstrip('_')}: '{c.field}' is a number; write {x!r} without quotes")
+                        break
         for k in ("all", "any"):
             for i, sub in enumerate(getattr(c, k) or ()):
                 rec(sub, f"{w}.{k}[{i}]")
@@ -637,9 +654,12 @@ def _read_list_file(path: Path, list_name: str | None) -> list[str]:
         raise ValueError(f"{path}: 'list' selects rows of a CSV file with columns list, code")
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"list", "code"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: needs a header with columns 'list' and 'code'")
-        rows = [r["code"] for r in reader if r["list"] == list_name and (r["code"] or "").strip()]
+        try:
+            if not reader.fieldnames or not {"list", "code"} <= set(reader.fieldnames):
+                raise ValueError(f"{path}: needs a header with columns 'list' and 'code'")
+            rows = [r["code"] for r in reader if r["list"] == list_name and (r["code"] or "").strip()]
+        except csv.Error as e:
+            raise ValueError(f"{path}: a row after line {reader.line_num} is not readable CSV ({e})") from None
     if not rows:
         raise ValueError(f"{path}: no rows with list = '{list_name}'")
     return rows

@@ -11,12 +11,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hospstudy.errors import DataUnusableError
+
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content; a file that cannot be read is a DataUnusableError naming it."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except OSError as e:
+        raise DataUnusableError(f"{path}: cannot read the file ({e.strerror or e})") from None
     return h.hexdigest()
 
 

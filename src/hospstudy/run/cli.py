@@ -11,6 +11,8 @@ import typer
 
 from hospstudy.console import console
 from hospstudy.run import pipeline as _pl
+from hospstudy.run.outdir import OutLock, prepare_out
+from hospstudy.run.pipeline import require_patients
 
 _ENGINES = ("duckdb", "spark")
 
@@ -127,62 +129,66 @@ def register(app: typer.Typer) -> None:
         The database is validated first; a database whose files (by content hash) validated
         clean in an earlier run into the same OUT is not validated again."""
         from hospstudy.cohort.engine import ENGINES, STAGES
-        from hospstudy.study import Study
         from hospstudy.console import progress
         from hospstudy.errors import DataValidationError
+        from hospstudy.study import Study
 
         if engine not in ENGINES:
             raise typer.BadParameter(f"--engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         study = Study.load(study_file)
-        validated, record = (False, None) if skip_validation else _validation_record(data, out)
-        validated = validated and not revalidate
-        stages = list(STAGES)
-        with progress() as bar:
-            task = bar.add_task(f"cohort {study.name} on {engine}", total=len(stages))
-            seen: list[str] = []
+        prepare_out(out, data)
+        with OutLock(out):
+            validated, record = (False, None) if skip_validation else _validation_record(data, out)
+            validated = validated and not revalidate
+            stages = list(STAGES)
+            with progress() as bar:
+                task = bar.add_task(f"cohort {study.name} on {engine}", total=len(stages))
+                seen: list[str] = []
 
-            def note(stage: str) -> None:
-                if seen:
-                    bar.advance(task)
-                seen.append(stage)
-                bar.update(task, description=f"cohort {study.name}: {stage}")
+                def note(stage: str) -> None:
+                    if seen:
+                        bar.advance(task)
+                    seen.append(stage)
+                    bar.update(task, description=f"cohort {study.name}: {stage}")
 
-            try:
-                result = study.build_cohort(data, engine=engine, spark_master=spark_master,
-                                            validate=not (skip_validation or validated), progress=note)
-            except DataValidationError as e:
-                if e.report is not None:
-                    e.report.render(console)
-                raise
-            bar.update(task, completed=len(stages), description=f"cohort {study.name}: done")
-        paths = result.write(out, threshold=study.report.disclosure_threshold)
-        if record is not None and not validated:
-            # it validated clean (build_cohort stops otherwise): remember these files
-            _memo_path(out).parent.mkdir(parents=True, exist_ok=True)
-            _memo_path(out).write_text(json.dumps(record))
-        for stage, secs in result.timings.items():
-            shown = f"{secs:.1f} s"
-            if stage == "validate" and skip_validation:
-                shown = "skipped"
-            elif stage == "validate" and validated:
-                shown = "skipped: the files are unchanged since they validated clean (--revalidate to check again)"
-            console.print(f"  [dim]{stage}: {shown}[/]", soft_wrap=True)
-        from rich.table import Table
+                try:
+                    result = study.build_cohort(data, engine=engine, spark_master=spark_master,
+                                                validate=not (skip_validation or validated), progress=note)
+                except DataValidationError as e:
+                    if e.report is not None:
+                        e.report.render(console)
+                    raise
+                bar.update(task, completed=len(stages), description=f"cohort {study.name}: done")
+            paths = result.write(out, threshold=study.report.disclosure_threshold)
+            if record is not None and not validated:
+                # it validated clean (build_cohort stops otherwise): remember these files
+                _memo_path(out).parent.mkdir(parents=True, exist_ok=True)
+                _memo_path(out).write_text(json.dumps(record))
+            for stage, secs in result.timings.items():
+                shown = f"{secs:.1f} s"
+                if stage == "validate" and skip_validation:
+                    shown = "skipped"
+                elif stage == "validate" and validated:
+                    shown = "skipped: the files are unchanged since they validated clean (--revalidate to check again)"
+                console.print(f"  [dim]{stage}: {shown}[/]", soft_wrap=True)
+            from rich.table import Table
 
-        table = Table(title=f"attrition ({study.name})", title_justify="left")
-        table.add_column("step", justify="right")
-        table.add_column("name", no_wrap=True)
-        for col in ("admissions", "patients", "−admissions", "−patients"):
-            table.add_column(col, justify="right")
-        for r in result.attrition.itertuples(index=False):
-            table.add_row(str(r.step), r.name, f"{r.admissions:,}", f"{r.patients:,}",
-                          f"{r.admissions_removed:,}", f"{r.patients_removed:,}")
-        console.print(table)
-        console.print(
-            f"[green]✓[/] {len(result.analytic):,} patients; analytic dataset {paths['analytic']}, "
-            f"attrition {paths['attrition_exact']} (exact; shareable with counts under "
-            f"{study.report.disclosure_threshold} suppressed: {paths['attrition']}), dictionary {paths['dictionary']}"
-        )
+            table = Table(title=f"attrition ({study.name})", title_justify="left")
+            table.add_column("step", justify="right")
+            table.add_column("name", no_wrap=True)
+            for col in ("admissions", "patients", "−admissions", "−patients"):
+                table.add_column(col, justify="right")
+            for r in result.attrition.itertuples(index=False):
+                table.add_row(str(r.step), r.name, f"{r.admissions:,}", f"{r.patients:,}",
+                              f"{r.admissions_removed:,}", f"{r.patients_removed:,}")
+            console.print(table)
+            _pl.warn_unmatched(result.unmatched_codes, study, Path(out) / "code_list_check.csv")
+            require_patients(result.attrition, paths["attrition_exact"])
+            console.print(
+                f"[green]✓[/] {len(result.analytic):,} patients; analytic dataset {paths['analytic']}, "
+                f"attrition {paths['attrition_exact']} (exact; shareable with counts under "
+                f"{study.report.disclosure_threshold} suppressed: {paths['attrition']}), dictionary {paths['dictionary']}"
+            )
 
     @app.command()
     def analyze(
@@ -198,10 +204,12 @@ def register(app: typer.Typer) -> None:
         spec, study_threshold = _load_study(study)
         threshold = study_threshold if threshold is None else threshold
         data = _read_analytic(cohort)
-        console.print(f"analyses of [bold]{study}[/] on {len(data):,} patients")
-        res = run_analyses(spec, data, seed=seed, disclosure_threshold=threshold)
-        public = res.write(out, threshold=threshold)
-        res.write(out / "private" / "analyses", threshold=None)
+        prepare_out(out)
+        with OutLock(out):
+            console.print(f"analyses of [bold]{study}[/] on {len(data):,} patients")
+            res = run_analyses(spec, data, seed=seed, disclosure_threshold=threshold)
+            public = res.write(out, threshold=threshold)
+            res.write(out / "private" / "analyses", threshold=None)
         ok = res.table["error"].isna().sum()
         console.print(f"[green]✓[/] {ok:,} estimates, {len(res.failures)} failed analyses "
                       f"({res.meta['seconds']:.1f} s) → [bold]{public['json']}[/]")

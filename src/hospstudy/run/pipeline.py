@@ -31,7 +31,8 @@ from typing import Any, Callable
 
 from hospstudy.console import console
 from hospstudy.data.hashing import input_file_hashes, settings_key, sha256_file, validation_key
-from hospstudy.errors import DataValidationError, InputError
+from hospstudy.errors import CohortEmptyError, DataValidationError, InputError
+from hospstudy.run.outdir import OutLock, prepare_out
 from hospstudy.settings import read_study_file
 
 #: Default seed of ``hospstudy synth`` and of the demo (same seed, same database, same report).
@@ -87,13 +88,14 @@ def find_flagship() -> Path:
 # --------------------------------------------------------------------------------------------
 # validate
 # --------------------------------------------------------------------------------------------
-def validate_data(data_dir: Path, render: bool = True):
+def validate_data(data_dir: Path, render: bool | str = True):
     """Validate a database with :func:`hospstudy.data.validate.validate_database`; raise
-    :class:`DataValidationError` (exit 1) when it has errors. Returns the validation report."""
+    :class:`DataValidationError` (exit 1) when it has errors. Returns the validation report.
+    ``render``: True prints the report, ``"findings"`` only when it has errors or warnings."""
     from hospstudy.data.validate import validate_database
 
     report = validate_database(Path(data_dir))
-    if render:
+    if render is True or (render == "findings" and report.findings):
         report.render(console)
     if not report.ok:
         raise DataValidationError(f"{data_dir}: the database breaks the data model (see the findings above)", report)
@@ -242,11 +244,21 @@ def _versions() -> dict[str, str]:
 
 
 def _read_state(path: Path) -> dict:
+    """The stage cache's state; anything unreadable or of another shape (a corrupt or foreign
+    file) is an empty cache: every stage then runs again, nothing is trusted."""
+    fresh = {"version": _CACHE_VERSION}
     try:
-        state = json.loads(path.read_text())
-        return state if state.get("version") == _CACHE_VERSION else {"version": _CACHE_VERSION}
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {"version": _CACHE_VERSION}
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return fresh
+    if not isinstance(state, dict) or state.get("version") != _CACHE_VERSION:
+        return fresh
+    for k in ("keys", "hash_memo", "outputs"):
+        if not isinstance(state.get(k, {}), dict):
+            return fresh
+    if not all(isinstance(v, str) for v in state.get("keys", {}).values()):
+        return fresh
+    return state
 
 
 def _write_json(path: Path, obj) -> None:
@@ -338,21 +350,28 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         ``violations`` lists what :func:`~hospstudy.privacy.check_disclosure` found;
         the CLI exits 1 when it is not empty.
     """
-    from hospstudy.privacy import check_disclosure
-    from hospstudy.report.html import build_report
+    from hospstudy.study import Study
 
     study_path, data_dir, out_dir = Path(study_path), Path(data_dir), Path(out_dir)
     seed = DEFAULT_SEED if seed is None else int(seed)
+    # every input is checked before any work: the whole study file, the database folder, OUT
+    study = Study.load(study_path)
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: no such database folder")
+    prepare_out(out_dir, data_dir)
+    with OutLock(out_dir):
+        return _run_locked(study, study_path, data_dir, out_dir, engine, seed, force, threshold, validated)
+
+
+def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, engine: str, seed: int, force: bool,
+                threshold: int | None, validated) -> RunResult:
+    from hospstudy.privacy import check_disclosure
+    from hospstudy.report.html import build_report
+
     cohort_settings, analyses_settings = split_study_settings(study_path)
     if threshold is None:
-        # the study file's [report] section, validated by the same rules as Study.load
-        from hospstudy.report.spec import report_settings
-
-        threshold = report_settings(cohort_settings, study_path).disclosure_threshold
+        threshold = study.report.disclosure_threshold
     priv = out_dir / "private"
-    priv.mkdir(parents=True, exist_ok=True)
     state_path = priv / "cache" / "state.json"
     state = _read_state(state_path)
     stages: dict[str, str] = {}
@@ -380,8 +399,32 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     k_analyses = settings_key("analyses", analyses_settings, seed, threshold, k_cohort)
     keys = state.setdefault("keys", {})
 
+    outputs = state.setdefault("outputs", {})
+
     def fresh(name: str, key: str, *paths: Path) -> bool:
-        return not force and keys.get(name) == key and all(p.exists() for p in paths)
+        """The stage's key matches and each output is the very file recorded with it (content
+        hash): a file overwritten or truncated after it was recorded is not trusted."""
+        if force or keys.get(name) != key:
+            return False
+        recorded = outputs.get(name, {})
+        for p in paths:
+            rel = p.relative_to(out_dir).as_posix()
+            if not p.is_file() or recorded.get(rel) != sha256_file(p):
+                return False
+        return True
+
+    def invalidate(*names: str) -> None:
+        """Forget these stages on disk before their outputs are rewritten: a run killed while
+        writing leaves them unrecorded, never recorded with another run's files."""
+        for n in names:
+            keys.pop(n, None)
+            outputs.pop(n, None)
+        _write_json(state_path, state)
+
+    def record(name: str, key: str, *paths: Path) -> None:
+        outputs[name] = {p.relative_to(out_dir).as_posix(): sha256_file(p) for p in paths}
+        keys[name] = key
+        _write_json(state_path, state)
 
     # -- validate
     t0 = time.perf_counter()
@@ -393,7 +436,7 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         done("validate", "cached", t0)
     else:
         with console.status("[bold]validating the database…"):
-            validate_data(data_dir, render=False)
+            validate_data(data_dir, render="findings")
         keys["validate"] = k_validate
         done("validate", "ran", t0)
     _write_json(state_path, state)
@@ -401,27 +444,24 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     # -- cohort
     t0 = time.perf_counter()
     analytic_path, attrition_path = priv / "analytic.parquet", priv / "attrition.csv"
-    from hospstudy.study import Study
-
-    study = Study.load(study_path)
     if fresh("cohort", k_cohort, analytic_path, attrition_path):
         done("cohort", "cached", t0)
     else:
         import pyarrow.parquet as pq
 
-        keys.pop("cohort", None)
-        keys.pop("analyses", None)
+        invalidate("cohort", "analyses", "report")
         with console.status(f"[bold]building the cohort on {engine}…") as status:
             res = study.build_cohort(data_dir, engine=engine, validate=False,
                                      progress=lambda s: status.update(f"[bold]cohort: {s}…"))
-        pq.write_table(res.table, analytic_path)
-        res.attrition.to_csv(attrition_path, index=False)
+        _atomic(analytic_path, lambda tmp: pq.write_table(res.table, tmp))
+        _atomic(attrition_path, lambda tmp: res.attrition.to_csv(tmp, index=False))
         if getattr(res, "dictionary", None) is not None:
-            res.dictionary.to_csv(out_dir / "dictionary.csv", index=False)
-        keys["cohort"] = k_cohort
+            _atomic(out_dir / "dictionary.csv", lambda tmp: res.dictionary.to_csv(tmp, index=False))
+        warn_unmatched(res.unmatched_codes, study, out_dir / "code_list_check.csv")
+        require_patients(res.attrition, attrition_path)
+        record("cohort", k_cohort, analytic_path, attrition_path)
         done("cohort", "ran", t0)
         console.print(f"  [dim]{len(res.analytic):,} patients in the analytic dataset[/]")
-    _write_json(state_path, state)
 
     # -- analyses
     t0 = time.perf_counter()
@@ -434,28 +474,28 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         from hospstudy.models import analyses as _analyses
 
         analytic = pd.read_parquet(analytic_path)
-        keys.pop("analyses", None)
+        invalidate("analyses", "report")
         with console.status("[bold]running the analyses…"):
             res = _call_runner(_analyses.run_analyses, study, analytic, seed, priv / "analyses", threshold)
         doc = _analyses_document(res)
         _write_json(raw_results, doc)
-        keys["analyses"] = k_analyses
+        record("analyses", k_analyses, raw_results)
         done("analyses", "ran", t0)
     if raw_results.exists():
         publish_results(json.loads(raw_results.read_text()), out_dir, threshold)
-    _write_json(state_path, state)
 
     # -- report: re-rendered when the analyses, the threshold or the report code changed
     t0 = time.perf_counter()
     k_report = settings_key("report", k_analyses, threshold, study_sha, _report_code_hash(), raw_results.exists())
     report_path = out_dir / "report.html"
-    if fresh("report", k_report, report_path, out_dir / "tables.xlsx", out_dir / "run.json"):
+    report_outputs = (report_path, out_dir / "tables.xlsx", out_dir / "run.json")
+    if fresh("report", k_report, *report_outputs):
         done("report", "cached", t0)
         t0 = time.perf_counter()
         violations = check_disclosure(out_dir, threshold=threshold)
         done("check-disclosure", "ran", t0)
         return _finish(out_dir, report_path, stages, violations, seconds, t_all, state, state_path)
-    keys.pop("report", None)
+    invalidate("report")
     shutil.copyfile(study_path, out_dir / "study.toml")
     if (data_dir / "truth.json").is_file():  # `hospstudy report OUT` must not depend on the data folder staying put
         shutil.copyfile(data_dir / "truth.json", priv / "truth.json")
@@ -470,7 +510,7 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     _write_json(out_dir / "run.json", run_info)
     with console.status("[bold]rendering the report…"):
         art = build_report(out_dir)
-    keys["report"] = k_report
+    record("report", k_report, *report_outputs)
     done("report", "ran", t0)
 
     # -- check-disclosure
@@ -478,6 +518,49 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     violations = check_disclosure(out_dir, threshold=threshold)
     done("check-disclosure", "ran", t0)
     return _finish(out_dir, art.html, stages, violations, seconds, t_all, state, state_path)
+
+
+def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write a file under a temporary name beside it, then rename it into place: a run killed
+    meanwhile leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def warn_unmatched(unmatched, study, path: Path) -> None:
+    """Say which code lists select nobody (each a warning line: a typo'd code selects no
+    patient) and how many entries of the others match no row; the whole list goes to ``path``."""
+    if unmatched is None or len(unmatched) == 0:
+        path.unlink(missing_ok=True)
+        return
+    _atomic(path, lambda tmp: unmatched.to_csv(tmp, index=False))
+    for (table, name), g in unmatched.groupby(["table", "code_list"], sort=True):
+        if len(g) == len(study.codelists.get(name, ())):
+            console.print(f"[yellow]![/] code list '{name}' matches no row of {table}: "
+                          f"{', '.join(g['entry'][:5])}{' …' if len(g) > 5 else ''} (a typo?)", soft_wrap=True)
+    lists = unmatched["code_list"].nunique()
+    console.print(f"[yellow]![/] {len(unmatched)} code-list entr{'y' if len(unmatched) == 1 else 'ies'} of {lists} "
+                  f"list(s) match no row of the database (listed in {path})", soft_wrap=True)
+
+
+def require_patients(attrition, where: Path | str = "the attrition table") -> None:
+    """Stop with exit 1 when the cohort is empty, naming the step that removed the last patient
+    (the attrition table is kept at ``where`` to see why)."""
+    a = attrition.sort_values("step")
+    if len(a) and int(a["patients"].iloc[-1]) > 0:
+        return
+    empty = a[a["patients"].astype("int64") == 0]
+    if len(empty) == 0:
+        raise CohortEmptyError("the cohort has no patients")
+    first = empty.iloc[0]
+    if int(first["step"]) == 0:
+        raise CohortEmptyError(f"the cohort has no patients: the database holds no admission (exact attrition in {where})")
+    before = a[a["step"] < first["step"]]["patients"].iloc[-1]
+    raise CohortEmptyError(
+        f"the cohort has no patients: step {int(first['step'])} '{first['name']}' removed the last "
+        f"{int(before):,}; check its codes and values (exact attrition in {where})"
+    )
 
 
 def _finish(out_dir, report_path, stages, violations, seconds, t_all, state, state_path) -> RunResult:
