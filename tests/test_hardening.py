@@ -1,0 +1,314 @@
+"""Issue 11, hardening: one regression test per class of bad input (named after the class).
+
+Each test plants the input that was read silently wrong (or crashed) and checks the one-line
+named error, or that the result is the same as from the clean input. Small databases only:
+the hand-made ones of test_validate_fixtures and test_cohort_tinydb.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hospstudy.data.hashing import input_file_hashes
+from hospstudy.data.readers import find_table_files, locate_tables, read_table
+from hospstudy.data.validate import validate_database
+from hospstudy.errors import DataUnusableError, DataValidationError
+from test_cohort_tinydb import write_tiny_db
+from test_validate_fixtures import tiny_rows, to_arrow, write_db
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _csv_text(table: pa.Table) -> str:
+    """A table as comma-separated text with ISO dates (what an export tool writes)."""
+    import pyarrow.csv as pacsv
+    import io
+
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(quoting_style="needed"))
+    return buf.getvalue().decode()
+
+
+def _parts_db(tmp_path: Path, name: str, formats: list[str]) -> tuple[Path, pa.Table]:
+    """The tiny Parquet database with table ``name`` split into len(formats) parts in a folder,
+    part i written as formats[i]. Returns the folder and the original table."""
+    db = write_db(tmp_path / "db")
+    table = pq.read_table(db / f"{name}.parquet")
+    (db / f"{name}.parquet").unlink()
+    folder = db / name
+    n = len(formats)
+    bounds = [round(i * table.num_rows / n) for i in range(n + 1)]
+    for i, fmt in enumerate(formats):
+        part = table.slice(bounds[i], bounds[i + 1] - bounds[i])
+        sub = folder / f"fy={2014 + i}"
+        sub.mkdir(parents=True)
+        if fmt == "parquet":
+            pq.write_table(part, sub / "part.parquet")
+        else:
+            (sub / "part.csv").write_text(_csv_text(part), encoding="utf-8")
+    return db, table
+
+
+# ---- class 1: every file under a table is read, or the run stops naming it --------------------
+
+def test_class01_mixed_formats(tmp_path):
+    db, _ = _parts_db(tmp_path, "admissions", ["parquet", "parquet", "csv"])
+    with pytest.raises(DataUnusableError, match=r"admissions/fy=2016/part\.csv: table admissions mixes part formats"):
+        validate_database(db, progress=False)
+    with pytest.raises(DataUnusableError, match="mixes part formats"):
+        input_file_hashes(db)
+
+    # a table given both as NAME.parquet and NAME/: both named, neither chosen silently
+    db2 = write_db(tmp_path / "db2")
+    (db2 / "billing").mkdir()
+    pq.write_table(pq.read_table(db2 / "billing.parquet"), db2 / "billing" / "part.parquet")
+    with pytest.raises(DataUnusableError, match=r"table billing is given 2 times \(billing\.parquet, billing\)"):
+        locate_tables(db2)
+
+    # a file of another kind under a table folder
+    db3, _ = _parts_db(tmp_path / "3", "diagnoses", ["parquet", "parquet"])
+    (db3 / "diagnoses" / "notes.txt").write_text("exported 2024-04-01")
+    with pytest.raises(DataUnusableError, match=r"diagnoses/notes\.txt: not a \.parquet or \.csv part"):
+        locate_tables(db3)
+    # bookkeeping files that hold no rows are not parts
+    (db3 / "diagnoses" / "notes.txt").unlink()
+    (db3 / "diagnoses" / "_SUCCESS").write_bytes(b"")
+    assert len(locate_tables(db3)["diagnoses"].paths) == 2
+
+
+def test_class01_unreadable_partition_folder(tmp_path, monkeypatch):
+    db, _ = _parts_db(tmp_path, "admissions", ["parquet", "parquet"])
+    locked = db / "admissions" / "fy=2015"
+    real_scandir = os.scandir
+
+    def scandir(path):  # a folder without read permission (chmod 0 does not stop root)
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(DataUnusableError, match=r"admissions/fy=2015: cannot list the folder \(Permission denied\)"):
+        validate_database(db, progress=False)
+    with pytest.raises(DataUnusableError, match=r"admissions/fy=2015: cannot list the folder"):
+        input_file_hashes(db)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(formats=st.lists(st.sampled_from(["parquet", "csv"]), min_size=1, max_size=4),
+       name=st.sampled_from(["admissions", "procedures", "billing"]))
+def test_class01_property_random_splits(tmp_path_factory, formats, name):
+    """Random splits of a table into parts of mixed formats give the same database or a named
+    error (naming a part of the minority format)."""
+    tmp = tmp_path_factory.mktemp("split")
+    db, table = _parts_db(tmp, name, formats)
+    if len(set(formats)) > 1:
+        with pytest.raises(DataUnusableError, match=rf"{name}/fy=\d+/part\.(csv|parquet): table {name} mixes part formats"):
+            locate_tables(db)
+        return
+    src = locate_tables(db)[name]
+    assert len(src.paths) == len(formats)
+    report = validate_database(db, progress=False)
+    assert report.ok, [f.to_dict() for f in report.errors]
+    assert report.tables[name]["rows"] == table.num_rows
+    got = read_table(src)
+    want = read_table(locate_tables(write_db(tmp / "orig"))[name])
+    key = got.column_names[:2]
+    assert got.sort_by([(k, "ascending") for k in key]).equals(want.sort_by([(k, "ascending") for k in key]))
+
+
+# ---- class 2: what is read and what is hashed are one list ----------------------------------
+
+def test_class02_hidden_files_hashed(tmp_path):
+    db, table = _parts_db(tmp_path, "billing", ["parquet", "parquet"])
+    before = input_file_hashes(db)
+    # a hidden part is a part: read by validation (its rows counted) and hashed
+    pq.write_table(table.slice(0, 2), db / "billing" / "fy=2014" / ".extra.parquet")
+    after = input_file_hashes(db)
+    assert "billing/fy=2014/.extra.parquet" in after and after != before
+    assert validate_database(db, progress=False).tables["billing"]["rows"] == table.num_rows + 2
+    files = sorted(p for _, _, parts in find_table_files(db).values() for p in parts)
+    assert sorted(db / k for k in after) == files
+
+    # the memo notices an edit that keeps the size and the modification time
+    memo: dict = {}
+    first = input_file_hashes(db, memo)
+    target = db / "billing" / "fy=2014" / ".extra.parquet"
+    st_before = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-9] ^= 0xFF  # same size
+    time.sleep(0.01)
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(st_before.st_atime_ns, st_before.st_mtime_ns))
+    assert target.stat().st_size == st_before.st_size and target.stat().st_mtime_ns == st_before.st_mtime_ns
+    second = input_file_hashes(db, memo)
+    assert second["billing/fy=2014/.extra.parquet"] != first["billing/fy=2014/.extra.parquet"]
+
+
+# ---- class 3: dates in the future ----------------------------------------------------------
+
+def test_class03_future_dates(tmp_path):
+    rows = tiny_rows()
+    rows["admissions"][0]["discharge_date"] = dt.date(2099, 1, 1)
+    rows["procedures"][0]["proc_date"] = dt.date(2098, 5, 1)
+    db = write_db(tmp_path / "db", rows)
+    report = validate_database(db, progress=False)
+    assert not report.ok
+    got = {(f.table, f.column, f.examples[0].value) for f in report.find("date_in_future")}
+    assert got == {("admissions", "discharge_date", "2099-01-01"), ("procedures", "proc_date", "2098-05-01")}
+    assert all(f.severity == "error" for f in report.find("date_in_future"))
+
+    # an admission after the last fiscal year of the facilities table
+    rows = tiny_rows()
+    last = max(r["fiscal_year"] for r in rows["facilities"])
+    rows["admissions"][1]["admit_date"] = dt.date(last + 1, 4, 1)
+    rows["admissions"][1]["discharge_date"] = dt.date(last + 1, 4, 10)
+    for r in rows["procedures"] + rows["billing"]:
+        if r["admission_id"] == rows["admissions"][1]["admission_id"]:
+            r[("proc_date" if "proc_date" in r else "service_date")] = dt.date(last + 1, 4, 2)
+    report = validate_database(write_db(tmp_path / "db2", rows), progress=False)
+    (f,) = report.find("admit_after_last_fiscal_year")
+    assert f.severity == "error" and f.count == 1 and f.examples[0].row == 2
+
+
+# ---- class 4: a CSV in two encodings --------------------------------------------------------
+
+@pytest.mark.parametrize("first,second", [("utf-8", "cp932"), ("cp932", "utf-8")])
+@pytest.mark.parametrize("repeat", [0, 30000])  # the change within the first MiB, and after it
+def test_class04_two_encodings(tmp_path, first, second, repeat):
+    db = write_db(tmp_path / "db", fmt="csv", encoding=first)
+    text = (db / "facilities.csv").read_bytes()
+    body = text.split(b"\r\n", 1)[1]
+    (db / "facilities.csv").write_bytes(text + body * repeat + "103,2015,0,300,0,北海道\r\n".encode(second))
+    line = 1 + 4 + 4 * repeat + 1
+    with pytest.raises(DataUnusableError, match=rf"facilities\.csv line {line}: .*not {'UTF-8' if first == 'utf-8' else 'CP932'}.*mixes encodings"):
+        validate_database(db, progress=False)
+
+
+# ---- class 12: staging casts what validate accepts, on both engines ---------------------------
+
+def _castable_variant(tiny: Path, dest: Path) -> Path:
+    """The tiny cohort database with dates stored as integers YYYYMMDD and as text, a
+    time-zone-aware timestamp column, and integers as decimal text: all castable."""
+    shutil.copytree(tiny, dest)
+    adm = pq.read_table(tiny / "admissions.parquet")
+    as_int = lambda col: pc.cast(pc.strftime(col, format="%Y%m%d"), pa.int32())  # noqa: E731
+    adm = adm.set_column(adm.schema.get_field_index("admit_date"), "admit_date", as_int(adm["admit_date"]))
+    # 20:00 UTC on the day before is 05:00 in Tokyo on the day itself: the date must not move
+    dis = pc.cast(pc.cast(adm["discharge_date"], pa.timestamp("s")), pa.int64())
+    dis = pc.cast(pc.subtract(dis, 4 * 3600), pa.timestamp("s", tz="UTC"))
+    adm = adm.set_column(adm.schema.get_field_index("discharge_date"), "discharge_date", dis)
+    pq.write_table(adm, dest / "admissions.parquet")
+    proc = pq.read_table(tiny / "procedures.parquet")
+    proc = proc.set_column(2, "proc_date", pc.strftime(proc["proc_date"], format="%Y/%m/%d"))
+    pq.write_table(proc, dest / "procedures.parquet")
+    fac = pq.read_table(tiny / "facilities.parquet")
+    i = fac.schema.get_field_index("fiscal_year")
+    fac = fac.set_column(i, "fiscal_year", pc.binary_join_element_wise(pc.cast(fac["fiscal_year"], pa.string()), "0", "."))
+    pq.write_table(fac, dest / "facilities.parquet")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    from hospstudy.cohort import Study
+
+    base = tmp_path_factory.mktemp("class12")
+    tiny = write_tiny_db(base / "tiny")
+    variant = _castable_variant(tiny, base / "variant")
+    return tiny, variant, Study.load(ROOT / "studies" / "spinal_metastasis.toml")
+
+
+def test_class12_castable_dates_staged(tiny_pair):
+    tiny, variant, study = tiny_pair
+    report = validate_database(variant, progress=False)
+    assert report.ok, [f.to_dict() for f in report.errors]
+    assert {f.column for f in report.find("castable_type")} == {"admit_date", "discharge_date", "proc_date", "fiscal_year"}
+    (tz,) = [f for f in report.find("castable_type") if f.column == "discharge_date"]
+    assert "Asia/Tokyo" in tz.message
+    want = study.build_cohort(tiny)
+    got = study.build_cohort(variant)
+    assert got.table.equals(want.table)
+    assert got.attrition.equals(want.attrition)
+
+
+def test_class12_uncastable_value_stops_build(tiny_pair, tmp_path):
+    _, variant, study = tiny_pair
+    bad = tmp_path / "bad"
+    shutil.copytree(variant, bad)
+    adm = pq.read_table(bad / "admissions.parquet")
+    vals = adm["admit_date"].to_pylist()
+    vals[2] = 20161345
+    adm = adm.set_column(adm.schema.get_field_index("admit_date"), "admit_date", pa.array(vals, pa.int32()))
+    pq.write_table(adm, bad / "admissions.parquet")
+    with pytest.raises(DataValidationError, match=r"admissions\.parquet row 3: admissions\.admit_date value '20161345'"):
+        study.build_cohort(bad, validate=False)
+
+
+@pytest.mark.spark
+def test_class12_castable_dates_staged_spark(tiny_pair):
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    from hospstudy.cohort.engine import spark_session
+
+    tiny, variant, study = tiny_pair
+    spark = spark_session("local[2]")
+    want = study.build_cohort(tiny, validate=False)
+    got = study.build_cohort(variant, engine="spark", spark=spark, validate=False)
+    assert got.table.equals(want.table)
+    assert got.attrition.equals(want.attrition)
+
+
+# ---- class 13: clearer messages -------------------------------------------------------------
+
+def test_class13_clear_messages(tmp_path):
+    db = write_db(tmp_path / "db", fmt="csv")
+    good = (db / "admissions.csv").read_text()
+
+    (db / "admissions.csv").write_text(good.replace(",", ";"))
+    with pytest.raises(DataUnusableError, match=r"admissions\.csv line 1: the header has one field: is the file separated by ';'\?"):
+        validate_database(db, progress=False)
+
+    lines = good.splitlines()
+    lines[4] = ",".join(lines[4].split(",")[:5])  # the fourth record, line 5 of the file
+    (db / "admissions.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataUnusableError, match=r"admissions\.csv line 5: .*5 field\(s\) where the header has"):
+        validate_database(db, progress=False)
+    (db / "admissions.csv").write_text(good)
+
+    # a symbolic link loop is named as such, not as a missing table
+    (db / "billing.csv").unlink()
+    os.symlink(db / "billing.csv", db / "billing.csv")
+    with pytest.raises(DataUnusableError, match=r"billing\.csv: table billing is a symbolic link that cannot be followed"):
+        validate_database(db, progress=False)
+    (db / "billing.csv").unlink()
+    folder = db / "billing"
+    folder.mkdir()
+    (folder / "a.csv").write_text("admission_id,service_date,kind,code,quantity\n")
+    os.symlink(folder, folder / "again")
+    with pytest.raises(DataUnusableError, match=r"billing/again: the folder billing reached again"):
+        locate_tables(db)
+
+
+def test_class13_timezone_aware_dates(tmp_path):
+    rows = tiny_rows()
+    db = write_db(tmp_path / "db", rows)
+    adm = pq.read_table(db / "admissions.parquet")
+    # 20:00 UTC on the day before is 05:00 in Tokyo on the day itself
+    ts = pc.cast(pc.cast(pc.cast(adm["admit_date"], pa.timestamp("s")), pa.int64()), pa.int64())
+    ts = pc.cast(pc.subtract(ts, 4 * 3600), pa.timestamp("s", tz="UTC"))
+    i = adm.schema.get_field_index("admit_date")
+    pq.write_table(adm.set_column(i, "admit_date", ts), db / "admissions.parquet")
+    got = read_table(locate_tables(db)["admissions"], columns=["admit_date"]).column("admit_date")
+    assert got.to_pylist() == [r["admit_date"] for r in rows["admissions"]]
