@@ -312,3 +312,112 @@ def test_class13_timezone_aware_dates(tmp_path):
     pq.write_table(adm.set_column(i, "admit_date", ts), db / "admissions.parquet")
     got = read_table(locate_tables(db)["admissions"], columns=["admit_date"]).column("admit_date")
     assert got.to_pylist() == [r["admit_date"] for r in rows["admissions"]]
+
+
+# ---- class 15: the package carries what it runs --------------------------------------------
+
+def test_class15_package_data_and_metadata(tmp_path, monkeypatch):
+    import importlib.metadata as md
+    import importlib.resources as res
+    import re
+    import tomllib
+
+    import hospstudy
+    from hospstudy.run.pipeline import find_flagship
+    from hospstudy.study import Study
+
+    pkg = res.files("hospstudy")
+    # the example studies and their code lists are package data, found from any folder
+    flagship = pkg / "examples" / "spinal_metastasis.toml"
+    assert flagship.is_file() and (pkg / "examples" / "codelists" / "charlson_quan2005.csv").is_file()
+    assert (pkg / "py.typed").is_file()
+    monkeypatch.chdir(tmp_path)
+    found = find_flagship()
+    assert found.resolve() == Path(str(flagship)).resolve()
+    assert Study.load(found).name  # its code lists resolve beside it
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    proj = meta["project"]
+    assert "version" in proj["dynamic"] and "version" not in proj
+    assert md.version("hospstudy") == hospstudy.__version__  # one source
+    assert proj["license"] == "MIT" and (ROOT / "LICENSE").read_text().startswith("MIT License")
+    build = meta["build-system"]["requires"]
+    assert any(re.fullmatch(r"setuptools>=(\d+)", r) and int(r.split(">=")[1]) >= 77 for r in build)
+    # ranges, not exact pins, for what the engine notes allow
+    assert not [d for d in proj["dependencies"] if "==" in d]
+    # statsmodels and lifelines: the tests' yardsticks only, not run-time dependencies
+    runtime = " ".join(proj["dependencies"])
+    assert "statsmodels" not in runtime and "lifelines" not in runtime
+    dev = " ".join(proj["optional-dependencies"]["dev"])
+    assert "statsmodels" in dev and "lifelines" in dev
+    imports = re.compile(r"^\s*(import|from)\s+(statsmodels|lifelines)\b", re.M)
+    offenders = [p for p in (ROOT / "src").rglob("*.py") if imports.search(p.read_text())]
+    assert offenders == []
+
+
+def test_class15_software_line_cites_what_ran():
+    from hospstudy.run.pipeline import _versions
+
+    v = _versions("duckdb")
+    assert "statsmodels" not in v and "lifelines" not in v
+    assert {"hospstudy", "formulaic", "duckdb", "ibis-framework", "numpy", "scipy"} <= set(v)
+    assert "pyspark" not in v
+
+
+# ---- class 16: the Python API ---------------------------------------------------------------
+
+def test_class16_models_api():
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+    from threadpoolctl import threadpool_info
+
+    import hospstudy.models as models
+    from hospstudy.models import gee_logit, logit, mixed_logit, single_threaded_blas
+
+    for name in ("logit", "mixed_logit", "gee_logit", "cause_specific_cox", "fine_gray", "cumulative_incidence",
+                 "propensity_weights", "weighted_logit", "risk_standardized_rates"):
+        f = getattr(models, name)
+        assert callable(f) and hasattr(f, "__wrapped__"), name  # wrapped: one BLAS thread inside
+
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"x": rng.normal(size=300), "h": rng.integers(0, 15, 300)})
+    d["y"] = (rng.random(300) < 1 / (1 + np.exp(-(0.5 * d.x + rng.normal(0, 0.8, 15)[d.h])))).astype(int)
+
+    # one name per concept: cluster (old: group), max_iter (old: maxiter), still accepted
+    with pytest.warns(DeprecationWarning) as caught:
+        old = gee_logit("y ~ x", d, group="h", maxiter=50)
+    assert sorted(str(w.message).split(": ", 1)[1] for w in caught) == [
+        "the 'group' argument is now called 'cluster'; 'group' will be removed",
+        "the 'maxiter' argument is now called 'max_iter'; 'maxiter' will be removed"]
+    new = gee_logit("y ~ x", d, cluster="h", max_iter=50)
+    np.testing.assert_array_equal(old.estimate, new.estimate)
+    with pytest.warns(DeprecationWarning):
+        old = mixed_logit("y ~ x", d, group="h")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        new = mixed_logit("y ~ x", d, cluster="h")
+    np.testing.assert_array_equal(old.estimate, new.estimate)
+    with pytest.raises(ValueError, match="'group' parameter of gee_logit"):
+        gee_logit("y ~ x", d, group="h", cluster="h")
+
+    # glance: one row
+    g = new.glance()
+    assert len(g) == 1 and {"method", "n", "events", "clusters", "loglik", "aic", "converged", "random_sd", "icc"} <= set(g.columns)
+    assert g.loc[0, "n"] == 300 and g.loc[0, "clusters"] == 15
+    assert g.loc[0, "aic"] == pytest.approx(-2 * new.loglik + 2 * (len(new.terms) + 1))
+    lg = logit("y ~ x", d).glance()
+    assert lg.loc[0, "aic"] == pytest.approx(-2 * logit("y ~ x", d).loglik + 4)
+    assert np.isnan(gee_logit("y ~ x", d, cluster="h").glance().loc[0, "loglik"])
+
+    # the limit holds inside, nests, and is lifted after
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"}
+
+    if blas_threads():
+        with single_threaded_blas():
+            assert blas_threads() == {1}
+            with single_threaded_blas():
+                assert blas_threads() == {1}
+            assert blas_threads() == {1}

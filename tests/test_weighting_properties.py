@@ -62,7 +62,7 @@ def test_weights_in_gee_and_logit_agree_with_weighted_logit(df):
     b = logit("y ~ cc", df, weights=pw.weights.to_numpy(), cluster="h")
     np.testing.assert_allclose(a.estimate, b.estimate)
     np.testing.assert_allclose(a.cov, b.cov)
-    g = gee_logit("y ~ cc", df, group="h", corr="independence", weights=pw.weights.to_numpy())
+    g = gee_logit("y ~ cc", df, cluster="h", corr="independence", weights=pw.weights.to_numpy())
     np.testing.assert_allclose(g.estimate, a.estimate, atol=1e-9)
     G = a.clusters
     np.testing.assert_allclose(g.cov, a.cov * (G - 1) / G, rtol=1e-7)
@@ -109,7 +109,7 @@ def test_nullable_dtypes_of_the_analytic_dataset(df):
     assert bt.loc[0, "n"] == len(d) - 1 and bt.loc[1, "n"] == len(d) - 2  # weight (row 7), volume (row 8)
     r = weighted_logit("y ~ cc + volume", d, pw, cluster="h")
     assert r.n == len(d) - 9
-    g = gee_logit("y ~ cc + male", d, group="h")
+    g = gee_logit("y ~ cc + male", d, cluster="h")
     assert g.n == len(d) - 8
 
 
