@@ -8,6 +8,7 @@ the hand-made ones of test_validate_fixtures and test_cohort_tinydb.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import time
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 from hospstudy.data.hashing import input_file_hashes
 from hospstudy.data.readers import find_table_files, locate_tables, read_table
 from hospstudy.data.validate import validate_database
-from hospstudy.errors import DataUnusableError, DataValidationError
+from hospstudy.errors import DataUnusableError, DataValidationError, HospstudyError
 from test_cohort_tinydb import write_tiny_db
 from test_validate_fixtures import tiny_rows, to_arrow, write_db
 
@@ -221,7 +222,7 @@ def _castable_variant(tiny: Path, dest: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_pair(tmp_path_factory):
-    from hospstudy.cohort import Study
+    from hospstudy.study import Study
 
     base = tmp_path_factory.mktemp("class12")
     tiny = write_tiny_db(base / "tiny")
@@ -421,3 +422,241 @@ def test_class16_models_api():
             with single_threaded_blas():
                 assert blas_threads() == {1}
             assert blas_threads() == {1}
+
+
+# ---- class 8: the disclosure checker catches every planted leak -------------------------------
+
+def _clean_out(root: Path) -> Path:
+    """A small shareable output folder like the report's: suppressed counts only."""
+    out = root / "out"
+    (out / "private").mkdir(parents=True)
+    (out / "figures").mkdir()
+    pq.write_table(pa.table({"patient_id": ["PAT000123", "PAT000456"], "admission_id": ["ADM000123", "ADM000456"],
+                             "death_30d": [True, False]}), out / "private" / "analytic.parquet")
+    (out / "private" / "attrition.csv").write_text("step,name,admissions,patients\n0,database,1200,1100\n1,cohort,3,3\n")
+    (out / "attrition.csv").write_text(
+        "step,name,description,admissions,patients,admissions_removed,patients_removed\n"
+        "0,database,every admission,\"1,200\",\"1,100\",,\n1,cohort,the cohort,<10,<10,—,—\n")
+    (out / "results.csv").write_text(
+        "analysis,term,estimate,conf_low,conf_high,p_value,n,events,clusters\n"
+        "alone,cancer_center,0.81,0.6,1.1,0.2,1200,150,45\nalone,volume,1.0,0.9,1.2,0.5,1200,<10,45\n")
+    (out / "results.json").write_text(json.dumps({"table": [{"term": "x", "n": 1200, "events": "<10", "estimate": 2.0}],
+                                                  "meta": {"seed": 7, "patients": 1200, "suppression_threshold": 10}}))
+    (out / "figures" / "flow.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><text>1,200 admissions; &lt;10 patients</text></svg>')
+    (out / "figures" / "flow.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    (out / "report.html").write_text(
+        "<html><body><table><tr><th>Characteristic</th><th>Cancer centre</th><th>Other</th></tr>"
+        "<tr><td>Men</td><td>620 (51.7%)</td><td>&lt;10</td></tr><tr><td>Age, mean (SD)</td><td>66.2 (11.0)</td>"
+        "<td>64.0 (10.1)</td></tr><tr><td>Fiscal year</td><td>2015</td><td>2016</td></tr></table></body></html>")
+    (out / "study.toml").write_text('[study]\nname = "x"\n[report]\ndisclosure_threshold = 10\n')
+    return out
+
+
+def test_class08_disclosure_planted_leaks(tmp_path):
+    import json as _json  # noqa: F401  (the helper above uses the module-level json)
+
+    from hospstudy.privacy import check_disclosure
+
+    clean = _clean_out(tmp_path / "clean")
+    assert check_disclosure(clean) == []
+
+    def planted(name, plant):
+        out = tmp_path / name / "out"
+        shutil.copytree(clean, out, symlinks=True)
+        plant(out)
+        return {(v.file, v.rule.split(" (")[0]) for v in check_disclosure(out)}
+
+    # a small count in a column whose name is not count-like, in a table of counts
+    got = planted("total", lambda o: (o / "by_hospital.csv").write_text("region,total,n\nKanto,3,1200\nKinki,250,900\n"))
+    assert ("by_hospital.csv", "count below 10 in column 'total' of a table that holds counts") in got
+    # a count written as text "3.0", in a table and in JSON
+    got = planted("text", lambda o: (o / "counts.csv").write_text("group,n\nA,3.0\nB,120\n"))
+    assert ("counts.csv", "count below 10 in count column 'n'") in got
+    got = planted("json", lambda o: (o / "extra.json").write_text('{"groups": [{"name": "A", "events": "3.0"}]}'))
+    assert any(f == "extra.json" for f, _ in got)
+    # a CSV in UTF-16
+    got = planted("utf16", lambda o: (o / "table2.csv").write_bytes("group,n\nA,4\nB,50\n".encode("utf-16")))
+    assert ("table2.csv", "count below 10 in count column 'n'") in got
+    # any name: a table in a file without a known suffix
+    got = planted("noext", lambda o: (o / "summary.dat").write_text("group;deaths\nA;2\nB;40\n"))
+    assert ("summary.dat", "count below 10 in count column 'deaths'") in got
+    # links: into private/, out of OUT, to nowhere; a hard link to a private file
+    got = planted("link", lambda o: os.symlink(o / "private" / "analytic.parquet", o / "data.parquet"))
+    assert ("data.parquet", "symbolic link into private/") in got
+    got = planted("dirlink", lambda o: os.symlink(o / "private", o / "figures" / "more"))
+    assert ("figures/more", "symbolic link into private/") in got
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("x\n1\n")
+    got = planted("outlink", lambda o: os.symlink(outside, o / "notes.csv"))
+    assert ("notes.csv", "symbolic link out of the output folder") in got
+    got = planted("hardlink", lambda o: os.link(o / "private" / "attrition.csv", o / "attrition_full.csv"))
+    assert ("attrition_full.csv", "hard link to a file of private/") in got
+    # patient-level data outside private/, and a binary file that cannot be read as anything
+    got = planted("parquet", lambda o: shutil.copy(o / "private" / "analytic.parquet", o / "copy.parquet"))
+    assert ("copy.parquet", "identifier column") in got
+    got = planted("binary", lambda o: (o / "blob.bin").write_bytes(b"\0\1\2\3" * 100))
+    assert ("blob.bin", "binary file that cannot be checked") in got
+
+
+# ---- class 17: the small-cell rule at 9, 10 and threshold +- 1, by hand -----------------------
+
+@pytest.mark.parametrize("threshold,hidden,shown", [(10, [1, 9], [10, 11]), (5, [1, 4], [5, 6])])
+def test_class17_small_cell_rule_by_hand(tmp_path, threshold, hidden, shown):
+    """Expectations written by hand from the rule (counts 1 .. threshold-1 are not published),
+    not computed with the rule's code: a change of the rule to publish 9 fails here."""
+    import numpy as np
+    import pandas as pd
+
+    from hospstudy.models.analyses import AnalysisResults
+    from hospstudy.privacy import check_file, coarsen_cif_steps, fmt_count, safe_attrition
+    from hospstudy.report import figures as F
+
+    t = threshold
+    for v in hidden:
+        assert fmt_count(v, t) == f"<{t}"
+    for v in shown:
+        assert fmt_count(v, t) == f"{v:,}"
+    assert fmt_count(0, t) == "0"
+
+    # attrition: a last step removing threshold-1, then one removing threshold
+    for removed, expect_removed, expect_left in ((t - 1, f"<{t}", "—"), (t, str(t), str(1000 - t))):
+        att = pd.DataFrame({"step": [0, 1], "name": ["database", "adults"], "description": ["all", "age >= 18"],
+                            "admissions": [1000, 1000 - removed], "patients": [900, 900 - removed],
+                            "admissions_removed": [0, removed], "patients_removed": [0, removed]})
+        safe = safe_attrition(att, t)
+        assert safe.admissions.tolist() == ["1,000", expect_left]
+        assert safe.admissions_removed.tolist() == ["", expect_removed]
+        # the flow diagram draws what the safe table says
+        fig = F.flow_diagram(safe.to_dict("records"))
+        F.save(fig, f"flow_{t}_{removed}", tmp_path)
+        svg = (tmp_path / f"flow_{t}_{removed}.svg").read_text()
+        assert f"{expect_removed.replace('<', '&lt;')} admissions" in svg
+        if removed < t:
+            assert f">{removed} admissions" not in svg and f"\n{removed} admissions" not in svg
+
+    # results: n, events and clusters below the threshold never leave as numbers
+    table = pd.DataFrame({
+        "analysis": ["alone"] * 2, "outcome": ["death_30d"] * 2, "exposure": ["cancer_center"] * 2,
+        "model": ["logit"] * 2, "scale": ["unclustered"] * 2, "term": ["cancer_center"] * 2,
+        "estimate": [0.1, 0.2], "std_error": [0.1, 0.1], "conf_low": [0.0, 0.0], "conf_high": [0.3, 0.4],
+        "p_value": [0.3, 0.2], "exp_estimate": [1.1, 1.2], "exp_conf_low": [1.0, 1.0], "exp_conf_high": [1.3, 1.5],
+        "n": [500, 500], "events": [hidden[-1], shown[0]], "clusters": [shown[0], hidden[-1]],
+        "error": [None, None], "note": [None, None]})
+    paths = AnalysisResults(table, {}, [], {"seed": 1}).write(tmp_path / f"res{t}", threshold=t)
+    doc = json.loads(paths["json"].read_text())
+    assert [r["events"] for r in doc["table"]] == [f"<{t}", shown[0]]
+    assert [r["clusters"] for r in doc["table"]] == [shown[0], f"<{t}"]
+    csv = pd.read_csv(paths["csv"], dtype=str, keep_default_na=False)
+    assert csv.events.tolist()[1] == str(shown[0]) and csv.events.tolist()[0] in ("", f"<{t}")
+    assert csv.clusters.tolist()[0] == str(shown[0]) and csv.clusters.tolist()[1] in ("", f"<{t}")
+
+    # cumulative incidence steps: a step is published once threshold events have occurred
+    n_risk = [100, 95, 90, 80, 70, 60]
+    events = [t - 1, 1, t - 1, 0, 1, t - 1]
+    assert coarsen_cif_steps(n_risk, events, t).tolist() == [1, 4]
+    assert coarsen_cif_steps(n_risk, [t - 1, 0, 0, 0, 0, 0], t).tolist() == []
+
+    # the checker: threshold-1 is a finding, threshold is not
+    for v, bad in [(hidden[-1], True), (shown[0], False), (shown[1], False)]:
+        p = tmp_path / f"c{t}_{v}.csv"
+        p.write_text(f"group,n\nA,{v}\nB,500\n")
+        assert bool(check_file(p, p.name, t)) is bad, v
+
+
+# ---- class 18: comparison boundaries, and the engine against an independent derivation ---------
+
+_BOUNDARY_AGES = {"A17": 17, "A18": 18, "A19": 19, "A20": 20, "A30": 30}
+
+
+def _boundary_db(root: Path) -> Path:
+    """Five one-admission patients aged 17, 18, 19, 20 and 30, each with the index surgery;
+    the 18- and 20-year-olds have no height recorded."""
+    from hospstudy.data.schema import arrow_schema
+
+    root.mkdir(parents=True)
+    d = dt.date
+    pq.write_table(pa.Table.from_pylist([dict(hospital_id=1, fiscal_year=2015, cancer_center=True, beds=500,
+                                              teaching=False, region="x")], schema=arrow_schema("facilities")),
+                   root / "facilities.parquet")
+    adm = [dict(admission_id=a, patient_id="P" + a, hospital_id=1, admit_date=d(2015, 6, 1), discharge_date=d(2015, 6, 10),
+                age=age, sex="M", emergency=False, ambulance=False, discharge_to="home",
+                height_cm=None if age in (18, 20) else 170.0, weight_kg=65.0, jcs=0, adl_adm="2312132222",
+                adl_dis="2312132222", spinal_level="thoracic") for a, age in _BOUNDARY_AGES.items()]
+    pq.write_table(pa.Table.from_pylist(adm, schema=arrow_schema("admissions")), root / "admissions.parquet")
+    pq.write_table(pa.Table.from_pylist([dict(admission_id=a, icd10="C795", role="main") for a in _BOUNDARY_AGES],
+                                        schema=arrow_schema("diagnoses")), root / "diagnoses.parquet")
+    pq.write_table(pa.Table.from_pylist([dict(admission_id=a, proc_code="K1422", proc_date=d(2015, 6, 2)) for a in _BOUNDARY_AGES],
+                                        schema=arrow_schema("procedures")), root / "procedures.parquet")
+    pq.write_table(pa.Table.from_pylist([], schema=arrow_schema("billing")), root / "billing.parquet")
+    return root
+
+
+# every comparison operator of the study-file grammar at its boundary; kept ages by hand
+_BOUNDARY_CASES = [
+    ("eq = 18", {18}), ("ne = 18", {17, 19, 20, 30}), ("lt = 18", {17}), ("le = 18", {17, 18}),
+    ("gt = 18", {19, 20, 30}), ("ge = 18", {18, 19, 20, 30}), ("in = [18, 20]", {18, 20}),
+    ("not_in = [18, 20]", {17, 19, 30}), ("between = [18, 20]", {18, 19, 20}),
+]
+
+
+def test_class18_comparison_boundaries(tmp_path):
+    from hospstudy.study import Study
+
+    db = _boundary_db(tmp_path / "db")
+    cases = [(f'field = "age", {op}', ages) for op, ages in _BOUNDARY_CASES]
+    cases += [('field = "height_cm", is_null = true', {18, 20}), ('field = "height_cm", is_null = false', {17, 19, 30}),
+              # a field compared with another field, and dates at the boundary
+              ('field = "age", ge = { field = "jcs" }', {17, 18, 19, 20, 30}),
+              ('field = "admit_date", ge = "2015-06-01"', {17, 18, 19, 20, 30}),
+              ('field = "admit_date", gt = "2015-06-01"', set())]
+    for i, (cond, ages) in enumerate(cases):
+        study = tmp_path / f"s{i}.toml"
+        study.write_text(f'''
+[study]
+name = "boundary"
+[codelists]
+spine = ["K1422"]
+[cohort.index]
+procedures = "spine"
+[[cohort.steps]]
+name = "step"
+include = {{ {cond} }}
+[outcomes.died]
+kind = "flag"
+when = {{ field = "discharge_to", eq = "death" }}
+''')
+        try:
+            r = Study.load(study).build_cohort(db, validate=False)
+        except HospstudyError as e:  # an empty cohort may be a named error (issue 11, class 14)
+            assert not ages, f"{cond}: {e}"
+            continue
+        got = {_BOUNDARY_AGES[a] for a in r.analytic.admission_id}
+        assert got == ages, cond
+
+
+def test_class18_engine_matches_independent_sql(tmp_path_factory):
+    """The flagship on a small synthetic database against the generator's own one-query
+    derivation (hospstudy.data.synth.check), column by column."""
+    import pandas as pd
+
+    from hospstudy.data.synth import generate
+    from hospstudy.data.synth import check
+    from hospstudy.study import Study
+
+    db = tmp_path_factory.mktemp("synth18") / "db"
+    generate(db, seed=20240601, scale=0.02)
+    engine = Study.load(ROOT / "studies" / "spinal_metastasis.toml").build_cohort(db, validate=False)
+    a = engine.analytic.set_index("patient_id").sort_index()
+    b = check.cohort(db).set_index("patient_id").sort_index()
+    assert len(a) > 100 and list(a.index) == list(b.index)
+    for col in ("admission_id", "hospital_id", "age", "sex", "emergency", "cancer_center", "volume",
+                "in_hospital_death", "death_30d", "discharged_home", "postop_los", "complication"):
+        pd.testing.assert_series_equal(a[col].astype(object), b[col].astype(object), check_names=False, obj=col)
+    assert (a.fiscal_year == b.fy).all()
+    # unfavorable ambulation: the SQL leaves every patient without an admission ADL missing; the
+    # study's definition (three-valued OR) keeps those whose discharge walking level is <= 1
+    ua, ub = a.unfavorable_ambulatory, b.unfavorable_ambulatory
+    both = ub.notna()
+    assert (ua[both] == ub[both]).all()
+    extra = ua[~both].dropna()
+    assert extra.all() and a.walking_adm[extra.index].isna().all()

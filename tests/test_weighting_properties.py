@@ -38,7 +38,10 @@ def test_overlap_weights_balance_ps_covariates_exactly(df):
 def test_iptw_improves_balance_and_stabilized_sums(df):
     pw = propensity_weights(PS, df)
     bt = balance_table(df, ["age", "male", "site"], "cc", pw)
-    assert np.abs(bt["smd_after"]).max() < 0.1 < np.abs(bt["smd_before"]).max() + 0.1
+    # the planted confounding (age 0.03/year in the PS) gives an age SMD of about 0.38 before;
+    # stabilized IPTW with the true PS model brings every SMD near 0 (the second bound can fail)
+    assert np.abs(bt["smd_after"]).max() < 0.02
+    assert np.abs(bt["smd_before"]).max() > 0.3
     s = pw.summary().set_index("group")
     # stabilized IPTW: weights sum to about the group size
     assert s.loc["treated", "weight_sum"] == pytest.approx(s.loc["treated", "n"], rel=0.1)
