@@ -139,8 +139,8 @@ def coverage(reps: int = 200, hospitals: int = 100, seed: int = 7) -> list[dict]
             fits = {
                 "logit (model SE)": logit("y ~ cc", d),
                 "logit, cluster-robust": logit("y ~ cc", d, cluster="h"),
-                "gee_logit exchangeable": gee_logit("y ~ cc", d, group="h"),
-                "gee_logit independence": gee_logit("y ~ cc", d, group="h", corr="independence"),
+                "gee_logit exchangeable": gee_logit("y ~ cc", d, cluster="h"),
+                "gee_logit independence": gee_logit("y ~ cc", d, cluster="h", corr="independence"),
                 "weighted_logit IPTW (HC0)": weighted_logit("y ~ t", dw, propensity_weights("t ~ x", dw)),
                 "weighted_logit overlap (HC0)": weighted_logit(
                     "y ~ t", dw, propensity_weights("t ~ x", dw, method="overlap")),
@@ -183,9 +183,9 @@ def run() -> list[dict]:
     add("logit", "time", round(t, 3), "s", data_note)
     t, r = _time(lambda: logit(f, d, cluster="hospital_id"))
     add("logit, cluster-robust", "time", round(t, 3), "s", data_note)
-    t_gee, g = _time(lambda: gee_logit(f, d, group="hospital_id"))
+    t_gee, g = _time(lambda: gee_logit(f, d, cluster="hospital_id"))
     add("gee_logit exchangeable", "time", round(t_gee, 3), "s", f"{data_note}; {g.extra['iterations']} iterations")
-    t, _ = _time(lambda: gee_logit(f, d, group="hospital_id", corr="independence"))
+    t, _ = _time(lambda: gee_logit(f, d, cluster="hospital_id", corr="independence"))
     add("gee_logit independence", "time", round(t, 3), "s", data_note)
 
     from hospstudy.models.base import design

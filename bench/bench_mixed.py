@@ -110,14 +110,14 @@ def run() -> list[dict]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mixed_logit(formula, d.iloc[:2000], group="hospital_id", nagq=nagq)  # warm-up (imports, caches)
+        mixed_logit(formula, d.iloc[:2000], cluster="hospital_id", nagq=nagq)  # warm-up (imports, caches)
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        fit = mixed_logit(formula, d, group="hospital_id", nagq=nagq)
+        fit = mixed_logit(formula, d, cluster="hospital_id", nagq=nagq)
         times.append(time.perf_counter() - t0)
     tracemalloc.start()
-    mixed_logit(formula, d, group="hospital_id", nagq=nagq)
+    mixed_logit(formula, d, cluster="hospital_id", nagq=nagq)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(fit.estimate) == 25 and fit.clusters == d['hospital_id'].nunique() and fit.n == 10_000
@@ -131,7 +131,7 @@ def run() -> list[dict]:
     t1 = []
     for _ in range(3):
         t0 = time.perf_counter()
-        lap = mixed_logit(formula, d, group="hospital_id", nagq=1)
+        lap = mixed_logit(formula, d, cluster="hospital_id", nagq=1)
         t1.append(time.perf_counter() - t0)
     row(CASE.replace("nAGQ=10", "nAGQ=1 (Laplace)"), "mixed_logit time (median of 3)", round(float(np.median(t1)), 3),
         "s", f"converged={lap.converged}")

@@ -28,7 +28,7 @@ F = "y ~ x + cc"
 
 
 def test_independence_equals_logit_with_unadjusted_cluster_sandwich(df):
-    g = gee_logit(F, df, group="h", corr="independence", weights="w")
+    g = gee_logit(F, df, cluster="h", corr="independence", weights="w")
     lg = logit(F, df, weights="w", cluster="h")
     G = g.clusters
     np.testing.assert_allclose(g.estimate, lg.estimate, atol=1e-9)
@@ -41,7 +41,7 @@ def test_independence_matches_statsmodels(df):
     X = np.c_[np.ones(len(df)), df["x"], df["cc"].astype(float)]
     sm_fit = sm.GEE(df["y"], X, groups=df["h"], family=sm.families.Binomial(),
                     cov_struct=sm.cov_struct.Independence()).fit()
-    g = gee_logit(F, df, group="h", corr="independence")
+    g = gee_logit(F, df, cluster="h", corr="independence")
     np.testing.assert_allclose(g.estimate, sm_fit.params, atol=1e-7)
     np.testing.assert_allclose(g.std_error, sm_fit.bse, rtol=1e-6)
 
@@ -53,14 +53,14 @@ def test_exchangeable_close_to_statsmodels_but_not_identical(df):
     X = np.c_[np.ones(len(df)), df["x"], df["cc"].astype(float)]
     sm_fit = sm.GEE(df["y"], X, groups=df["h"], family=sm.families.Binomial(),
                     cov_struct=sm.cov_struct.Exchangeable()).fit()
-    g = gee_logit(F, df, group="h")
+    g = gee_logit(F, df, cluster="h")
     assert 0 < g.extra["alpha"] < 0.5
     np.testing.assert_allclose(g.estimate, sm_fit.params, atol=0.02)
 
 
 def test_unit_weights_equal_no_weights(df):
-    a = gee_logit(F, df, group="h")
-    b = gee_logit(F, df, group="h", weights=np.ones(len(df)))
+    a = gee_logit(F, df, cluster="h")
+    b = gee_logit(F, df, cluster="h", weights=np.ones(len(df)))
     np.testing.assert_allclose(a.estimate, b.estimate, rtol=1e-10)
     np.testing.assert_allclose(a.cov, b.cov, rtol=1e-8)
     assert a.extra["alpha"] == pytest.approx(b.extra["alpha"], rel=1e-10)
@@ -69,16 +69,16 @@ def test_unit_weights_equal_no_weights(df):
 def test_zero_weight_equals_row_dropped(df):
     w = df["w"].to_numpy().copy()
     w[::5] = 0
-    a = gee_logit(F, df, group="h", weights=w)
-    b = gee_logit(F, df[w > 0], group="h", weights=w[w > 0])
+    a = gee_logit(F, df, cluster="h", weights=w)
+    b = gee_logit(F, df[w > 0], cluster="h", weights=w[w > 0])
     np.testing.assert_allclose(a.estimate, b.estimate, rtol=1e-10)
     np.testing.assert_allclose(a.cov, b.cov, rtol=1e-8)
 
 
 def test_constant_weights_do_not_change_estimates(df):
     """Scaling every weight by 2 (geepack's weights are not frequencies) leaves beta and alpha alone."""
-    a = gee_logit(F, df, group="h")
-    b = gee_logit(F, df, group="h", weights=np.full(len(df), 2.0))
+    a = gee_logit(F, df, cluster="h")
+    b = gee_logit(F, df, cluster="h", weights=np.full(len(df), 2.0))
     np.testing.assert_allclose(a.estimate, b.estimate, rtol=1e-9)
     np.testing.assert_allclose(a.cov, b.cov, rtol=1e-8)
 
@@ -86,15 +86,15 @@ def test_constant_weights_do_not_change_estimates(df):
 def test_singleton_clusters_only_cannot_be_exchangeable():
     d = pd.DataFrame({"y": [0, 1, 0, 1, 1, 0], "x": [1, 2, 3, 4, 5, 6.0], "h": range(6)})
     with pytest.raises(ModelError, match="independence"):
-        gee_logit("y ~ x", d, group="h")
+        gee_logit("y ~ x", d, cluster="h")
 
 
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"group": "h", "corr": "ar1"}, "'corr' parameter of gee_logit"),
-        ({"group": None}, "'group' parameter of gee_logit"),
-        ({"group": "nope"}, "'group' parameter of gee_logit"),
+        ({"cluster": "h", "corr": "ar1"}, "'corr' parameter of gee_logit"),
+        ({"cluster": None}, "'cluster' parameter of gee_logit"),
+        ({"cluster": "nope"}, "'cluster' parameter of gee_logit"),
     ],
 )
 def test_bad_arguments(df, kwargs, match):
@@ -106,5 +106,5 @@ def test_not_converged_warns(df):
     from hospstudy.errors import ConvergenceWarning
 
     with pytest.warns(ConvergenceWarning, match="did not converge"):
-        r = gee_logit(F, df, group="h", maxiter=1)
+        r = gee_logit(F, df, cluster="h", max_iter=1)
     assert r.converged is False and r.header()["converged"] is False

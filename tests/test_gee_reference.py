@@ -46,7 +46,7 @@ def ref():
 @pytest.mark.parametrize("case", list(CASES))
 def test_matches_geeglm(frames, ref, case):
     frame, formula, group, corr, w = CASES[case]
-    r = gee_logit(formula, frames[frame], group=group, corr=corr, weights=w)
+    r = gee_logit(formula, frames[frame], cluster=group, corr=corr, weights=w)
     R = ref[case]
     np.testing.assert_allclose(r.estimate, R["coef"], rtol=0, atol=COEF_TOL)
     np.testing.assert_allclose(r.std_error, R["se_robust"], rtol=SE_RTOL)
@@ -62,6 +62,6 @@ def test_matches_geeglm(frames, ref, case):
 
 def test_unsorted_rows_give_the_same_fit(frames, ref):
     d = frames["contra"].sample(frac=1, random_state=11)
-    r = gee_logit(FC, d, group="district")
+    r = gee_logit(FC, d, cluster="district")
     np.testing.assert_allclose(r.estimate, ref["contra_exch"]["coef"], atol=COEF_TOL)
     np.testing.assert_allclose(r.std_error, ref["contra_exch"]["se_robust"], rtol=SE_RTOL)

@@ -252,7 +252,7 @@ def test_class11_unreadable_input_file_names_the_file(tiny, tmp_path, stubs, mon
         return real_open(path, *a, **k)
 
     monkeypatch.setattr(builtins, "open", guarded)
-    with pytest.raises(DataUnusableError, match=rf"{blocked.name}: cannot read the file \(Permission denied\)"):
+    with pytest.raises(DataUnusableError, match=rf"{blocked.name}: cannot read file \(Permission denied\)"):
         run_study(FLAGSHIP, tiny, tmp_path / "out")
 
 

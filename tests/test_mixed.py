@@ -51,7 +51,7 @@ def quiet_fit(*args, **kw):
 
 
 def test_result_shape(sim):
-    fit = quiet_fit("y ~ x1 + x2", sim, group="hosp", nagq=3)
+    fit = quiet_fit("y ~ x1 + x2", sim, cluster="hosp", nagq=3)
     t = fit.tidy()
     assert list(t.columns) == TIDY_COLUMNS
     assert list(t["term"]) == ["Intercept", "x1", "x2"]
@@ -66,7 +66,7 @@ def test_result_shape(sim):
 
 
 def test_icc_and_median_odds_ratio(sim):
-    fit = quiet_fit("y ~ x1 + x2", sim, group="hosp")
+    fit = quiet_fit("y ~ x1 + x2", sim, cluster="hosp")
     sd = fit.random_sd
     assert fit.icc == pytest.approx(sd**2 / (sd**2 + np.pi**2 / 3))
     assert MOR_FACTOR == pytest.approx(0.9538725524)  # sqrt(2) * qnorm(0.75)
@@ -83,15 +83,15 @@ def test_icc_and_median_odds_ratio(sim):
 
 def test_planted_effects_recovered():
     d = simulate(seed=7, J=150, nmin=20, nmax=40)
-    fit = quiet_fit("y ~ x1 + x2", d, group="hosp", nagq=5)
+    fit = quiet_fit("y ~ x1 + x2", d, cluster="hosp", nagq=5)
     truth = np.array([-1.0, 0.5, -0.7])
     assert np.all(np.abs(fit.estimate - truth) < 4 * fit.std_error)
     assert abs(fit.random_sd - 0.8) < 4 * fit.random_sd_se
 
 
 def test_unit_weights_equal_no_weights(sim):
-    a = quiet_fit("y ~ x1 + x2", sim, group="hosp", nagq=5)
-    b = quiet_fit("y ~ x1 + x2", sim, group="hosp", nagq=5, weights=np.ones(len(sim)))
+    a = quiet_fit("y ~ x1 + x2", sim, cluster="hosp", nagq=5)
+    b = quiet_fit("y ~ x1 + x2", sim, cluster="hosp", nagq=5, weights=np.ones(len(sim)))
     np.testing.assert_allclose(a.estimate, b.estimate, rtol=0, atol=1e-10)
     np.testing.assert_allclose(a.std_error, b.std_error, rtol=1e-8)
     assert a.loglik == pytest.approx(b.loglik, abs=1e-9)
@@ -101,8 +101,8 @@ def test_duplicated_rows_equal_weight_two(sim):
     # Within a hospital, a row twice multiplies the conditional likelihood exactly as weight 2 does.
     dup = pd.concat([sim, sim], ignore_index=True)
     sim2 = sim.assign(w=2.0)
-    a = quiet_fit("y ~ x1 + x2", dup, group="hosp", nagq=5)
-    b = quiet_fit("y ~ x1 + x2", sim2, group="hosp", nagq=5, weights="w")
+    a = quiet_fit("y ~ x1 + x2", dup, cluster="hosp", nagq=5)
+    b = quiet_fit("y ~ x1 + x2", sim2, cluster="hosp", nagq=5, weights="w")
     np.testing.assert_allclose(a.estimate, b.estimate, rtol=0, atol=1e-6)
     np.testing.assert_allclose(a.std_error, b.std_error, rtol=1e-5)
     assert a.random_sd == pytest.approx(b.random_sd, abs=1e-6)
@@ -112,16 +112,16 @@ def test_duplicated_rows_equal_weight_two(sim):
 def test_zero_weight_equals_dropped_rows(sim):
     w = np.ones(len(sim))
     w[::7] = 0.0
-    a = quiet_fit("y ~ x1 + x2", sim, group="hosp", weights=w)
-    b = quiet_fit("y ~ x1 + x2", sim[w > 0], group="hosp")
+    a = quiet_fit("y ~ x1 + x2", sim, cluster="hosp", weights=w)
+    b = quiet_fit("y ~ x1 + x2", sim[w > 0], cluster="hosp")
     np.testing.assert_allclose(a.estimate, b.estimate, atol=1e-7)
     assert a.loglik == pytest.approx(b.loglik, abs=1e-7)
 
 
 def test_row_order_and_group_labels_do_not_matter(sim):
-    a = quiet_fit("y ~ x1 + x2", sim, group="hosp", nagq=4)
+    a = quiet_fit("y ~ x1 + x2", sim, cluster="hosp", nagq=4)
     shuffled = sim.sample(frac=1.0, random_state=3).assign(hosp=lambda d: "H" + d["hosp"].astype(str))
-    b = quiet_fit("y ~ x1 + x2", shuffled, group="hosp", nagq=4)
+    b = quiet_fit("y ~ x1 + x2", shuffled, cluster="hosp", nagq=4)
     np.testing.assert_allclose(a.estimate, b.estimate, atol=1e-7)
     assert a.random_sd == pytest.approx(b.random_sd, abs=1e-7)
     ra = a.ranef.assign(group="H" + a.ranef["group"].astype(str)).set_index("group")["mode"]
@@ -131,8 +131,8 @@ def test_row_order_and_group_labels_do_not_matter(sim):
 
 def test_trials_column_equals_cbind():
     d = pd.read_csv(REF / "lme4_cbpp.csv")
-    a = quiet_fit("cbind(incidence, size - incidence) ~ C(period)", d, group="herd", nagq=2)
-    b = quiet_fit("incidence ~ C(period)", d, group="herd", nagq=2, trials="size")
+    a = quiet_fit("cbind(incidence, size - incidence) ~ C(period)", d, cluster="herd", nagq=2)
+    b = quiet_fit("incidence ~ C(period)", d, cluster="herd", nagq=2, trials="size")
     np.testing.assert_allclose(a.estimate, b.estimate, atol=1e-10)
     assert a.loglik == pytest.approx(b.loglik, abs=1e-9)
     assert a.events == 99 and a.n == 56
@@ -141,8 +141,8 @@ def test_trials_column_equals_cbind():
 def test_missing_group_rows_are_dropped(sim):
     d = sim.astype({"hosp": "float"})
     d.loc[d.index[:5], "hosp"] = np.nan
-    a = quiet_fit("y ~ x1 + x2", d, group="hosp")
-    b = quiet_fit("y ~ x1 + x2", sim.iloc[5:], group="hosp")
+    a = quiet_fit("y ~ x1 + x2", d, cluster="hosp")
+    b = quiet_fit("y ~ x1 + x2", sim.iloc[5:], cluster="hosp")
     np.testing.assert_allclose(a.estimate, b.estimate, atol=1e-8)
     assert a.n == len(sim) - 5
 
@@ -196,7 +196,7 @@ def test_boundary_fit_warns_and_reduces_to_glm():
     d = boundary_data()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = mixed_logit("y ~ x", d, group="hosp", nagq=5)
+        fit = mixed_logit("y ~ x", d, cluster="hosp", nagq=5)
     kinds = [w.category for w in caught]
     assert BoundaryWarning in kinds
     # the joint Hessian is singular at theta = 0 by construction: no false "no standard errors" alarm
@@ -209,13 +209,13 @@ def test_boundary_fit_warns_and_reduces_to_glm():
     assert fit.loglik == pytest.approx(glm.llf, abs=1e-6)
     # the profile interval still exists at the boundary: [0, upper]
     with pytest.warns(BoundaryWarning):
-        prof = mixed_logit("y ~ x", d, group="hosp", nagq=5, sd_ci="profile")
+        prof = mixed_logit("y ~ x", d, cluster="hosp", nagq=5, sd_ci="profile")
     assert prof.random_sd_conf_low == 0.0 and 0.05 < prof.random_sd_conf_high < 2
     assert prof.mor_conf_low == 1.0
 
 
 def test_profile_interval_is_where_the_deviance_rises_by_the_chi2_quantile(sim):
-    fit = quiet_fit("y ~ x1 + x2", sim, group="hosp", nagq=3, sd_ci="profile")
+    fit = quiet_fit("y ~ x1 + x2", sim, cluster="hosp", nagq=3, sd_ci="profile")
     lo, hi = fit.random_sd_conf_low, fit.random_sd_conf_high
     assert 0 < lo < fit.random_sd < hi
     # refit with the SD fixed at each limit (weights make no difference): deviance - min = 3.8415
@@ -240,15 +240,15 @@ def test_separation_warns_and_names_the_term(sim):
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", BoundaryWarning)
         with pytest.warns(SeparationWarning, match="perfect"):
-            fit = mixed_logit("y ~ x1 + perfect", d, group="hosp")
+            fit = mixed_logit("y ~ x1 + perfect", d, cluster="hosp")
     assert fit.extra["separation"] == ["Intercept", "perfect"] or "perfect" in fit.extra["separation"]
 
 
 def test_rank_deficiency_drops_aliased_column(sim):
     d = sim.assign(x1b=2.0 * sim["x1"])
     with pytest.warns(RankDeficiencyWarning, match="x1b"):
-        fit = mixed_logit("y ~ x1 + x2 + x1b", d, group="hosp")
-    ref = quiet_fit("y ~ x1 + x2", sim, group="hosp")
+        fit = mixed_logit("y ~ x1 + x2 + x1b", d, cluster="hosp")
+    ref = quiet_fit("y ~ x1 + x2", sim, cluster="hosp")
     assert fit.terms == ["Intercept", "x1", "x2", "x1b"] and fit.dropped_terms == ("x1b",)
     assert np.isnan(fit.estimate[3])
     np.testing.assert_allclose(fit.estimate[:3], ref.estimate, atol=1e-8)
@@ -256,7 +256,7 @@ def test_rank_deficiency_drops_aliased_column(sim):
 
 def test_nonconvergence_warns(sim):
     with pytest.warns(ConvergenceWarning, match="did not converge"):
-        fit = mixed_logit("y ~ x1 + x2", sim, group="hosp", max_iter=1)
+        fit = mixed_logit("y ~ x1 + x2", sim, cluster="hosp", max_iter=1)
     assert not fit.converged and fit.header()["converged"] is False
 
 
@@ -267,8 +267,8 @@ def test_nonconvergence_warns(sim):
         ({"nagq": 26}, "nagq"),
         ({"nagq": 2.0}, "nagq"),
         ({"nagq": True}, "nagq"),
-        ({"group": "nope"}, "group"),
-        ({"group": None}, "group"),
+        ({"cluster": "nope"}, "cluster"),
+        ({"cluster": None}, "cluster"),
         ({"weights": "nope"}, "weights"),
         ({"trials": "nope"}, "trials"),
         ({"conf_level": 95}, "conf_level"),
@@ -277,7 +277,7 @@ def test_nonconvergence_warns(sim):
     ],
 )
 def test_bad_arguments_one_template(sim, kw, param):
-    args = {"group": "hosp"} | kw
+    args = {"cluster": "hosp"} | kw
     with pytest.raises(ModelError) as e:
         mixed_logit("y ~ x1", sim, **args)
     msg = str(e.value)
@@ -287,21 +287,21 @@ def test_bad_arguments_one_template(sim, kw, param):
 
 def test_bad_formula_and_data(sim):
     with pytest.raises(ModelError, match="'formula' parameter"):
-        mixed_logit("y x1", sim, group="hosp")
+        mixed_logit("y x1", sim, cluster="hosp")
     with pytest.raises(ModelError, match="'data' parameter"):
-        mixed_logit("y ~ x1", sim.to_dict(), group="hosp")
+        mixed_logit("y ~ x1", sim.to_dict(), cluster="hosp")
 
 
 def test_bad_values_name_the_row(sim):
     d = sim.copy()
     d.loc[d.index[4], "y"] = 2
     with pytest.raises(InputError, match=r"must be 0/1 or boolean.*row 4 \(index 4\) has 2 "):
-        mixed_logit("y ~ x1", d, group="hosp")
+        mixed_logit("y ~ x1", d, cluster="hosp")
     w = np.ones(len(sim))
     w[9] = -1
     with pytest.raises(InputError, match=r"weights must be finite and >= 0; row 9"):
-        mixed_logit("y ~ x1", sim, group="hosp", weights=w)
+        mixed_logit("y ~ x1", sim, cluster="hosp", weights=w)
     c = pd.read_csv(REF / "lme4_cbpp.csv")
     c.loc[3, "incidence"] = c.loc[3, "size"] + 1
     with pytest.raises(InputError, match=r"0 <= successes <= trials.*row 3 \(index 3\) has successes=6, trials=5"):
-        mixed_logit("incidence ~ C(period)", c, group="herd", trials="size")
+        mixed_logit("incidence ~ C(period)", c, cluster="herd", trials="size")

@@ -68,11 +68,11 @@ def fitted(name, q, data):
     key = (name, q)
     if key not in _cache:
         if name == "cbpp":
-            _cache[key] = mixed_logit("cbind(incidence, size - incidence) ~ C(period)", data, group="herd", nagq=q)
+            _cache[key] = mixed_logit("cbind(incidence, size - incidence) ~ C(period)", data, cluster="herd", nagq=q)
         elif name == "cbpp_binary":
-            _cache[key] = mixed_logit("y ~ C(period)", data, group="herd", nagq=q)
+            _cache[key] = mixed_logit("y ~ C(period)", data, cluster="herd", nagq=q)
         else:
-            _cache[key] = mixed_logit("use ~ age + I(age**2) + urban + livch", data, group="district", nagq=q)
+            _cache[key] = mixed_logit("use ~ age + I(age**2) + urban + livch", data, cluster="district", nagq=q)
     return _cache[key]
 
 
@@ -151,14 +151,14 @@ TOL_PROFILE = 2e-4
 
 
 def test_profile_interval_cbpp(cbpp):
-    fit = mixed_logit("cbind(incidence, size - incidence) ~ C(period)", cbpp, group="herd", sd_ci="profile")
+    fit = mixed_logit("cbind(incidence, size - incidence) ~ C(period)", cbpp, cluster="herd", sd_ci="profile")
     ref = PROFILE["cbpp_nagq1"]
     assert abs(fit.random_sd_conf_low - ref["conf_low"]) < TOL_PROFILE
     assert abs(fit.random_sd_conf_high - ref["conf_high"]) < TOL_PROFILE
 
 
 def test_profile_interval_contraception(contraception):
-    fit = mixed_logit("use ~ age + I(age**2) + urban + livch", contraception, group="district", sd_ci="profile")
+    fit = mixed_logit("use ~ age + I(age**2) + urban + livch", contraception, cluster="district", sd_ci="profile")
     ref = PROFILE["contraception_nagq1"]
     assert abs(fit.random_sd_conf_low - ref["conf_low"]) < TOL_PROFILE
     assert abs(fit.random_sd_conf_high - ref["conf_high"]) < TOL_PROFILE
@@ -172,7 +172,7 @@ WEIGHTED = json.loads((REF / "lme4_weights.json").read_text())["fits"]
 @pytest.mark.parametrize("q", [1, 10])
 def test_case_weights_match_glmer(q, contraception):
     d = contraception.assign(w=1 + contraception["district"] % 3)
-    fit = mixed_logit("use ~ age + I(age**2) + urban + livch", d, group="district", nagq=q, weights="w")
+    fit = mixed_logit("use ~ age + I(age**2) + urban + livch", d, cluster="district", nagq=q, weights="w")
     ref = WEIGHTED[f"contraception_weighted_nagq{q}"]
     np.testing.assert_allclose(fit.estimate, ref["fixef"], rtol=0, atol=TOL_FIXEF)
     np.testing.assert_allclose(fit.std_error, ref["se"], rtol=TOL_SE_REL, atol=0)
@@ -208,7 +208,7 @@ def test_small_positive_sd_is_not_taken_for_the_boundary(q):
     d = pd.read_csv(REF / "lme4_small_sd.csv")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fit = mixed_logit("y ~ x", d, group="h", nagq=q)
+        fit = mixed_logit("y ~ x", d, cluster="h", nagq=q)
     ref = FALSE_BOUNDARY[f"small_sd_nagq{q}"]
     np.testing.assert_allclose(fit.estimate, ref["fixef"], rtol=0, atol=TOL_FIXEF)
     np.testing.assert_allclose(fit.std_error, ref["se"], rtol=TOL_SE_REL, atol=0)

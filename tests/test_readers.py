@@ -147,7 +147,7 @@ def test_truncated_parquet(tmp_path):
 def test_csv_neither_utf8_nor_cp932(tmp_path):
     db = write_db(tmp_path / "db", fmt="csv")
     (db / "facilities.csv").write_bytes(b"hospital_id,fiscal_year,cancer_center,beds,teaching,region\n1,2014,1,20,1,\x81 \xff\n")
-    with pytest.raises(DataUnusableError, match=r"not decodable as UTF-8 or CP932 \(first bad byte at offset 73\)"):
+    with pytest.raises(DataUnusableError, match=r"facilities.csv line 2: not decodable as UTF-8 or CP932 \(byte 0x81\)"):
         validate_database(db)
 
 
@@ -166,7 +166,7 @@ def test_malformed_csv_row(tmp_path):
     db = write_db(tmp_path / "db", fmt="csv")
     with open(db / "diagnoses.csv", "a") as f:
         f.write("A1,C795,main,extra\n")
-    with pytest.raises(DataUnusableError, match=r"diagnoses.csv: cannot read as utf-8 CSV.*Expected 3 columns"):
+    with pytest.raises(DataUnusableError, match=r"diagnoses.csv line 12: cannot read as utf-8 CSV: 4 field\(s\) where the header has 3"):
         validate_database(db)
 
 

@@ -52,7 +52,7 @@ def test_linear_curve_is_exact(df):
 
 
 def test_spline_curve_matches_basis_difference(df):
-    r = gee_logit("y ~ rcs(volume, 3) + age", df, group="h")
+    r = gee_logit("y ~ rcs(volume, 3) + age", df, cluster="h")
     kn = r.extra["model_spec"].transform_state["rcs(volume, 3)"]["knots"]
     grid = np.linspace(10, 400, 9)
     c = volume_curve(r, "volume", grid, reference=100)

@@ -38,7 +38,10 @@ def test_overlap_weights_balance_ps_covariates_exactly(df):
 def test_iptw_improves_balance_and_stabilized_sums(df):
     pw = propensity_weights(PS, df)
     bt = balance_table(df, ["age", "male", "site"], "cc", pw)
-    assert np.abs(bt["smd_after"]).max() < 0.1 < np.abs(bt["smd_before"]).max() + 0.1
+    # the planted confounding (age 0.03/year in the PS) gives an age SMD of about 0.38 before;
+    # stabilized IPTW with the true PS model brings every SMD near 0 (the second bound can fail)
+    assert np.abs(bt["smd_after"]).max() < 0.02
+    assert np.abs(bt["smd_before"]).max() > 0.3
     s = pw.summary().set_index("group")
     # stabilized IPTW: weights sum to about the group size
     assert s.loc["treated", "weight_sum"] == pytest.approx(s.loc["treated", "n"], rel=0.1)
@@ -62,7 +65,7 @@ def test_weights_in_gee_and_logit_agree_with_weighted_logit(df):
     b = logit("y ~ cc", df, weights=pw.weights.to_numpy(), cluster="h")
     np.testing.assert_allclose(a.estimate, b.estimate)
     np.testing.assert_allclose(a.cov, b.cov)
-    g = gee_logit("y ~ cc", df, group="h", corr="independence", weights=pw.weights.to_numpy())
+    g = gee_logit("y ~ cc", df, cluster="h", corr="independence", weights=pw.weights.to_numpy())
     np.testing.assert_allclose(g.estimate, a.estimate, atol=1e-9)
     G = a.clusters
     np.testing.assert_allclose(g.cov, a.cov * (G - 1) / G, rtol=1e-7)
@@ -109,7 +112,7 @@ def test_nullable_dtypes_of_the_analytic_dataset(df):
     assert bt.loc[0, "n"] == len(d) - 1 and bt.loc[1, "n"] == len(d) - 2  # weight (row 7), volume (row 8)
     r = weighted_logit("y ~ cc + volume", d, pw, cluster="h")
     assert r.n == len(d) - 9
-    g = gee_logit("y ~ cc + male", d, group="h")
+    g = gee_logit("y ~ cc + male", d, cluster="h")
     assert g.n == len(d) - 8
 
 

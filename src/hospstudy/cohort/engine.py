@@ -232,36 +232,75 @@ class _Layers:
 
 # ---- staging --------------------------------------------------------------------------------
 
-def stage_tables(con, data_dir, engine: str) -> dict:
-    """One Ibis table per canonical table: the data model's columns, cast to its types."""
-    import ibis
+def stage_tables(con, data_dir, engine: str, workdir) -> dict:
+    """One Ibis table per canonical table: the data model's columns, cast to its types.
 
-    from hospstudy.data.readers import locate_tables, read_table
+    The casts are the data layer's (:func:`hospstudy.data.readers.cast_expression`), the
+    very rules validation accepts, on both engines: a Parquet table whose every file stores
+    every column in the schema's type is read as it is by the engine; any other table (CSV,
+    integer or text dates, decimal text, time-zone-aware timestamps, ...) is typed by the
+    data layer's SQL in DuckDB, as a view (DuckDB engine) or into typed Parquet in
+    ``workdir`` that Spark reads. ``workdir`` (a folder) must outlive the queries.
+    """
+    import duckdb
+
+    from hospstudy.data.readers import check_casts, check_parquet, is_exact, locate_tables, plan_scan, quote, sql_str
 
     sources = locate_tables(data_dir)
+    workdir = Path(workdir)
+    duck = con.con if engine == "duckdb" else None
     out = {}
-    for name, src in sources.items():
-        cols = TABLES[name]
-        if src.format == "parquet":
-            if engine == "duckdb":
-                t = con.read_parquet([str(p) for p in src.paths], table_name=f"hs_raw_{name}", hive_partitioning=False)
-            else:
-                if src.root.is_dir():
-                    t = con.read_parquet(str(src.root), table_name=f"hs_raw_{name}", recursiveFileLookup="true")
-                else:
-                    t = con.read_parquet(str(src.root), table_name=f"hs_raw_{name}")
-        else:
-            # CSV exports (UTF-8 or CP932, YYYYMMDD dates, 0/1 booleans) are typed by the data
-            # package's reader, which names the file and row of a value that does not cast;
-            # they become in-memory tables (Python's CP932 codec is needed anyway)
-            t = con.create_view(f"hs_raw_{name}", ibis.memtable(read_table(src)), overwrite=True)
-        missing = [c.name for c in cols if c.name not in t.columns]
-        if missing:
-            raise DataUnusableError(
-                f"{src.root}: table '{name}' lacks column(s) {', '.join(missing)} of the data model "
-                f"(run `hospstudy validate` for every finding)"
+    try:
+        for name, src in sources.items():
+            cols = TABLES[name]
+            exact = src.format == "parquet" and all(
+                (f := schema.field(c.name) if c.name in schema.names else None) is not None and is_exact(f.type, c.type)
+                for schema in (check_parquet(p, src) for p in src.paths) for c in cols
             )
-        out[name] = t.select(**{c.name: t[c.name].cast(_IBIS_TYPES[c.type]) for c in cols})
+            # Spark leaves out files named .* and _* even when they are named to it
+            hidden = any(p.name.startswith((".", "_")) for p in src.paths)
+            if exact and engine == "duckdb":
+                t = con.read_parquet([str(p) for p in src.paths], table_name=f"hs_raw_{name}", hive_partitioning=False)
+            elif exact and not hidden:
+                con._session.read.parquet(*[str(p) for p in src.paths]).createOrReplaceTempView(f"hs_raw_{name}")
+                t = con.table(f"hs_raw_{name}")
+            else:
+                if duck is None:
+                    duck = duckdb.connect()
+                    duck.execute("SET enable_progress_bar = false")
+                plan = plan_scan(duck, src, workdir / "csv")
+                select, absent = plan.typed_select([c.name for c in cols])
+                if absent:
+                    why = ", ".join(
+                        f"{c} ({'missing' if c not in plan.kinds else 'stored as ' + plan.kinds[c] + ', which cannot be cast'})"
+                        for c in absent)
+                    raise DataUnusableError(
+                        f"{src.root}: table '{name}' has unusable column(s) {why} "
+                        f"(run `hospstudy validate` for every finding)")
+                typed = f"SELECT {', '.join(quote(c.name) for c in cols)} FROM ({select})"
+                try:
+                    # a value that does not cast stops the build (validation, when skipped,
+                    # would have listed it): never a silent NULL
+                    check_casts(duck, plan, [c.name for c in cols])
+                    if engine == "duckdb":
+                        duck.execute(f"CREATE OR REPLACE TEMP VIEW {quote('hs_raw_' + name)} AS {typed}")
+                        t = con.table(f"hs_raw_{name}")
+                    else:
+                        dest = workdir / f"{name}.parquet"
+                        duck.execute(f"COPY ({typed}) TO {sql_str(str(dest))} (FORMAT parquet)")
+                        t = con.read_parquet(str(dest), table_name=f"hs_raw_{name}")
+                except duckdb.Error as e:
+                    raise DataUnusableError(f"table {name}: cannot read its files ({str(e).splitlines()[0]})") from None
+            missing = [c.name for c in cols if c.name not in t.columns]
+            if missing:
+                raise DataUnusableError(
+                    f"{src.root}: table '{name}' lacks column(s) {', '.join(missing)} of the data model "
+                    f"(run `hospstudy validate` for every finding)"
+                )
+            out[name] = t.select(**{c.name: t[c.name].cast(_IBIS_TYPES[c.type]) for c in cols})
+    finally:
+        if duck is not None and engine != "duckdb":
+            duck.close()
     return out
 
 
@@ -541,8 +580,11 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
     tick("staging")
     con = connect(engine, spark=spark, spark_master=spark_master)
     layers = None
+    import tempfile
+
+    workdir = tempfile.TemporaryDirectory(prefix="hospstudy-stage-")
     try:
-        tables = stage_tables(con, data_dir, engine)
+        tables = stage_tables(con, data_dir, engine, workdir.name)
         tick("index events and steps")
         layers = _Layers(con)
         steps_t, steps = _steps(study, tables, layers)
@@ -570,6 +612,7 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
     finally:
         if layers is not None:
             layers.close()
+        workdir.cleanup()
     table, frame = _finish(study, arrow)
     tick(None)
     dictionary = data_dictionary(study, table)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,38 +16,56 @@ from hospstudy.errors import DataUnusableError
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's content; a file that cannot be read is a DataUnusableError naming it."""
+    """SHA-256 of a file's content; DataUnusableError naming the file if it cannot be read."""
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:
             while block := f.read(chunk):
                 h.update(block)
     except OSError as e:
-        raise DataUnusableError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        raise DataUnusableError(f"{path}: cannot read file ({e.strerror or e})") from None
     return h.hexdigest()
 
 
-def input_file_hashes(data_dir: Path, memo: dict | None = None) -> dict[str, str]:
-    """SHA-256 of every file of a database folder, keyed by its path relative to the folder.
+def database_files(data_dir: Path) -> list[Path]:
+    """Every file the readers read from a database folder, sorted: the parts of each table
+    present, as :func:`hospstudy.data.readers.find_table_files` lists them (the one list of
+    what is read). A missing table is left to validation to report."""
+    from hospstudy.data.readers import find_table_files
 
-    ``memo`` maps a relative path to ``[size, mtime_ns, sha256]`` from an earlier run; a file
-    whose size and modification time did not change is not read again (a cached re-run of a
-    large database stays fast). The memo is updated in place.
+    files = [p for _, _, parts in find_table_files(data_dir, missing_ok=True).values() for p in parts]
+    return sorted(files)
+
+
+def _signature(st: os.stat_result) -> list[int]:
+    # the change time and inode move whenever the content is rewritten, also by a tool that
+    # puts back the modification time (touch -d, rsync -t, cp -p)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def input_file_hashes(data_dir: Path, memo: dict | None = None) -> dict[str, str]:
+    """SHA-256 of every file the readers read from a database folder (:func:`database_files`),
+    keyed by its path relative to the folder.
+
+    ``memo`` maps a relative path to ``[size, mtime_ns, ctime_ns, inode, device, sha256]``
+    from an earlier run; a file whose signature did not change is not read again (a cached
+    re-run of a large database stays fast). The memo is updated in place.
     """
     data_dir = Path(data_dir)
     memo = {} if memo is None else memo
     out: dict[str, str] = {}
-    for p in sorted(data_dir.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        rel = p.relative_to(data_dir).as_posix()
-        st = p.stat()
+    for p in database_files(data_dir):
+        rel = os.path.relpath(p, data_dir).replace(os.sep, "/")
+        try:
+            sig = _signature(p.stat())
+        except OSError as e:
+            raise DataUnusableError(f"{p}: cannot read file ({e.strerror or e})") from None
         known = memo.get(rel)
-        if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
-            out[rel] = known[2]
+        if isinstance(known, list) and len(known) == len(sig) + 1 and known[:-1] == sig:
+            out[rel] = known[-1]
             continue
         digest = sha256_file(p)
-        memo[rel] = [st.st_size, st.st_mtime_ns, digest]
+        memo[rel] = [*sig, digest]
         out[rel] = digest
     return out
 

@@ -10,7 +10,8 @@ schema type here, so one set of casting rules serves validation and the cohort e
 * integers: integer, integral float or decimal, or text such as ``"12"`` or ``"12.0"``;
 * floats: any number or numeric text;
 * booleans: boolean, integer 0/1, or text ``true/false``, ``t/f``, ``1/0``, ``yes/no``, ``y/n``;
-* dates: date, timestamp (the date part), integer ``YYYYMMDD``, or text ``YYYY-MM-DD``,
+* dates: date, timestamp (the date part; a time-zone-aware timestamp is first converted to
+  Japan's time, :data:`DATA_TIME_ZONE`), integer ``YYYYMMDD``, or text ``YYYY-MM-DD``,
   ``YYYYMMDD`` or ``YYYY/MM/DD``;
 * strings: text, or integers (identifiers stored as numbers).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import os
 import tempfile
 from dataclasses import dataclass
@@ -42,6 +44,8 @@ _ENCODING_ALIASES = {
     "shift-jis": "cp932", "sjis": "cp932", "s_jis": "cp932",
 }
 _CHUNK = 1 << 20
+# Timestamps that carry a time zone become dates in this zone (DPC data are Japanese).
+DATA_TIME_ZONE = "Asia/Tokyo"
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,6 @@ class TableSource:
     root: Path  # the file, or the folder of parts
     encoding: str = "utf-8"
     hive: bool = False
-
-    @property
-    def glob(self) -> str:
-        """A glob an engine can read (DuckDB read_parquet, Spark path)."""
-        if self.root.is_dir():
-            return str(self.root / "**" / f"*.{self.format}")
-        return str(self.root)
 
     @property
     def database(self) -> Path:
@@ -111,7 +108,8 @@ def detect_encoding(path: str | Path) -> str:
     """Detect whether a CSV file is UTF-8 or CP932.
 
     The file is read in 1 MiB chunks up to the first chunk holding non-ASCII bytes, which is
-    decoded as UTF-8 and, failing that, as CP932. A pure-ASCII file is UTF-8.
+    decoded as UTF-8 and, failing that, as CP932. A pure-ASCII file is UTF-8. The reader then
+    decodes the whole file strictly (a file that changes encoding further down stops there).
 
     Raises
     ------
@@ -121,7 +119,7 @@ def detect_encoding(path: str | Path) -> str:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            offset = 0
+            lines = 0
             while chunk := f.read(_CHUNK):
                 if not chunk.isascii():
                     # Extend to a line end so a multi-byte character is not cut in two.
@@ -132,24 +130,184 @@ def detect_encoding(path: str | Path) -> str:
                             return enc
                         except UnicodeDecodeError:
                             continue
-                    try:
-                        chunk.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        where = offset + e.start
+                    # neither decodes: the encoding that reads further is the file's, up to
+                    # the line where it changes (or where the bytes are neither)
+                    stops = {}
+                    for enc in ("utf-8", "cp932"):
+                        try:
+                            chunk.decode(enc)
+                        except UnicodeDecodeError as e:
+                            stops[enc] = e.start
+                    enc = max(stops, key=stops.get)
+                    where = stops[enc]
+                    line = lines + chunk.count(b"\n", 0, where) + 1
+                    name = "UTF-8" if enc == "utf-8" else "CP932"
+                    if not chunk[:where].isascii():
+                        raise DataUnusableError(
+                            f"{path} line {line}: byte 0x{chunk[where]:02x} is not {name}, and the lines before it "
+                            f"are {name}: the file mixes encodings. Re-export it in one encoding (UTF-8 or CP932)"
+                        )
                     raise DataUnusableError(
-                        f"{path}: not decodable as UTF-8 or CP932 (first bad byte at offset {where}); "
+                        f"{path} line {line}: not decodable as UTF-8 or CP932 (byte 0x{chunk[where]:02x}); "
                         "re-export the file as UTF-8 or CP932 (Shift_JIS)"
                     )
-                offset += len(chunk)
+                lines += chunk.count(b"\n")
     except OSError as e:
         raise DataUnusableError(f"{path}: cannot read file ({e.strerror or e})") from None
     return "utf-8"
 
 
+# Files that hold no rows, written beside the parts by Spark, Hadoop and desktop file managers:
+# not read and not hashed. Every other file under a table folder is a part, read and hashed.
+_BOOKKEEPING = ("_SUCCESS", ".DS_Store", "Thumbs.db", "desktop.ini")
+_PART_FORMATS = {".parquet": "parquet", ".csv": "csv"}
+
+
+def _is_bookkeeping(name: str) -> bool:
+    return name in _BOOKKEEPING or name.endswith(".crc") or name.startswith(("_committed_", "_started_"))
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _folder_parts(folder: Path, root: Path) -> list[Path]:
+    """Every file under a table folder (following symbolic links), sorted; bookkeeping files
+    left out. A folder that cannot be listed, a link that leads nowhere or in a loop, and a
+    folder or file reached twice (its rows would be read twice) are errors, never skipped."""
+    seen_dirs: dict[str, Path] = {}
+    seen_files: dict[str, Path] = {}
+    parts: list[Path] = []
+
+    def visit(d: Path) -> None:
+        real = os.path.realpath(d)
+        if real in seen_dirs:
+            raise DataUnusableError(
+                f"{_rel(d, root)}: the folder {_rel(seen_dirs[real], root)} reached again through a symbolic link "
+                "(a loop, or its files would be read twice); remove the link"
+            )
+        seen_dirs[real] = d
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as e:
+            raise DataUnusableError(
+                f"{_rel(d, root)}: cannot list the folder ({e.strerror or e}); every file under a table is read: "
+                "make it readable or move it out of the database"
+            ) from None
+        for e in entries:
+            p = Path(e.path)
+            try:
+                is_dir, is_file = e.is_dir(), e.is_file()
+            except OSError as err:
+                raise DataUnusableError(f"{_rel(p, root)}: cannot read ({err.strerror or err})") from None
+            if is_dir:
+                visit(p)
+            elif is_file:
+                if _is_bookkeeping(e.name):
+                    continue
+                rf = os.path.realpath(p)
+                if rf in seen_files:
+                    raise DataUnusableError(
+                        f"{_rel(p, root)}: the same file as {_rel(seen_files[rf], root)} (a symbolic link); "
+                        "its rows would be read twice: remove one"
+                    )
+                seen_files[rf] = p
+                parts.append(p)
+            elif e.is_symlink():
+                raise DataUnusableError(
+                    f"{_rel(p, root)}: a symbolic link that cannot be followed (a loop, or its target is missing)"
+                )
+            else:
+                raise DataUnusableError(f"{_rel(p, root)}: not a regular file or folder; move it out of the database")
+
+    visit(folder)
+    return parts
+
+
+def find_table_files(path: str | Path, required: tuple[str, ...] = TABLE_NAMES,
+                     missing_ok: bool = False) -> dict[str, tuple[str, Path, tuple[Path, ...]]]:
+    """The files of each table of a database folder: name to ``(format, root, parts)``.
+
+    This is the one list of what is read: the readers, the engines and the content hashes of
+    the stage caches all use it, so a file is read if and only if it is hashed. A table is
+    exactly one of ``NAME.parquet`` (a file, or a folder of parts as Spark writes it),
+    ``NAME/`` (a folder of parts, possibly hive-partitioned) or ``NAME.csv``. Every file under
+    a table folder is a part (hidden files too), except the bookkeeping files that hold no
+    rows (``_SUCCESS``, ``*.crc``, ``_committed_*``, ``_started_*``, ``.DS_Store``,
+    ``Thumbs.db``, ``desktop.ini``); the parts of a table share one format.
+
+    Raises
+    ------
+    DataUnusableError
+        Naming the file or folder: the database folder is missing; a table is given twice;
+        a table is missing (unless ``missing_ok``); a link cannot be followed; a folder cannot
+        be listed; a part is neither ``.parquet`` nor ``.csv``; parts mix formats; a table
+        folder holds no parts.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        if os.path.islink(root) and not root.exists():
+            raise DataUnusableError(f"{root}: a symbolic link that cannot be followed (a loop, or its target is missing)")
+        raise DataUnusableError(f"{root}: no such database folder")
+    found: dict[str, tuple[str, Path, tuple[Path, ...]]] = {}
+    missing = []
+    for name in required:
+        given = [p for p in (root / f"{name}.parquet", root / name, root / f"{name}.csv") if os.path.lexists(p)]
+        if len(given) > 1:
+            raise DataUnusableError(
+                f"{root}: table {name} is given {len(given)} times ({', '.join(p.name for p in given)}); "
+                "keep one: a table is NAME.parquet, NAME/ or NAME.csv"
+            )
+        if not given:
+            missing.append(name)
+            continue
+        (p,) = given
+        if not p.exists():
+            raise DataUnusableError(
+                f"{_rel(p, root)}: table {name} is a symbolic link that cannot be followed (a loop, or its target is missing)"
+            )
+        if p.is_dir():
+            parts = _folder_parts(p, root)
+            if not parts:
+                raise DataUnusableError(f"{_rel(p, root)}: table folder holds no .parquet or .csv parts")
+            by_fmt: dict[str, list[Path]] = {}
+            for part in parts:
+                fmt = _PART_FORMATS.get(part.suffix.lower())
+                if fmt is None:
+                    raise DataUnusableError(
+                        f"{_rel(part, root)}: not a .parquet or .csv part of table {name}; every file under a table "
+                        "folder is read: move it out of the database"
+                    )
+                by_fmt.setdefault(fmt, []).append(part)
+            if len(by_fmt) > 1:
+                few = min(by_fmt.values(), key=len)
+                counts = " and ".join(f"{len(v)} {k}" for k, v in sorted(by_fmt.items()))
+                raise DataUnusableError(
+                    f"{_rel(few[0], root)}: table {name} mixes part formats ({counts} parts); the parts of a table "
+                    "share one format: convert this file (and the others of its format) or move it out"
+                )
+            (fmt,) = by_fmt
+            found[name] = (fmt, p, tuple(parts))
+        elif p.is_file():
+            fmt = "csv" if p.suffix == ".csv" else "parquet"
+            found[name] = (fmt, p, (p,))
+        else:
+            raise DataUnusableError(f"{_rel(p, root)}: table {name} is not a regular file or folder")
+    if missing and not missing_ok:
+        raise DataUnusableError(
+            f"{root}: missing table(s) {', '.join(missing)}; expected NAME.parquet, NAME/ (Parquet parts) "
+            f"or NAME.csv for each of {', '.join(required)}"
+        )
+    return found
+
+
 def locate_tables(
     path: str | Path, required: tuple[str, ...] = TABLE_NAMES, encoding: str | None = None
 ) -> dict[str, TableSource]:
-    """Find each canonical table in a database folder.
+    """Find each canonical table in a database folder (see :func:`find_table_files`).
 
     Parameters
     ----------
@@ -168,41 +326,14 @@ def locate_tables(
     Raises
     ------
     DataUnusableError
-        The folder does not exist, a required table is absent, a table folder holds no parts,
-        or a CSV table is neither UTF-8 nor CP932.
+        As :func:`find_table_files`, or a CSV table is neither UTF-8 nor CP932.
     """
     enc = normalize_encoding(encoding)
-    root = Path(path)
-    if not root.is_dir():
-        raise DataUnusableError(f"{root}: no such database folder")
     found: dict[str, TableSource] = {}
-    missing = []
-    for name in required:
-        single = root / f"{name}.parquet"
-        folder = root / name
-        csv_file = root / f"{name}.csv"
-        if single.is_file():
-            found[name] = TableSource(name, "parquet", (single,), single)
-        elif folder.is_dir():
-            parts = tuple(sorted(folder.rglob("*.parquet")))
-            fmt = "parquet"
-            if not parts:
-                parts = tuple(sorted(folder.rglob("*.csv")))
-                fmt = "csv"
-            if not parts:
-                raise DataUnusableError(f"{folder}: table folder holds no .parquet or .csv parts")
-            hive = any("=" in p.parent.name for p in parts)
-            table_enc = (enc or detect_encoding(parts[0])) if fmt == "csv" else "utf-8"
-            found[name] = TableSource(name, fmt, parts, folder, encoding=table_enc, hive=hive)
-        elif csv_file.is_file():
-            found[name] = TableSource(name, "csv", (csv_file,), csv_file, encoding=enc or detect_encoding(csv_file))
-        else:
-            missing.append(name)
-    if missing:
-        raise DataUnusableError(
-            f"{root}: missing table(s) {', '.join(missing)}; expected NAME.parquet, NAME/ (Parquet parts) "
-            f"or NAME.csv for each of {', '.join(required)}"
-        )
+    for name, (fmt, p, parts) in find_table_files(path, required).items():
+        table_enc = (enc or detect_encoding(parts[0])) if fmt == "csv" else "utf-8"
+        hive = p.is_dir() and any("=" in q.parent.name for q in parts)
+        found[name] = TableSource(name, fmt, parts, p, encoding=table_enc, hive=hive)
     return found
 
 
@@ -225,15 +356,112 @@ def csv_header(path: Path, encoding: str, label: str | None = None) -> list[str]
             f"{label}: cannot read as {encoding} CSV: header line has bytes that are not {encoding} ({e.reason}); "
             f"is it {other.upper()}? give --encoding {other}"
         ) from None
+    except csv.Error as e:
+        raise DataUnusableError(f"{label} line 1: the header is not well-formed CSV ({e})") from None
     except OSError as e:
         raise DataUnusableError(f"{label}: cannot read file ({e.strerror or e})") from None
     if not row:
         raise DataUnusableError(f"{label}: empty CSV file (no header line)")
     names = [c.strip() for c in row]
+    if len(names) == 1 and any(sep in names[0] for sep in (";", "\t", "|")):
+        seps = " or ".join(n for sep, n in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")) if sep in names[0])
+        raise DataUnusableError(
+            f"{label} line 1: the header has one field: is the file separated by {seps}? "
+            "CSV tables must be separated by commas"
+        )
     dupes = sorted({c for c in names if names.count(c) > 1})
     if dupes:
         raise DataUnusableError(f"{label}: header names column(s) {', '.join(dupes)} more than once")
     return names
+
+
+class _StrictText(io.RawIOBase):
+    """A CSV file's bytes as UTF-8, decoded strictly in its encoding, for Arrow's CSV reader.
+
+    The whole file is decoded (in blocks ending at a line end), not only the part encoding
+    detection looked at: a file that is UTF-8 in its first rows and CP932 further down (or the
+    other way round) stops naming the first line that does not belong, instead of being read
+    as mojibake. In a CP932 file a non-ASCII line that is valid UTF-8 counts as such a line
+    (Japanese CP932 text is practically never valid UTF-8)."""
+
+    def __init__(self, path: Path, encoding: str, label: str):
+        super().__init__()
+        self._f = open(path, "rb")
+        self._enc = encoding
+        self._label = label
+        self._buf = b""
+        self._pos = 0
+        self._lines = 0  # lines before the current block
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+    def _fail(self, block: bytes, at: int, why: str) -> None:
+        line = self._lines + block.count(b"\n", 0, at) + 1
+        other = "CP932 (Shift_JIS)" if self._enc == "utf-8" else "UTF-8"
+        raise DataUnusableError(
+            f"{self._label} line {line}: {why}; the lines before it were read as "
+            f"{'UTF-8' if self._enc == 'utf-8' else 'CP932 (Shift_JIS)'}: the file mixes encodings, or is {other}. "
+            "Re-export it in one encoding (UTF-8 or CP932)"
+        )
+
+    def _next_block(self) -> bytes:
+        block = self._f.read(_CHUNK)
+        if not block:
+            self._eof = True
+            return b""
+        if not block.endswith(b"\n"):
+            block += self._f.readline()
+        if self._enc == "utf-8":
+            try:
+                block.decode("utf-8")
+            except UnicodeDecodeError as e:
+                self._fail(block, e.start, f"byte 0x{block[e.start]:02x} is not UTF-8")
+            out = block
+        else:
+            try:
+                text = block.decode("cp932")
+            except UnicodeDecodeError as e:
+                self._fail(block, e.start, f"byte 0x{block[e.start]:02x} is not CP932 (Shift_JIS)")
+            if not block.isascii():
+                at = 0
+                for line in block.split(b"\n"):
+                    if not line.isascii():
+                        try:
+                            line.decode("utf-8")
+                        except UnicodeDecodeError:
+                            pass
+                        else:
+                            self._fail(block, at, "the line is UTF-8")
+                    at += len(line) + 1
+            out = text.encode("utf-8")
+        self._lines += block.count(b"\n")
+        return out
+
+    def readinto(self, b) -> int:
+        while self._pos >= len(self._buf) and not self._eof:
+            self._buf, self._pos = self._next_block(), 0
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = self._buf[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+def _ragged_record(path: Path, encoding: str, expected: int) -> tuple[int, int] | None:
+    """The line and field count of the first record of a CSV file without ``expected``
+    fields (Arrow's parser does not say where it is)."""
+    with open(path, "r", encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        for row in reader:
+            if len(row) != expected and row:
+                return reader.line_num, len(row)
+    return None
 
 
 def csv_to_parquet(source: TableSource, dest: str | Path, on_rows=None) -> list[Path]:
@@ -246,7 +474,8 @@ def csv_to_parquet(source: TableSource, dest: str | Path, on_rows=None) -> list[
     Raises
     ------
     DataUnusableError
-        A file cannot be decoded in the table's encoding or is not well-formed CSV.
+        A file cannot be decoded in the table's encoding (naming the first line that does
+        not decode) or is not well-formed CSV (naming the line).
     """
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -258,18 +487,17 @@ def csv_to_parquet(source: TableSource, dest: str | Path, on_rows=None) -> list[
         rel = source.relpath(path)
         names = csv_header(path, source.encoding, rel)
         out = dest / f"{source.name}-{i:05d}.parquet"
-        read_opts = pacsv.ReadOptions(
-            encoding="utf8" if source.encoding == "utf-8" else source.encoding,
-            block_size=4 << 20, column_names=names, skip_rows=1,
-        )
+        read_opts = pacsv.ReadOptions(encoding="utf8", block_size=4 << 20, column_names=names, skip_rows=1)
         conv = pacsv.ConvertOptions(
             column_types={n: pa.string() for n in names}, strings_can_be_null=True, null_values=[""],
             quoted_strings_can_be_null=True,
         )
         row = 0
         writer = None
+        stream = None
         try:
-            reader = pacsv.open_csv(path, read_options=read_opts, convert_options=conv)
+            stream = _StrictText(path, source.encoding, rel)
+            reader = pacsv.open_csv(stream, read_options=read_opts, convert_options=conv)
             schema = reader.schema.append(pa.field(FILE_COL, pa.string())).append(pa.field(ROW_COL, pa.int64()))
             writer = pq.ParquetWriter(out, schema, compression="zstd")
             for batch in reader:
@@ -284,17 +512,20 @@ def csv_to_parquet(source: TableSource, dest: str | Path, on_rows=None) -> list[
                     on_rows(n)
             if row == 0:
                 writer.write_table(schema.empty_table())
-        except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as e:
+        except (pa.ArrowInvalid, OSError) as e:
             msg = str(e).splitlines()[0]
-            other = "cp932" if source.encoding == "utf-8" else "utf-8"
-            hint = (f"; is it {other.upper()}? give --encoding {other}"
-                    if isinstance(e, UnicodeDecodeError) or "UTF8" in msg or "decode" in msg.lower() else "")
-            raise DataUnusableError(
-                f"{rel}: cannot read as {source.encoding} CSV after record {row}: {msg}{hint}"
-            ) from None
+            where = f"after record {row}"
+            if "Expected" in msg and "columns" in msg:
+                found = _ragged_record(path, source.encoding, len(names))
+                if found is not None:
+                    where = f"line {found[0]}"
+                    msg = f"{found[1]} field(s) where the header has {len(names)}"
+            raise DataUnusableError(f"{rel} {where}: cannot read as {source.encoding} CSV: {msg}") from None
         finally:
             if writer is not None:
                 writer.close()
+            if stream is not None:
+                stream.close()
         outs.append(out)
     return outs
 
@@ -315,13 +546,14 @@ ACCEPTS = {
     "int": {"int", "float", "decimal", "string", "null"},
     "float": {"int", "float", "decimal", "string", "null"},
     "bool": {"bool", "int", "string", "null"},
-    "date": {"date", "timestamp", "int", "string", "null"},
+    "date": {"date", "timestamp", "timestamptz", "int", "string", "null"},
     "string": {"string", "int", "null"},
 }
 
 
 def arrow_kind(t: pa.DataType) -> str:
-    """Classify an Arrow type: int, float, decimal, bool, date, timestamp, string, null or other."""
+    """Classify an Arrow type: int, float, decimal, bool, date, timestamp, timestamptz (with a
+    time zone), string, null or other."""
     if pa.types.is_dictionary(t):
         t = t.value_type
     if pa.types.is_integer(t):
@@ -335,7 +567,7 @@ def arrow_kind(t: pa.DataType) -> str:
     if pa.types.is_date(t):
         return "date"
     if pa.types.is_timestamp(t):
-        return "timestamp"
+        return "timestamptz" if t.tz else "timestamp"
     if pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", lambda _: False)(t):
         return "string"
     if pa.types.is_null(t):
@@ -357,6 +589,8 @@ def duck_kind(type_name: str) -> str:
         return "bool"
     if t == "DATE":
         return "date"
+    if t in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
+        return "timestamptz"
     if t.startswith("TIMESTAMP"):
         return "timestamp"
     if t == "VARCHAR":
@@ -411,6 +645,10 @@ def cast_expression(raw: str, kind: str, target: pa.DataType) -> str:
             return raw
         if kind == "timestamp":
             return f"CAST({raw} AS DATE)"
+        if kind == "timestamptz":
+            # the day in the data's own zone, not the session's (UTC would move an evening
+            # in Japan to the day before)
+            return f"CAST(timezone({sql_str(DATA_TIME_ZONE)}, {raw}) AS DATE)"
         if kind == "int":
             return f"CAST(TRY_STRPTIME(CAST({raw} AS VARCHAR), '%Y%m%d') AS DATE)"
         s = f"trim({raw})"
@@ -580,27 +818,7 @@ def read_table(source: TableSource, columns=None) -> pa.Table:
                 )
                 raise DataValidationError(f"table {source.name}: unusable column(s) {why}")
             try:
-                # Only columns whose cast can fail are checked (an extra scan of those columns).
-                bad_checks = [
-                    f"({quote(n + '__raw')} IS NOT NULL AND {quote(n)} IS NULL)"
-                    for n in schema.names
-                    if plan.kinds[n] != "null"
-                    and not _exact_kind(plan.kinds[n], schema.field(n).type)
-                    and not all(n in ft and is_exact(ft[n], schema.field(n).type) for ft in plan.file_types.values())
-                ]
-                if bad_checks:
-                    names = ", ".join(f"{quote(n)}, CAST({quote(n + '__raw')} AS VARCHAR) AS {quote(n + '__txt')}" for n in schema.names)
-                    row = con.execute(
-                        f"SELECT _file, _row, {names} FROM ({select}) WHERE {' OR '.join(bad_checks)} "
-                        f"ORDER BY _file, _row LIMIT 1"
-                    ).fetchone()
-                    if row is not None:
-                        vals = dict(zip([d[0] for d in con.description], row))
-                        col = next(n for n in schema.names if vals[n] is None and vals[n + "__txt"] is not None)
-                        raise DataValidationError(
-                            f"{row[0]} row {row[1]}: {source.name}.{col} value {vals[col + '__txt']!r} is not a "
-                            f"valid {TARGET_KIND[schema.field(col).type]}; run `hospstudy validate` for every problem"
-                        )
+                check_casts(con, plan, schema.names, select)
                 cols = ", ".join(quote(n) for n in schema.names)
                 table = _to_arrow(con.sql(f"SELECT {cols} FROM ({select})"))
             except duckdb.Error as e:
@@ -610,10 +828,43 @@ def read_table(source: TableSource, columns=None) -> pa.Table:
     return table.cast(schema)
 
 
+def check_casts(con, plan: ScanPlan, names, select: str | None = None) -> None:
+    """Raise DataValidationError naming the file, row and value of the first stored value of
+    the columns ``names`` that does not cast to the schema (a cast gives NULL otherwise, and
+    nothing may be dropped silently). Only columns whose cast can fail are scanned.
+
+    ``select`` is ``plan.typed_select(names, keep_raw=True)[0]`` when the caller has it."""
+    source = plan.source
+    types = {c.name: c.type for c in TABLES[source.name]}
+    if select is None:
+        select, _ = plan.typed_select(list(names), keep_raw=True)
+    bad_checks = [
+        f"({quote(n + '__raw')} IS NOT NULL AND {quote(n)} IS NULL)"
+        for n in names
+        if plan.kinds.get(n, "null") != "null"
+        and not _exact_kind(plan.kinds[n], types[n])
+        and not all(n in ft and is_exact(ft[n], types[n]) for ft in plan.file_types.values())
+    ]
+    if not bad_checks:
+        return
+    shown = ", ".join(f"{quote(n)}, CAST({quote(n + '__raw')} AS VARCHAR) AS {quote(n + '__txt')}" for n in names)
+    row = con.execute(
+        f"SELECT _file, _row, {shown} FROM ({select}) WHERE {' OR '.join(bad_checks)} "
+        f"ORDER BY _file, _row LIMIT 1"
+    ).fetchone()
+    if row is not None:
+        vals = dict(zip([d[0] for d in con.description], row))
+        col = next(n for n in names if vals[n] is None and vals[n + "__txt"] is not None)
+        raise DataValidationError(
+            f"{row[0]} row {row[1]}: {source.name}.{col} value {vals[col + '__txt']!r} is not a "
+            f"valid {TARGET_KIND[types[col]]}; run `hospstudy validate` for every problem"
+        )
+
+
 def _exact_kind(kind: str, target: pa.DataType) -> bool:
     """Whether a DuckDB-side kind casts to the target without any chance of failure."""
     tk = TARGET_KIND[target]
     if tk == "int":
         return False  # a wider integer may overflow the narrower schema type
-    return kind == tk or (tk == "string" and kind == "int") or (tk == "date" and kind == "timestamp") or (
+    return kind == tk or (tk == "string" and kind == "int") or (tk == "date" and kind in ("timestamp", "timestamptz")) or (
         tk == "float" and kind in ("int", "decimal"))

@@ -13,6 +13,7 @@ raises :class:`hospstudy.errors.DataUnusableError` instead of giving findings.
 
 from __future__ import annotations
 
+import datetime
 import os
 import tempfile
 import time
@@ -63,6 +64,9 @@ RULES: dict[str, Rule] = {
     "discharge_before_admit": Rule("error", "discharge_date before admit_date"),
     "proc_date_in_stay": Rule("error", "proc_date outside the stay (admit_date to discharge_date)"),
     "billing_in_stay": Rule("error", "service_date outside the stay (admit_date to discharge_date)"),
+    "date_in_future": Rule("error", "a date after today (admit, discharge, procedure or service date)"),
+    "admit_after_last_fiscal_year": Rule(
+        "error", "admit_date after the end of the last fiscal year in facilities (31 March of the next year)"),
     "age_range": Rule("error", "age outside 0-120"),
     "icd10_syntax": Rule("error", f"ICD-10 code not written as DPC Form 1 does (no dot), pattern {ICD10_PATTERN}"),
     "kcode_syntax": Rule("error", f"K-code not written as DPC Form 1 does, pattern {KCODE_PATTERN}"),
@@ -261,6 +265,7 @@ class _Validator:
         self.tables: dict[str, dict] = {}
         self.absent: dict[str, set[str]] = {}
         self.plans: dict[str, readers.ScanPlan] = {}
+        self.today = datetime.date.today()
 
     # -- findings helpers
     def add(self, rule: str, table: str, column: str | None, count: int, examples, message: str | None = None):
@@ -353,7 +358,9 @@ class _Validator:
                 kinds = sorted({str(t) for _, t in files})
                 self.add("castable_type", name, c.name, len(files),
                          [Example(name, f, None, str(t), c.name) for f, t in files[:MAX_EXAMPLES]],
-                         f"{c.name} is stored as {', '.join(kinds)}, not {_type_name(c.type)}; values are cast")
+                         f"{c.name} is stored as {', '.join(kinds)}, not {_type_name(c.type)}; values are cast"
+                         + (f" (time-zone-aware timestamps to the date in {readers.DATA_TIME_ZONE})"
+                            if any(arrow_kind(t) == "timestamptz" for _, t in files) else ""))
         select, absent = plan.typed_select(keep_raw=True)
         self.absent[name] = set(absent)
         self.plans[name] = plan
@@ -417,6 +424,11 @@ class _Validator:
                                      f"{c.name} must be one of {', '.join(map(str, c.allowed))}"))
         return checks
 
+    def _future(self, col: str) -> _Check:
+        today = sql_str(self.today.isoformat())
+        return _Check("date_in_future", col, f"t.{quote(col)} > DATE {today}", _txt(f"t.{quote(col)}"),
+                      f"{col} after today ({self.today.isoformat()}): a typo? (a stay of years would follow)")
+
     def _check_table(self, con, table: str):
         checks = self._column_checks(table)
         joins, extra, window = [], [], ""
@@ -450,6 +462,16 @@ class _Validator:
                 checks.append(_Check("stay_over_365", "discharge_date",
                                      f"date_diff('day', t.admit_date, t.discharge_date) > {STAY_MAX_DAYS}",
                                      "date_diff('day', t.admit_date, t.discharge_date) || ' days'"))
+            for col in ("admit_date", "discharge_date"):
+                if has(col):
+                    checks.append(self._future(col))
+            if has("admit_date") and self._has("facilities", "hospital_id", "fiscal_year"):
+                last = "(SELECT max(fiscal_year) FROM fac_keys)"
+                checks.append(_Check(
+                    "admit_after_last_fiscal_year", "admit_date", f"{_fy('t.admit_date')} > {last}",
+                    f"'admit ' || t.admit_date || ', last fiscal year ' || {last}",
+                    "admit_date after the last fiscal year of the facilities table (a typo, or a table of "
+                    "another database?)"))
             if has("age"):
                 checks.append(_Check("age_range", "age", "t.age NOT BETWEEN 0 AND 120", _txt("t.age")))
             for col in ("adl_adm", "adl_dis"):
@@ -492,6 +514,8 @@ class _Validator:
                 checks.append(_Check(rule, date_col, f"{d} < k.admit_date OR {d} > k.discharge_date",
                                      f"'{date_col} ' || {d} || ', stay ' || coalesce(CAST(k.admit_date AS VARCHAR), '?') || "
                                      f"' to ' || coalesce(CAST(k.discharge_date AS VARCHAR), '?') || ' (' || t.admission_id || ')'"))
+            if date_col and has(date_col):
+                checks.append(self._future(date_col))
             if table == "diagnoses" and has("icd10"):
                 checks.append(_Check("icd10_syntax", "icd10", f"NOT regexp_full_match(t.icd10, {sql_str(_re2(ICD10_PATTERN))})", "t.icd10"))
             if table == "procedures" and has("proc_code"):

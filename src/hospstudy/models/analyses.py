@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from hospstudy.models.base import single_threaded_blas
 
 from hospstudy.console import console, progress
 from hospstudy.errors import HospstudyError, InputError, StudyFileError, param_error
@@ -367,9 +367,9 @@ class _Runner:
 
         s = self.spec
         if model == "mixed_logit":
-            return mixed.mixed_logit(formula, self.df, group=s.cluster, nagq=s.nagq, conf_level=s.conf_level)
+            return mixed.mixed_logit(formula, self.df, cluster=s.cluster, nagq=s.nagq, conf_level=s.conf_level)
         if model == "gee_logit":
-            return gee.gee_logit(formula, self.df, group=s.cluster, corr=s.gee_corr, conf_level=s.conf_level)
+            return gee.gee_logit(formula, self.df, cluster=s.cluster, corr=s.gee_corr, conf_level=s.conf_level)
         if model == "logit":
             return glm.logit(formula, self.df, conf_level=s.conf_level)
         raise param_error("run_analyses", "models", "mixed_logit, gee_logit or logit", model)
@@ -851,7 +851,7 @@ def run_analyses(study_or_spec, analytic_df: pd.DataFrame, seed: int = 0, *, sho
     # The models work on tall, narrow matrices (10,000 x 30): threaded BLAS spends more on
     # synchronising than it saves, and on 2 shared cores it was 3x slower (13 s vs 40 s for the
     # flagship set, bench/RESULTS.md), so the fits run single-threaded.
-    with progress() as bar, threadpool_limits(limits=1, user_api="blas"):
+    with progress() as bar, single_threaded_blas():
         task = bar.add_task("analyses", total=len(jobs))
         for job in jobs:
             name = " ".join(x for x in (job.analysis, job.outcome, job.exposure, job.model) if x)
@@ -888,7 +888,8 @@ def _meta(spec, prep, seed, runner, seconds):
     import importlib.metadata as md
 
     versions = {}
-    for pkg in ("hospstudy", "numpy", "scipy", "pandas", "statsmodels", "formulaic"):
+    # what the analyses ran on (statsmodels and lifelines are only the tests' yardsticks)
+    for pkg in ("hospstudy", "numpy", "scipy", "pandas", "formulaic"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

@@ -7,6 +7,10 @@ calls a pure numeric routine and wraps what it returns in :class:`ModelResult`, 
 
 from __future__ import annotations
 
+import functools
+import threading
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +134,39 @@ class ModelResult:
                 out["exp_estimate"], out["exp_conf_low"], out["exp_conf_high"] = np.exp(est), np.exp(lo), np.exp(hi)
         return out[TIDY_COLUMNS]
 
+    def glance(self) -> pd.DataFrame:
+        """One row summarising the fit (the ``broom::glance`` of R): ``method, n, events,
+        clusters, loglik, aic, converged, scale, link, conf_level`` and, for a random-intercept
+        model, ``random_sd, icc, median_odds_ratio, deviance, nagq``. ``loglik`` and ``aic``
+        are NaN where the method has no likelihood (GEE, weighted models).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from hospstudy.models import logit
+        >>> d = pd.DataFrame({"y": [0, 1, 0, 1, 1, 0, 1, 0], "x": [1., 2., 3., 4., 5., 6., 7., 8.]})
+        >>> logit("y ~ x", d).glance()[["n", "events", "loglik", "converged"]].round(3)
+           n  events  loglik  converged
+        0  8       4  -5.545       True
+        """
+        loglik = float("nan") if self.loglik is None else float(self.loglik)
+        row = {
+            "method": self.method, "n": self.n,
+            "events": pd.NA if self.events is None else self.events,
+            "clusters": pd.NA if self.clusters is None else self.clusters,
+            "loglik": loglik, "aic": -2 * loglik + 2 * self._n_params(),
+            "converged": bool(self.converged), "scale": self.scale, "link": self.link,
+            "conf_level": self.conf_level,
+        }
+        row.update(self._glance_extra())
+        return pd.DataFrame([row])
+
+    def _n_params(self) -> int:
+        return len(self.terms)
+
+    def _glance_extra(self) -> dict[str, Any]:
+        return {}
+
     def header(self) -> dict[str, Any]:
         h = {"method": self.method, "N": self.n}
         if self.events is not None:
@@ -156,3 +193,67 @@ class ModelResult:
         if hit.empty:
             raise KeyError(f"no term {term!r}; terms are {self.terms}")
         return hit.iloc[0]
+
+
+# ---- one thread for BLAS inside every model fit ----------------------------------------------
+
+_BLAS = threading.local()
+
+
+@contextmanager
+def single_threaded_blas():
+    """Limit BLAS (OpenBLAS, MKL) to one thread for the block; re-entrant and cheap when
+    nested (only the outermost block talks to the libraries).
+
+    The fits solve many small systems: a multi-threaded BLAS spends more time waking its
+    threads than computing (bench/bench_blas.py measures the difference), and on a shared
+    machine the threads fight the other processes."""
+    depth = getattr(_BLAS, "depth", 0)
+    if depth:
+        _BLAS.depth = depth + 1
+        try:
+            yield
+        finally:
+            _BLAS.depth = depth
+        return
+    from threadpoolctl import threadpool_limits
+
+    _BLAS.depth = 1
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        _BLAS.depth = 0
+
+
+def model_function(renamed: dict[str, str] | None = None):
+    """Decorate a public model function: BLAS on one thread while it fits, and old argument
+    names (``renamed``: old -> new) still accepted with a DeprecationWarning."""
+    renamed = renamed or {}
+
+    def deco(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            for old, new in renamed.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise param_error(f.__name__, old, f"left out when '{new}' is given (it is '{new}'s old name)",
+                                          kwargs[old])
+                    warnings.warn(f"{f.__name__}: the '{old}' argument is now called '{new}'; '{old}' will be removed",
+                                  DeprecationWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            caught: list = []
+            try:
+                with single_threaded_blas(), warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    return f(*args, **kwargs)
+            finally:
+                # the fit's own warnings (separation, convergence, ...) point at the caller's
+                # line, not at this wrapper; the caller's filters then apply
+                for w in caught:
+                    warnings.warn(w.message, w.category, stacklevel=2)
+
+        wrapper.__wrapped__ = f
+        return wrapper
+
+    return deco

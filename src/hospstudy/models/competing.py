@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import sparse, stats
 
 from hospstudy.errors import ConvergenceWarning, InputError, ModelError, param_error
-from hospstudy.models.base import ModelResult, design
+from hospstudy.models.base import ModelResult, design, model_function
 from hospstudy.privacy.rules import coarsen_cif_steps  # noqa: F401  (public here since 0.1)
 
 __all__ = [
@@ -423,6 +423,7 @@ def _check_times(func, t, name, positive=True):
     return t
 
 
+@model_function()
 def cause_specific_cox(
     formula: str,
     data: pd.DataFrame,
@@ -585,6 +586,7 @@ def fine_gray_fit(X, time, event, cause: int = 1, cluster=None, tol: float = 1e-
     return CoxFit(beta, cov, cov_r, ll, ll0, it, converged, int(status.sum()), resid)
 
 
+@model_function()
 def fine_gray(
     formula: str,
     data: pd.DataFrame,
@@ -672,6 +674,7 @@ def _aalen_johansen(t: np.ndarray, ev: np.ndarray, causes: list[int], z: float) 
     return pd.DataFrame(out, columns=["time", "cause", "n_risk", "n_event", "estimate", "std_error", "conf_low", "conf_high"])
 
 
+@model_function()
 def cumulative_incidence(
     data: pd.DataFrame,
     time: str,

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from hospstudy.errors import ConvergenceWarning, ModelError, param_error
-from hospstudy.models.base import ModelResult
+from hospstudy.models.base import ModelResult, model_function
 from hospstudy.models.glm import _irls, check_rank, prepare, separation_check
 
 CORR = ("exchangeable", "independence")
@@ -54,7 +54,7 @@ def _coefficients(alpha: float, m: np.ndarray):
 
 
 def fit_gee_binomial(X, y, groups, w=None, corr: str = "exchangeable", tol: float = 1e-10,
-                     maxiter: int = 100, beta0=None):
+                     max_iter: int = 100, beta0=None):
     """Numbers of a binomial-logit GEE (pure function; see the module docstring).
 
     Returns
@@ -88,7 +88,7 @@ def fit_gee_binomial(X, y, groups, w=None, corr: str = "exchangeable", tol: floa
         Ug = _gsum(groups, G, Z * (e * c1[groups])[:, None]) - S * (c2 * E)[:, None]
         return mu, r, H, Ug
 
-    for it in range(1, maxiter + 1):
+    for it in range(1, max_iter + 1):
         mu, r, H, Ug = pieces(beta, alpha)
         step = np.linalg.solve(H, Ug.sum(axis=0))
         beta = beta + step
@@ -131,8 +131,9 @@ def fit_gee_binomial(X, y, groups, w=None, corr: str = "exchangeable", tol: floa
     }
 
 
-def gee_logit(formula: str, data: pd.DataFrame, group, corr: str = "exchangeable", weights=None,
-              conf_level: float = 0.95, tol: float = 1e-10, maxiter: int = 100) -> ModelResult:
+@model_function(renamed={"group": "cluster", "maxiter": "max_iter"})
+def gee_logit(formula: str, data: pd.DataFrame, cluster, corr: str = "exchangeable", weights=None,
+              conf_level: float = 0.95, tol: float = 1e-10, max_iter: int = 100) -> ModelResult:
     """Logistic GEE with robust (sandwich) errors: population-averaged odds ratios.
 
     Parameters
@@ -141,16 +142,18 @@ def gee_logit(formula: str, data: pd.DataFrame, group, corr: str = "exchangeable
         ``"outcome ~ terms"`` (formulaic syntax, ``rcs()`` allowed); the outcome is 0/1.
     data : pandas.DataFrame
         One row per patient. Rows need not be sorted by cluster.
-    group : str or array-like
-        Cluster identifier (hospital), a column name or one value per row.
+    cluster : str or array-like
+        Cluster identifier (hospital), a column name or one value per row. (Old name:
+        ``group=``, still accepted with a DeprecationWarning.)
     corr : {'exchangeable', 'independence'}
         Working correlation.
     weights : str or array-like, optional
         Prior weights (e.g. IPTW), >= 0; weight-0 rows are dropped.
     conf_level : float
         Level of the confidence intervals in ``tidy()``.
-    tol, maxiter : float, int
-        Stop when the largest change of beta, scale and alpha is <= ``tol``.
+    tol, max_iter : float, int
+        Stop when the largest change of beta, scale and alpha is <= ``tol``. (``maxiter=``
+        is ``max_iter``'s old name, still accepted with a DeprecationWarning.)
 
     Returns
     -------
@@ -171,26 +174,26 @@ def gee_logit(formula: str, data: pd.DataFrame, group, corr: str = "exchangeable
     >>> import pandas as pd
     >>> df = pd.DataFrame({"y": [0, 1, 0, 1, 1, 0, 1, 1, 0, 0], "x": range(10),
     ...                    "h": [1, 1, 1, 2, 2, 2, 3, 3, 4, 4]})
-    >>> r = gee_logit("y ~ x", df, group="h", corr="independence")
+    >>> r = gee_logit("y ~ x", df, cluster="h", corr="independence")
     >>> r.scale
     'marginal'
     """
     func = "gee_logit"
     if corr not in CORR:
         raise param_error(func, "corr", f"one of {CORR}", corr)
-    if group is None:
-        raise param_error(func, "group", "a cluster column name or array", group)
+    if cluster is None:
+        raise param_error(func, "cluster", "a cluster column name or array", cluster)
     if not (isinstance(conf_level, float) and 0 < conf_level < 1):
         raise param_error(func, "conf_level", "a float in (0, 1)", conf_level)
-    p = prepare(formula, data, func, weights=weights, cluster=group, cluster_param="group")
+    p = prepare(formula, data, func, weights=weights, cluster=cluster, cluster_param="cluster")
     terms = p.d.terms
     keep = check_rank(p.X, terms, func)
     X = p.X[:, keep]
     beta0, mu0, _, _, _, conv0 = _irls(X, p.y, p.w, func)
     sep = separation_check(X, p.y, [terms[j] for j in keep], mu0, conv0, func)
-    fit = fit_gee_binomial(X, p.y, p.groups, p.w, corr=corr, tol=tol, maxiter=maxiter, beta0=beta0)
+    fit = fit_gee_binomial(X, p.y, p.groups, p.w, corr=corr, tol=tol, max_iter=max_iter, beta0=beta0)
     if not fit["converged"] and not sep:
-        warnings.warn(f"{func}: did not converge in {maxiter} iterations.", ConvergenceWarning, stacklevel=2)
+        warnings.warn(f"{func}: did not converge in {max_iter} iterations.", ConvergenceWarning, stacklevel=2)
     k = len(terms)
     est = np.full(k, np.nan)
     est[keep] = fit["beta"]

@@ -31,7 +31,7 @@ from hospstudy.errors import (
     SeparationWarning,
     param_error,
 )
-from hospstudy.models.base import Design, ModelResult, design
+from hospstudy.models.base import Design, ModelResult, design, model_function
 
 
 @dataclass(frozen=True)
@@ -312,6 +312,7 @@ def sandwich(X, y, mu, w, info, groups=None, adjust: bool = True) -> np.ndarray:
     return factor * bread @ (U.T @ U) @ bread
 
 
+@model_function()
 def logit(formula: str, data: pd.DataFrame, weights=None, cluster=None, robust: bool = False,
           conf_level: float = 0.95) -> ModelResult:
     """Multivariable logistic regression (binomial GLM, logit link).

@@ -1,6 +1,6 @@
 """Random-intercept logistic regression by maximum likelihood, as R's ``lme4::glmer``.
 
-``mixed_logit(formula, data, group=, nagq=1)`` fits
+``mixed_logit(formula, data, cluster=, nagq=1)`` fits
 ``logit P(y_ij = 1 | b_j) = x_ij' beta + b_j``, ``b_j ~ N(0, sigma^2)`` (patients ``i`` in
 hospitals ``j``) with lme4's definitions: conditional modes by PIRLS, the Laplace approximation
 at ``nagq=1`` and lme4's adaptive Gauss–Hermite quadrature at ``nagq > 1`` (up to 25 nodes),
@@ -34,7 +34,7 @@ from hospstudy.errors import (
     param_error,
 )
 from hospstudy.models import _aghq
-from hospstudy.models.base import ModelResult, design
+from hospstudy.models.base import ModelResult, design, model_function
 from hospstudy.models.glm import _column_or_array, _row_label, check_rank, detect_separation
 
 FUNC = "mixed_logit"
@@ -119,6 +119,14 @@ class MixedLogitResult(ModelResult):
         out["group"] = self.group
         return out
 
+    def _n_params(self) -> int:
+        return len(self.terms) + 1  # and the random-intercept SD (lme4's AIC counts it)
+
+    def _glance_extra(self) -> dict:
+        return {"random_sd": float(self.random_sd), "icc": float(self.icc),
+                "median_odds_ratio": float(self.median_odds_ratio), "deviance": float(self.deviance),
+                "nagq": int(self.nagq)}
+
     def header(self) -> dict:
         h = super().header()
         h["group"] = self.group
@@ -157,7 +165,8 @@ def _split_cbind(formula: str, data: pd.DataFrame):
     return vals[0], vals[0] + vals[1], m.group("rhs")
 
 
-def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=None, trials=None,
+@model_function(renamed={"group": "cluster"})
+def mixed_logit(formula: str, data: pd.DataFrame, cluster, nagq: int = 1, weights=None, trials=None,
                 conf_level: float = 0.95, sd_ci: str = "delta", tol: float = 1e-10,
                 max_iter: int = 1000) -> MixedLogitResult:
     """Random-intercept logistic regression by maximum likelihood (lme4::glmer's definitions).
@@ -171,8 +180,9 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         works (each argument a column or an expression of columns).
     data : DataFrame
         One row per patient (or per cell of binomial counts).
-    group : str or array-like
-        The clustering column (hospital); one random intercept per distinct value.
+    cluster : str or array-like
+        The clustering column (hospital); one random intercept per distinct value. (Its old
+        name ``group=`` still works, with a DeprecationWarning.)
     nagq : int, default 1
         Quadrature nodes: 1 is the Laplace approximation, 2..25 adaptive Gauss–Hermite.
     weights : str or array-like, optional
@@ -216,7 +226,7 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
     >>> import pandas as pd
     >>> from hospstudy.models.mixed import mixed_logit
     >>> d = pd.read_csv("tests/reference/lme4_cbpp.csv")
-    >>> fit = mixed_logit("cbind(incidence, size - incidence) ~ C(period)", d, group="herd")
+    >>> fit = mixed_logit("cbind(incidence, size - incidence) ~ C(period)", d, cluster="herd")
     >>> round(fit.random_sd, 4)
     0.6423
     """
@@ -235,12 +245,12 @@ def mixed_logit(formula: str, data: pd.DataFrame, group, nagq: int = 1, weights=
         raise param_error(FUNC, "tol", "a positive float", tol)
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise param_error(FUNC, "max_iter", "a positive int", max_iter)
-    if group is None:
-        raise param_error(FUNC, "group", "a column name or array of cluster identifiers", group)
+    if cluster is None:
+        raise param_error(FUNC, "cluster", "a column name or array of cluster identifiers", cluster)
 
     frame = data.reset_index(drop=True).copy()
-    gcol = _column_or_array(data, group, FUNC, "group")
-    group_name = group if isinstance(group, str) else "group"
+    gcol = _column_or_array(data, cluster, FUNC, "cluster")
+    group_name = cluster if isinstance(cluster, str) else "group"
     trials_arr = None
     cb = _split_cbind(formula, frame)
     if cb is not None:

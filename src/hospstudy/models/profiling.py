@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from hospstudy.errors import InputError, param_error
+from hospstudy.models.base import model_function
 
 __all__ = ["ProfileResult", "funnel_limits", "hospital_profiles", "risk_standardized_rates"]
 
@@ -112,6 +113,7 @@ class ProfileResult:
         return t[["n", "rsr", "oe", "flag"]].sort_values(["n", "rsr"]).reset_index(drop=True)
 
 
+@model_function()
 def hospital_profiles(data: pd.DataFrame, outcome: str, hospital: str, expected, *,
                       coverage=(0.95, 0.998), method: str = "exact", curve_points: int = 200) -> ProfileResult:
     """Risk-standardized rates from given expected probabilities.
@@ -163,6 +165,7 @@ def hospital_profiles(data: pd.DataFrame, outcome: str, hospital: str, expected,
     return ProfileResult(agg, pbar, tuple(coverage), method, outcome, curve)
 
 
+@model_function()
 def risk_standardized_rates(formula: str, data: pd.DataFrame, hospital: str, *, coverage=(0.95, 0.998),
                             method: str = "exact") -> ProfileResult:
     """Fit the case-mix logistic model ``formula`` (no hospital terms) with

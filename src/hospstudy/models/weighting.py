@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from hospstudy.errors import HospstudyWarning, ModelError, param_error
-from hospstudy.models.base import ModelResult
+from hospstudy.models.base import ModelResult, model_function
 from hospstudy.models.glm import _column_or_array, _fit_logit, logit, prepare
 
 METHODS = {"iptw": "ATE", "overlap": "ATO"}
@@ -84,6 +84,7 @@ def _binary(values, func: str, what: str, data: pd.DataFrame) -> np.ndarray:
     return v.to_numpy(dtype=float)
 
 
+@model_function()
 def propensity_weights(formula: str, data: pd.DataFrame, method: str = "iptw", stabilized: bool = True,
                        ) -> PropensityWeights:
     """Propensity scores from a logistic model and the weights built from them.
@@ -261,6 +262,7 @@ def balance_table(data: pd.DataFrame, covariates, treatment: str, weights=None) 
     return pd.DataFrame(rows)
 
 
+@model_function()
 def weighted_logit(formula: str, data: pd.DataFrame, weights, cluster=None, conf_level: float = 0.95
                    ) -> ModelResult:
     """Weighted logistic outcome model with robust errors (marginal odds ratios).

@@ -76,9 +76,12 @@ def _report_code_hash() -> str:
 
 
 def find_flagship() -> Path:
-    """The flagship study file: ``studies/spinal_metastasis.toml`` of the checkout (or of the
-    current folder)."""
-    candidates = [Path.cwd() / "studies" / FLAGSHIP, Path(__file__).resolve().parents[3] / "studies" / FLAGSHIP]
+    """The flagship study file: ``studies/spinal_metastasis.toml`` of the current folder, else
+    the copy installed with the package (``hospstudy/examples/``, package data: a wheel
+    installed anywhere runs the demo)."""
+    import hospstudy
+
+    candidates = [Path.cwd() / "studies" / FLAGSHIP, Path(hospstudy.__file__).resolve().parent / "examples" / FLAGSHIP]
     for c in candidates:
         if c.is_file():
             return c
@@ -231,11 +234,15 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _versions() -> dict[str, str]:
+def _versions(engine: str = "duckdb") -> dict[str, str]:
+    """Versions of what ran: the engine, the model fitting (formulaic builds the design
+    matrices, numpy/scipy fit), the report (matplotlib, jinja2). statsmodels and lifelines only
+    check the models in the tests, so they are not cited."""
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("hospstudy", "numpy", "scipy", "pandas", "pyarrow", "duckdb", "ibis-framework", "statsmodels", "matplotlib"):
+    engine_pkgs = ("pyarrow", "ibis-framework", "duckdb") + (("pyspark",) if engine == "spark" else ())
+    for pkg in ("hospstudy", "numpy", "scipy", "pandas", *engine_pkgs, "formulaic", "matplotlib", "jinja2"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -505,7 +512,7 @@ def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, engine: 
         "study": str(study_path.resolve()), "study_sha256": study_sha, "data": str(data_dir.resolve()),
         "engine": engine, "seed": seed, "threshold": threshold,
         "run_date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        "versions": _versions(), "input_hashes": hashes, "stage_keys": dict(keys),
+        "versions": _versions(engine), "input_hashes": hashes, "stage_keys": dict(keys),
     }
     _write_json(out_dir / "run.json", run_info)
     with console.status("[bold]rendering the report…"):
