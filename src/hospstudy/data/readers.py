@@ -452,6 +452,16 @@ class ScanPlan:
         parts, absent = [], []
         for c in wanted:
             kind = self.kinds.get(c.name)
+            if c.default is not None and (kind is None or any(c.name not in ft for ft in self.file_types.values())):
+                # a column added to the data model later: files written before it read as the default
+                lit = {True: "TRUE", False: "FALSE"}.get(c.default, repr(c.default))
+                typed = f"CAST({lit} AS {DUCK_TYPE[c.type]})"
+                if kind is not None and kind in ACCEPTS[TARGET_KIND[c.type]]:
+                    typed = f"coalesce({cast_expression(quote(c.name), kind, c.type)}, {typed})"
+                parts.append(f"{typed} AS {quote(c.name)}")
+                if keep_raw:
+                    parts.append(f"{typed} AS {quote(c.name + '__raw')}")
+                continue
             if kind is None or kind not in ACCEPTS[TARGET_KIND[c.type]]:
                 absent.append(c.name)
                 parts.append(f"CAST(NULL AS {DUCK_TYPE[c.type]}) AS {quote(c.name)}")
@@ -584,7 +594,7 @@ def read_table(source: TableSource, columns=None) -> pa.Table:
                 bad_checks = [
                     f"({quote(n + '__raw')} IS NOT NULL AND {quote(n)} IS NULL)"
                     for n in schema.names
-                    if plan.kinds[n] != "null"
+                    if n in plan.kinds and plan.kinds[n] != "null"
                     and not _exact_kind(plan.kinds[n], schema.field(n).type)
                     and not all(n in ft and is_exact(ft[n], schema.field(n).type) for ft in plan.file_types.values())
                 ]
