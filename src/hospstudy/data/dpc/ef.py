@@ -1,6 +1,6 @@
 """EF integrated file (入院EF統合ファイル) → billing, and the procedures only EF records.
 
-Staging (:func:`stage_sql`, one chunk at a time) keeps only the fields the data model needs,
+Staging (:func:`parse_chunk`, one block of lines at a time, numpy) keeps only the fields the data model needs,
 typed (dates as DATE, 使用量 as REAL): the EF file is the large one, and what is not kept is not
 written. Line-level reasons: blank, header, short or long line, a key that is not 9/10 digits,
 a date or a quantity that does not parse, an act row (行為明細番号 000, from the former E file:
@@ -11,17 +11,16 @@ the reasons. Layout: p14.145 / p17.162; field 17 p14.137 / p17.151.
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from hospstudy.data.dpc import layouts as L
-from hospstudy.data.dpc.form1 import HEADER_SQL, kcode_sql, ymd
+from hospstudy.data.dpc import split as S
+from hospstudy.data.dpc.form1 import kcode_sql
 from hospstudy.data.schema import KCODE_PATTERN
 
-_KEEP = ("facility_code", "data_id", "discharge_ymd", "admit_ymd", "category", "detail_no", "receipt_code",
-         "interp_no", "quantity", "service_ymd", "flags17", "act_count")
-_IDENT = ("insurer_no", "doctor_code")
-
-
-def _field(name: str) -> str:
-    return f"trim(p[{L.EF_FIELD[name]}], ' \r\n')"
+_F = {name: i for i, name in enumerate(L.EF_FIELDS)}  # 0-based
 
 
 def create_staging(con, keep_identifiers: bool) -> None:
@@ -31,47 +30,101 @@ def create_staging(con, keep_identifiers: bool) -> None:
       quantity REAL, qty_empty BOOLEAN, f17w TINYINT, reason VARCHAR, detail VARCHAR{extra})""")
 
 
-def stage_sql(src: str, keep_identifiers: bool) -> str:
-    f = {n: _field(n) for n in _KEEP + _IDENT}
-    qty = f"TRY_CAST(replace({f['quantity']}, ',', '') AS REAL)"
-    extra = f", {f['insurer_no']} AS insurer_no, {f['doctor_code']} AS doctor_code" if keep_identifiers else ""
-    outer = ", insurer_no, doctor_code" if keep_identifiers else ""
-    return f"""
-    SELECT file_id, line_no, facility_code, data_id, admit_ymd, {ymd('admit_ymd')} AS admit_date,
-      {ymd('service_ymd')} AS service_date, category, receipt_code, interp_no,
-      CASE WHEN quantity_txt = '' THEN 1 ELSE {qty.replace(f['quantity'], 'quantity_txt')} END AS quantity,
-      quantity_txt = '' AS qty_empty,
-      length(flags17)::TINYINT AS f17w,
-      CASE
-        WHEN trim(line, ' \r\n\t') = '' THEN 'blank_line'
-        WHEN header THEN 'header_line'
-        WHEN nf < {L.EF_N} THEN 'short_line'
-        WHEN nf > {L.EF_N} THEN 'long_line'
-        WHEN NOT regexp_full_match(facility_code, '[0-9]{{9}}') OR NOT regexp_full_match(data_id, '[0-9]{{10}}') THEN 'bad_code'
-        WHEN {ymd('admit_ymd')} IS NULL OR {ymd('service_ymd')} IS NULL THEN 'bad_date'
-        WHEN detail_no = '{L.EF_ACT_DETAIL}' THEN 'ef_act_line'
-        WHEN receipt_code = '' THEN 'bad_code'
-        WHEN quantity_txt <> '' AND {qty.replace(f['quantity'], 'quantity_txt')} IS NULL THEN 'bad_number'
-      END AS reason,
-      CASE
-        WHEN trim(line, ' \r\n\t') = '' OR header THEN NULL
-        WHEN nf <> {L.EF_N} THEN nf || ' fields (EF has {L.EF_N})'
-        WHEN NOT regexp_full_match(facility_code, '[0-9]{{9}}') THEN '施設コード ' || facility_code || ' is not 9 digits'
-        WHEN NOT regexp_full_match(data_id, '[0-9]{{10}}') THEN 'データ識別番号 ' || data_id || ' is not 10 digits'
-        WHEN {ymd('admit_ymd')} IS NULL THEN '入院年月日 ' || admit_ymd || ' is not a date (yyyymmdd)'
-        WHEN {ymd('service_ymd')} IS NULL THEN '実施年月日 ' || service_ymd || ' is not a date (yyyymmdd)'
-        WHEN detail_no = '{L.EF_ACT_DETAIL}' THEN NULL
-        WHEN receipt_code = '' THEN 'レセプト電算処理システム用コード is empty'
-        ELSE '使用量 ' || quantity_txt
-      END AS detail{outer}
-    FROM (
-      SELECT file_id, line_no, line, len(p) AS nf, {HEADER_SQL} AS header,
-        {f['facility_code']} AS facility_code, {f['data_id']} AS data_id, {f['admit_ymd']} AS admit_ymd,
-        {f['service_ymd']} AS service_ymd, {f['category']} AS category, {f['detail_no']} AS detail_no,
-        {f['receipt_code']} AS receipt_code, {f['interp_no']} AS interp_no, {f['quantity']} AS quantity_txt,
-        {f['flags17']} AS flags17{extra}
-      FROM (SELECT file_id, line_no, line, string_split(line, chr(9)) AS p FROM {src})
-    )"""
+_COLS = sorted(_F[k] for k in ("facility_code", "data_id", "admit_ymd", "category", "detail_no", "receipt_code",
+                                "interp_no", "quantity", "service_ymd", "flags17"))
+_COLS_ID = sorted(_COLS + [_F["insurer_no"], _F["doctor_code"]])
+_QTY = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
+_HEADER_WORDS = ("施設".encode(), b"facility", b"FACILITY")
+
+
+def parse_chunk(data: bytes, first_line: int, file_id: int, keep_identifiers: bool) -> pa.Table:
+    """One block of EF lines as the typed staging table (numpy; no Python loop over good lines).
+
+    Every line of the block gives one row: well-formed ones their typed fields, the others a
+    ``reason`` and a ``detail`` (these few are described one by one)."""
+    b = S.split(data, L.EF_N, _COLS_ID if keep_identifiers else _COLS)
+    n, g = b.n, int(b.good.sum())
+    gi = np.flatnonzero(b.good)
+    reason = np.full(n, None, dtype=object)
+    detail = np.full(n, None, dtype=object)
+    # lines that break the layout: blank, header, short, long
+    for i in np.flatnonzero(~b.good):
+        text = b.line_text(i)
+        first = text.split("\t", 1)[0].strip()
+        if not text.strip():
+            reason[i] = "blank_line"
+        elif not (len(first) == 9 and first.isdigit()) and (first_line + i == 1 or any(w.decode() in text for w in _HEADER_WORDS)):
+            reason[i] = "header_line"
+        else:
+            reason[i] = "short_line" if b.nfields[i] < L.EF_N else "long_line"
+            detail[i] = f"{b.nfields[i]} fields (EF has {L.EF_N})"
+    ok_fac, _ = b.digits(_F["facility_code"], 9)
+    ok_id, _ = b.digits(_F["data_id"], 10)
+    ok_ad, v_ad = b.digits(_F["admit_ymd"], 8)
+    ok_ad, d_ad = S.ymd_days(ok_ad, v_ad)
+    ok_sv, v_sv = b.digits(_F["service_ymd"], 8)
+    ok_sv, d_sv = S.ymd_days(ok_sv, v_sv)
+    cols = {k: b.strings(_F[k]) for k in ("facility_code", "data_id", "admit_ymd", "category", "detail_no",
+                                            "receipt_code", "interp_no", "quantity", "service_ymd")}
+    qtxt = cols["quantity"]
+    q_empty = (b.width(_F["quantity"]) == 0)
+    q_ok = pc.match_substring_regex(qtxt, _QTY).to_numpy(zero_copy_only=False)
+    qty = pc.cast(pc.if_else(pa.array(q_ok), qtxt, pa.scalar("1")), pa.float32()).to_numpy(zero_copy_only=False)
+    act = pc.equal(cols["detail_no"], L.EF_ACT_DETAIL).to_numpy(zero_copy_only=False)
+    no_rc = b.width(_F["receipt_code"]) == 0
+    # first failing rule wins (same order as the report's reasons)
+    gr = np.full(g, None, dtype=object)
+    for mask, why in ((~(ok_fac & ok_id), "bad_code"), (~(ok_ad & ok_sv), "bad_date"), (act, "ef_act_line"),
+                      (no_rc, "bad_code"), (~q_empty & ~q_ok, "bad_number")):
+        sel = mask & (gr == None)  # noqa: E711
+        gr[sel] = why
+    bad = np.flatnonzero(gr != None)  # noqa: E711
+    gd = np.full(g, None, dtype=object)
+    if len(bad):
+        txt = {k: cols[k].take(pa.array(bad)).to_pylist() for k in ("facility_code", "data_id", "admit_ymd", "service_ymd", "quantity")}
+        for j, r in enumerate(bad):
+            why = gr[r]
+            if why == "bad_code" and not (ok_fac[r] and ok_id[r]):
+                gd[r] = (f"施設コード {txt['facility_code'][j]} is not 9 digits" if not ok_fac[r]
+                         else f"データ識別番号 {txt['data_id'][j]} is not 10 digits")
+            elif why == "bad_code":
+                gd[r] = "レセプト電算処理システム用コード is empty"
+            elif why == "bad_date":
+                gd[r] = (f"入院年月日 {txt['admit_ymd'][j]} is not a date (yyyymmdd)" if not ok_ad[r]
+                         else f"実施年月日 {txt['service_ymd'][j]} is not a date (yyyymmdd)")
+            elif why == "bad_number":
+                gd[r] = f"使用量 {txt['quantity'][j]!r} is not a number"
+    reason[gi] = gr
+    detail[gi] = gd
+
+    def full(arr: pa.Array, typ=None) -> pa.Array:
+        """A column over all lines: the good lines' values, null elsewhere."""
+        if g == n:
+            return arr if typ is None else arr.cast(typ)
+        pos = np.full(n, -1, dtype=np.int64)
+        pos[gi] = np.arange(g)
+        return arr.take(pa.array(pos, mask=pos < 0))
+
+    def dates(ok, days):
+        return pa.array(days.astype(np.int32), mask=~ok).cast(pa.date32())
+
+    out = {
+        "file_id": pa.array(np.full(n, file_id, np.int32)),
+        "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
+        "facility_code": full(cols["facility_code"]), "data_id": full(cols["data_id"]),
+        "admit_ymd": full(cols["admit_ymd"]),
+        "admit_date": full(dates(ok_ad, d_ad)), "service_date": full(dates(ok_sv, d_sv)),
+        "category": full(cols["category"]), "receipt_code": full(cols["receipt_code"]),
+        "interp_no": full(cols["interp_no"]),
+        "quantity": full(pa.array(np.where(q_ok | q_empty, qty, 0).astype(np.float32))),
+        "qty_empty": full(pa.array(q_empty)),
+        "f17w": full(pa.array(b.width(_F["flags17"]).astype(np.int8))),
+        "reason": pa.array(reason, pa.string()), "detail": pa.array(detail, pa.string()),
+    }
+    if keep_identifiers:
+        out["insurer_no"] = full(b.strings(_F["insurer_no"]))
+        out["doctor_code"] = full(b.strings(_F["doctor_code"]))
+    return pa.table(out)
 
 
 def build(con) -> None:

@@ -1,7 +1,7 @@
 """Form 1 (様式1) → admissions, diagnoses, procedures (DuckDB SQL over the staged lines).
 
-Staging (:func:`stage_sql`, one chunk of lines at a time) splits each line into its 17 fields and
-gives the line-level reasons (blank, header, short or long line, a key that is not 9/10 digits,
+Staging (:func:`parse_chunk` and :func:`stage_sql`, one block of lines at a time) splits each
+line into its 17 fields (numpy) and gives the line-level reasons (blank, header, short or long line, a key that is not 9/10 digits,
 an admission date that is not a date, a ward-level form). :func:`build` then works on the staged
 table as a whole: facility and fiscal-year checks, each payload's items parsed and checked, one
 stay per whole-stay form (統括診療情報番号 0), and the three tables. Every line ends with exactly
@@ -14,7 +14,11 @@ p14.24 / p17.26 (p14 = FY2014 edition, p17 = FY2017 edition, as transcribed in o
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
+
 from hospstudy.data.dpc import layouts as L
+from hospstudy.data.dpc import split as S
 from hospstudy.data.schema import ADL_MAX_LEVEL, ICD10_PATTERN, KCODE_PATTERN
 
 _F = L.FORM1_FIELDS
@@ -53,25 +57,39 @@ def adl_regex() -> str:
     return "^" + "".join(f"[0-{m}9]" for m in ADL_MAX_LEVEL) + "$"
 
 
-def fields_select(n: int, names: tuple[str, ...]) -> str:
-    """SELECT items for the fields of a line (``p`` = the split line; trimmed; last without LF)."""
-    out = []
-    for i, name in enumerate(names, start=1):
-        out.append(f"trim(p[{i}], ' \r\n') AS {name}")
-    return ", ".join(out)
+HEADER_SQL = ("(NOT regexp_full_match(trim(split_part(line, chr(9), 1)), '[0-9]{9}') AND (line_no = 1 "
+              "OR contains(line, '施設') OR contains(lower(line), 'facility')))")
 
 
-HEADER_SQL = ("(NOT regexp_full_match(trim(p[1]), '[0-9]{9}') AND (line_no = 1 OR contains(line, '施設') "
-              "OR contains(lower(line), 'facility')))")
+def parse_chunk(data: bytes, first_line: int, file_id: int) -> pa.Table:
+    """A block of Form 1 lines as a table: the 17 fields of well-formed lines (numpy split), and
+    for the other lines their text (to tell a header, a blank line, a short or long one)."""
+    b = S.split(data, L.FORM1_N)
+    n = b.n
+    gi = np.flatnonzero(b.good)
+    g = len(gi)
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[gi] = np.arange(g)
+    idx = None if g == n else pa.array(pos, mask=pos < 0)
+    text = np.full(n, None, dtype=object)
+    for i in np.flatnonzero(~b.good):
+        text[i] = b.line_text(i)
+    out = {"file_id": pa.array(np.full(n, file_id, np.int32)),
+           "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
+           "nf": pa.array(b.nfields.astype(np.int32)), "line": pa.array(text, pa.string())}
+    for k, name in enumerate(_F):
+        col = b.strings(k)
+        out[name] = col if idx is None else col.take(idx)
+    return pa.table(out)
 
 
 def stage_sql(src: str) -> str:
-    """Staged Form 1 lines of the chunk relation ``src`` (file_id, line_no, line)."""
+    """Staged Form 1 lines of the chunk relation ``src`` (from :func:`parse_chunk`)."""
     return f"""
     SELECT file_id, line_no, nf, {', '.join(_F)},
       CASE
-        WHEN trim(line, ' \r\n\t') = '' THEN 'blank_line'
-        WHEN header THEN 'header_line'
+        WHEN line IS NOT NULL AND trim(line, ' \r\n\t') = '' THEN 'blank_line'
+        WHEN line IS NOT NULL AND {HEADER_SQL} THEN 'header_line'
         WHEN nf < {L.FORM1_N} THEN 'short_line'
         WHEN nf > {L.FORM1_N} THEN 'long_line'
         WHEN NOT regexp_full_match(facility_code, '[0-9]{{9}}') OR NOT regexp_full_match(data_id, '[0-9]{{10}}') THEN 'bad_code'
@@ -79,17 +97,14 @@ def stage_sql(src: str) -> str:
         WHEN form_no <> '{L.WHOLE_STAY_FORM}' THEN 'ward_level_form'
       END AS reason,
       CASE
-        WHEN trim(line, ' \r\n\t') = '' OR header THEN NULL
+        WHEN line IS NOT NULL AND (trim(line, ' \r\n\t') = '' OR {HEADER_SQL}) THEN NULL
         WHEN nf <> {L.FORM1_N} THEN nf || ' fields (Form 1 has {L.FORM1_N})'
         WHEN NOT regexp_full_match(facility_code, '[0-9]{{9}}') THEN '施設コード ' || facility_code || ' is not 9 digits'
         WHEN NOT regexp_full_match(data_id, '[0-9]{{10}}') THEN 'データ識別番号 ' || data_id || ' is not 10 digits'
         WHEN {ymd('admit_ymd')} IS NULL THEN '入院年月日 ' || admit_ymd || ' is not a date (yyyymmdd)'
         WHEN form_no <> '{L.WHOLE_STAY_FORM}' THEN '統括診療情報番号 ' || form_no || ' (' || code || ')'
       END AS detail
-    FROM (
-      SELECT file_id, line_no, line, len(p) AS nf, {HEADER_SQL} AS header, {fields_select(L.FORM1_N, _F)}
-      FROM (SELECT file_id, line_no, line, string_split(line, chr(9)) AS p FROM {src})
-    )"""
+    FROM {src}"""
 
 
 def create_staging(con) -> None:
@@ -123,12 +138,13 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
         AND f.fiscal_year = year(s.admit_date) - CASE WHEN month(s.admit_date) < 4 THEN 1 ELSE 0 END
     )
     SELECT k.*,
-      {birth} AS birth_date,
-      {ymd('p1')} AS d1,
-      {icd} AS icd,
-      {kcode_sql('p2')} AS kcode,
-      TRY_CAST(p2 AS DOUBLE) AS n2, TRY_CAST(p3 AS DOUBLE) AS n3,
-      regexp_extract(p2, '^[0-9]+') AS jcs_txt
+      CASE WHEN code = 'A000010' THEN {birth} END AS birth_date,
+      CASE WHEN code IN ('A000030', 'A007010') THEN {ymd('p1')} END AS d1,
+      CASE WHEN code IN ({_inlist(L.DIAGNOSIS_ROLE)}) THEN {icd} END AS icd,
+      CASE WHEN code = 'A007010' THEN {kcode_sql('p2')} END AS kcode,
+      CASE WHEN code = 'A001010' THEN TRY_CAST(p2 AS DOUBLE) END AS n2,
+      CASE WHEN code = 'A001010' THEN TRY_CAST(p3 AS DOUBLE) END AS n3,
+      CASE WHEN code = 'JCS0010' THEN regexp_extract(p2, '^[0-9]+') END AS jcs_txt
     FROM k
     """)
     item_reason = f"""CASE

@@ -16,6 +16,7 @@ pseudonym of the facility code (map in ``DB/private/hospital_ids.csv``).
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -127,11 +128,13 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
                                 f"in field 6); found: {kinds}")
     workers = workers or R.cpu_workers()
 
+    if any(f.kind in ("form1", "ef") and f.encoding == "cp932" for f in files):
+        R.start_pool(workers)
     tmp = out.parent / f".{out.name}.importing"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    con = duckdb.connect(str(tmp / "_work.duckdb"))
+    con = duckdb.connect(os.environ.get("HOSPSTUDY_IMPORT_DB") or str(tmp / "_work.duckdb"))
     try:
         con.execute(f"SET memory_limit = '{memory_limit}'")
         con.execute(f"SET temp_directory = '{tmp / '_spill'}'")
@@ -193,16 +196,17 @@ def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progre
                 other_lines[f.file_id] = (reason, R.count_lines(f.path) if f.kind != "empty" else 0)
                 bar.advance(task, f.size)
                 continue
-            table = "f1_stage" if f.kind == "form1" else "ef_stage"
-            stage = F1.stage_sql("chunk") if f.kind == "form1" else EF.stage_sql("chunk", keep_identifiers)
-            for start, arr in R.iter_chunks(f, workers):
-                n = len(arr)
-                chunk = pa.table({"file_id": pa.array(np.full(n, f.file_id, np.int32)),
-                                  "line_no": pa.array(np.arange(start, start + n, dtype=np.int64)), "line": arr})
-                con.register("chunk", chunk)
-                con.execute(f"INSERT INTO {table} {stage}")
+            for start, data in R.iter_chunks(f, workers):
+                if f.kind == "form1":
+                    chunk = F1.parse_chunk(data, start, f.file_id)
+                    con.register("chunk", chunk)
+                    con.execute(f"INSERT INTO f1_stage {F1.stage_sql('chunk')}")
+                else:
+                    chunk = EF.parse_chunk(data, start, f.file_id, keep_identifiers)
+                    con.register("chunk", chunk)
+                    con.execute("INSERT INTO ef_stage SELECT * FROM chunk")
                 con.unregister("chunk")
-                bar.advance(task, arr.nbytes if hasattr(arr, "nbytes") else 0)
+                bar.advance(task, len(data))
 
 
 def _select_list(table: str) -> str:

@@ -232,6 +232,13 @@ def lines_array(data: bytes) -> pa.Array:
 _POOL: ProcessPoolExecutor | None = None
 
 
+def start_pool(workers: int) -> None:
+    """Start the decoding workers now (before any thread-heavy library opens)."""
+    pool = _pool(workers)
+    if pool is not None:
+        list(pool.map(len, [b""] * workers))
+
+
 def _pool(workers: int) -> ProcessPoolExecutor | None:
     global _POOL
     if workers <= 1:
@@ -241,7 +248,11 @@ def _pool(workers: int) -> ProcessPoolExecutor | None:
             _POOL.shutdown()
         import multiprocessing as mp
 
-        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        # fork: workers only decode bytes (no DuckDB, no Arrow), and a forked worker needs no
+        # re-import of the caller's main module (spawn would, and fails in unguarded scripts).
+        # The pool is started before the DuckDB connection opens (see import_dpc).
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
+        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     return _POOL
 
 
@@ -253,7 +264,7 @@ def shutdown_pool() -> None:
 
 
 def iter_chunks(f: RawFile, workers: int = 1, chunk_bytes: int = CHUNK_BYTES):
-    """Yield ``(first_line_number, lines)`` for a file: lines as an Arrow string array.
+    """Yield ``(first_line_number, data)`` for a file: UTF-8 bytes of whole lines, LF ends.
 
     CP932 blocks are decoded in ``workers`` processes, at most ``workers + 1`` blocks in flight
     (memory is bounded by the block size, not the file). Raises DataUnusableError naming the
@@ -275,9 +286,8 @@ def iter_chunks(f: RawFile, workers: int = 1, chunk_bytes: int = CHUNK_BYTES):
             raise DataUnusableError(f"{f.rel}: cannot decode as {f.encoding} at {info}; check the file or pass --encoding")
         if info == "cp932" and f.encoding != "cp932":
             f.encoding = "cp932"
-        arr = lines_array(data)
-        yield line_no, arr
-        line_no += len(arr)
+        yield line_no, data
+        line_no += data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
 
 def _bounded_map(pool, jobs, depth):
