@@ -71,8 +71,12 @@ def parse_chunk(data: bytes, first_line: int, file_id: int) -> pa.Table:
     pos = np.full(n, -1, dtype=np.int64)
     pos[gi] = np.arange(g)
     idx = None if g == n else pa.array(pos, mask=pos < 0)
+    # the text of the lines that may be a header or broken: not 17 fields, or field 1 not 9 digits
+    suspect = ~b.good
+    ok_fac, _ = b.digits(0, 9)
+    suspect[gi[~ok_fac]] = True
     text = np.full(n, None, dtype=object)
-    for i in np.flatnonzero(~b.good):
+    for i in np.flatnonzero(suspect):
         text[i] = b.line_text(i)
     out = {"file_id": pa.array(np.full(n, file_id, np.int32)),
            "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
