@@ -152,10 +152,14 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         F1.create_staging(con)
         EF.create_staging(con, keep_identifiers)
         other_lines: dict[int, tuple[str, int]] = {}
+        t1 = time.perf_counter()
         _stage_files(con, files, workers, keep_identifiers, other_lines, show_progress)
+        t2 = time.perf_counter()
         F1.build(con, fiscal_years)
         EF.build(con)
+        t3 = time.perf_counter()
         tables = _write_tables(con, tmp, fac_table)
+        t4 = time.perf_counter()
         private = tmp / "private"
         private.mkdir()
         with open(private / "hospital_ids.csv", "w", encoding="utf-8") as fh:
@@ -166,6 +170,8 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             _write_identifiers(con, private)
         rep = _report(con, files, other_lines, raw, facilities, fac_enc, fiscal_years, tables, keep_identifiers)
         rep["seconds"] = round(time.perf_counter() - t0, 2)
+        rep["timings"] = {"detect": round(t1 - t0, 2), "read and stage": round(t2 - t1, 2), "build": round(t3 - t2, 2),
+                          "write": round(t4 - t3, 2), "report": round(time.perf_counter() - t4, 2)}
     finally:
         con.close()
         R.shutdown_pool()
