@@ -32,7 +32,8 @@ from hospstudy.data.dpc import import_dpc
 t0 = time.perf_counter()
 r = import_dpc(sys.argv[1], sys.argv[2], sys.argv[3], show_progress=False)
 secs = time.perf_counter() - t0
-print(json.dumps({"seconds": secs, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"seconds": secs, "rss_mib": me.ru_maxrss / 1024, "cpu_s": me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime,
                   "worker_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                   "lines": r.lines, "tables": r.tables, "timings": r.report["timings"], "exit": r.exit_code}))
 """
@@ -121,6 +122,8 @@ def run() -> list[dict]:
                  "note": f"phases {res['timings']}; input built in {t_build:.0f} s; load average {load:.1f} at start"},
                 {"area": "import", "case": case, "metric": "EF lines per second", "value": int(n / res["seconds"]), "unit": "lines/s",
                  "note": f"all raw lines (EF + Form 1) {int(res['lines']['total'] / res['seconds']):,}/s"},
+                {"area": "import", "case": case, "metric": "EF lines per CPU second", "value": int(n / res["cpu_s"]), "unit": "lines/s",
+                 "note": f"{res['cpu_s']:.0f} CPU s (main + workers): what 1 core does, less sensitive to the machine's load"},
                 {"area": "import", "case": case, "metric": "peak RSS (main process)", "value": round(res["rss_mib"]), "unit": "MiB",
                  "note": "DuckDB memory_limit 1GB (import_dpc default)"},
                 {"area": "import", "case": case, "metric": "peak RSS (largest decoding worker)", "value": round(res["worker_rss_mib"]),

@@ -147,6 +147,17 @@ def test_fixture_database(imported):
     assert report.exit_code == 0 and not report.findings, [f.to_dict() for f in report.findings]
 
 
+def test_worker_processes_give_the_same_database(tmp_path, baseline, monkeypatch):
+    """Blocks of 500 bytes decoded and parsed by two worker processes: the same database."""
+    from hospstudy.data.dpc import rawfiles
+
+    monkeypatch.setattr(rawfiles, "CHUNK_BYTES", 500)
+    raw = standard_raw(tmp_path)
+    r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=2, show_progress=False)
+    assert r.exit_code == 0 and _table_set(tmp_path / "db") == baseline
+    assert r.lines["skipped"] == 10 and r.lines["rejected"] == 0
+
+
 def test_fixture_report_accounts_for_every_line(imported):
     r, db = imported
     rep = json.loads((db / "import_report.json").read_text(encoding="utf-8"))
@@ -198,10 +209,14 @@ def baseline(imported):
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31 - 1), parts=st.integers(1, 4))
-def test_any_split_gives_the_same_database(tmp_path_factory, baseline, seed, parts):
+@given(seed=st.integers(0, 2**31 - 1), parts=st.integers(1, 4), block=st.sampled_from([None, 97, 1000, 4096]))
+def test_any_split_gives_the_same_database(tmp_path_factory, baseline, monkeypatch, seed, parts, block):
     """The same lines cut into 1-4 files per kind at random places, files concatenated or not,
-    in random encodings, line ends and header lines: the same database every time."""
+    in random encodings, line ends and header lines, read in blocks of any size: the same
+    database every time."""
+    from hospstudy.data.dpc import rawfiles
+
+    monkeypatch.setattr(rawfiles, "CHUNK_BYTES", block or rawfiles.CHUNK_BYTES)
     rng = random.Random(seed)
     root = tmp_path_factory.mktemp("split")
     f1 = fixture_lines("FF1_2015.tsv") + fixture_lines("FF1_2016.tsv")

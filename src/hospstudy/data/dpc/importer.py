@@ -128,8 +128,8 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
                                 f"in field 6); found: {kinds}")
     workers = workers or R.cpu_workers()
 
-    if any(f.kind in ("form1", "ef") and f.encoding == "cp932" for f in files):
-        R.start_pool(workers)
+    if sum(f.size for f in files if f.kind in ("form1", "ef")) > R.CHUNK_BYTES:
+        R.start_pool(workers)  # decoding and parsing in parallel; small inputs stay in this process
     tmp = out.parent / f".{out.name}.importing"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -202,17 +202,19 @@ def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progre
                 other_lines[f.file_id] = (reason, R.count_lines(f.path) if f.kind != "empty" else 0)
                 bar.advance(task, f.size)
                 continue
-            for start, data in R.iter_chunks(f, workers):
+            parser = (("hospstudy.data.dpc.form1", "parse_chunk", (f.file_id,)) if f.kind == "form1" else
+                      ("hospstudy.data.dpc.ef", "parse_chunk", (f.file_id, keep_identifiers)))
+            done = 0
+            for _, chunk in R.iter_tables(f, parser, workers):
+                con.register("chunk", chunk)
                 if f.kind == "form1":
-                    chunk = F1.parse_chunk(data, start, f.file_id)
-                    con.register("chunk", chunk)
                     con.execute(f"INSERT INTO f1_stage {F1.stage_sql('chunk')}")
                 else:
-                    chunk = EF.parse_chunk(data, start, f.file_id, keep_identifiers)
-                    con.register("chunk", chunk)
                     con.execute("INSERT INTO ef_stage SELECT * FROM chunk")
                 con.unregister("chunk")
-                bar.advance(task, len(data))
+                step = min(R.CHUNK_BYTES, max(f.size - done, 0))
+                done += step
+                bar.advance(task, step)
 
 
 def _select_list(table: str) -> str:

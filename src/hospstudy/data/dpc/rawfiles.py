@@ -212,6 +212,50 @@ def _decode_block(args) -> tuple[bytes, bool, str]:
     return data, True, used
 
 
+def _parse_block(args):
+    """Decode one byte range and parse it with ``parser`` (runs in a worker): returns the
+    block's line count and its table as Arrow IPC bytes (line numbers relative to the block)."""
+    path, start, end, encoding, parser = args
+    data, ok, info = _decode_block((path, start, end, encoding))
+    if not ok:
+        return 0, b"", ok, info
+    import importlib
+
+    mod, fn, extra = parser
+    table = getattr(importlib.import_module(mod), fn)(data, 1 if start == 0 else 2, *extra)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return table.num_rows, sink.getvalue().to_pybytes(), ok, info
+
+
+def iter_tables(f: RawFile, parser: tuple, workers: int = 1, chunk_bytes: int | None = None):
+    """Yield ``(first_line_number, table)`` for a file, each block decoded *and parsed* by
+    ``parser`` = (module, function, extra args) in the worker processes: the function takes
+    (utf-8 bytes, first line number, *extra) and returns an Arrow table with a ``line_no``
+    column, renumbered here to the file's line numbers."""
+    ranges = _boundaries(f.path, f.size, chunk_bytes or CHUNK_BYTES)
+    enc = f.encoding
+    if enc == "utf-8" and not f.forced:
+        enc = "utf-8-or-cp932"
+    jobs = [(str(f.path), a, b, enc, parser) for a, b in ranges]
+    pool = _POOL if workers > 1 else None  # started by start_pool, before any DuckDB thread exists
+    results = map(_parse_block, jobs) if pool is None else _bounded_map(pool, jobs, workers + 1, _parse_block)
+    line_no = 1
+    for n, ipc, ok, info in results:
+        if not ok:
+            raise DataUnusableError(f"{f.rel}: cannot decode as {f.encoding} at {info}; check the file or pass --encoding")
+        if info == "cp932" and f.encoding != "cp932":
+            f.encoding = "cp932"
+        if n == 0:
+            continue
+        table = pa.ipc.open_stream(ipc).read_all()
+        i = table.schema.get_field_index("line_no")
+        table = table.set_column(i, "line_no", pa.array(np.arange(line_no, line_no + n, dtype=np.int64)))
+        yield line_no, table
+        line_no += n
+
+
 def lines_array(data: bytes) -> pa.Array:
     """An Arrow string array of the lines of UTF-8 ``data`` (LF ends; the last line may lack one).
 
@@ -290,20 +334,20 @@ def iter_chunks(f: RawFile, workers: int = 1, chunk_bytes: int = CHUNK_BYTES):
         line_no += data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
 
-def _bounded_map(pool, jobs, depth):
+def _bounded_map(pool, jobs, depth, fn=_decode_block):
     from collections import deque
 
     q = deque()
     it = iter(jobs)
     for job in it:
-        q.append(pool.submit(_decode_block, job))
+        q.append(pool.submit(fn, job))
         if len(q) >= depth:
             break
     while q:
         fut = q.popleft()
         nxt = next(it, None)
         if nxt is not None:
-            q.append(pool.submit(_decode_block, nxt))
+            q.append(pool.submit(fn, nxt))
         yield fut.result()
 
 
