@@ -147,6 +147,48 @@ def _reordered_study():
     return Study.from_dict(raw, FLAGSHIP)
 
 
+def _suspected_study():
+    """The flagship whose spinal-metastasis step also counts suspected diagnoses."""
+    from hospstudy.settings import read_study_file
+
+    raw = read_study_file(FLAGSHIP)
+    for s in raw["cohort"]["steps"]:
+        if s["name"] == "spinal_metastasis":
+            s["include"] = dict(s["include"], suspected=True)
+    return Study.from_dict(raw, FLAGSHIP)
+
+
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+def test_suspected_diagnoses_count_only_when_asked(built, tiny_db, engine, request):
+    """A07's only C79.5 is suspected: the flagship removes it at spinal_metastasis (see
+    EXPECTED_ATTRITION); with ``suspected = true`` it passes that step and every later one
+    (P06 has no other admission), so it joins the cohort."""
+    spark = request.getfixturevalue("spark_session") if engine == "spark" else None
+    r = _suspected_study().build_cohort(tiny_db, engine=engine, spark=spark, validate=False)
+    got = list(r.attrition[["name", "admissions", "patients", "admissions_removed", "patients_removed"]].itertuples(index=False, name=None))
+    # by hand: spinal_metastasis now removes A06, A08, A14 only (3); A07 (H1, FY2015, aged 62,
+    # H1 has a FY2015 record) passes every later step
+    assert got == [
+        ("database", 14, 13, 0, 0),
+        ("spine_surgery", 13, 12, 1, 1),
+        ("spinal_metastasis", 10, 9, 3, 3),
+        ("study_period", 9, 8, 1, 1),
+        ("adult", 8, 7, 1, 1),
+        ("facility_record", 7, 6, 1, 1),
+        ("first_admission", 6, 6, 1, 0),
+    ]
+    assert sorted(r.analytic.admission_id) == ["A01", "A02", "A03", "A04", "A07", "A13"]
+    flagship_ids = sorted(built("duckdb").analytic.admission_id)
+    assert "A07" not in flagship_ids and len(flagship_ids) == 5
+
+
+def test_suspected_key_only_on_diagnoses():
+    from hospstudy.cohort.spec import Condition
+
+    with pytest.raises(ValueError, match="'suspected' applies to table 'diagnoses' only"):
+        Condition(table="procedures", codes="x", suspected=True)
+
+
 # Worked out by hand from the rows of test_cohort_tinydb.py: A05 (P04's second admission) goes
 # first; A06, A07, A08, A14 lack C79.5; A12 (FY2011), A10 (17) and A11 (no record) as in the
 # flagship; of A01, A02, A03, A04, A13 only A02 (H1 in FY2016) is at a cancer center. P04 leaves

@@ -21,7 +21,8 @@ A03   P03     H2   two spine surgeries (K142-4 day 0, K1422 day 5): index is the
 A04   P04     H2   first of two qualifying admissions of P04: kept; kidney; C787
 A05   P04     H2   second qualifying admission: removed by first_admission
 A06   P05     H2   C795 only as a complication: removed by spinal_metastasis
-A07   P06     H1   non-metastatic spine surgery 31 Mar 2016: H1 FY2015 volume
+A07   P06     H1   non-metastatic spine surgery 31 Mar 2016: H1 FY2015 volume; C79.5 only as a
+                   suspected comorbidity (modifier 8002): ignored by the flagship's steps
 A08   P07     H1   non-metastatic, admitted 30 Mar 2016, surgery 1 Apr 2016: H1 FY2016
 A09   P08     H1   hip fracture, no spine surgery: removed by spine_surgery
 A10   P09     H2   metastatic, aged 17: removed by adult
@@ -101,7 +102,7 @@ DIAGNOSES = [
     ("A04", "C795", "main"), ("A04", "C64", "comorbidity"), ("A04", "C787", "comorbidity"),
     ("A05", "C795", "main"), ("A05", "C64", "comorbidity"),
     ("A06", "M480", "main"), ("A06", "C795", "complication"),
-    ("A07", "M480", "main"),
+    ("A07", "M480", "main"), ("A07", "C795", "comorbidity", True),
     ("A08", "M511", "main"),
     ("A09", "S720", "main"),
     ("A10", "C795", "main"), ("A10", "C710", "comorbidity"),
@@ -137,7 +138,8 @@ def write_tiny_db(root: Path) -> Path:
     pq.write_table(pa.Table.from_pylist(facilities(), schema=sch["facilities"]), root / "facilities.parquet")
     pq.write_table(pa.Table.from_pylist(ADMISSIONS, schema=sch["admissions"]), root / "admissions.parquet")
     pq.write_table(
-        pa.Table.from_pylist([dict(admission_id=a, icd10=c, role=r) for a, c, r in DIAGNOSES], schema=sch["diagnoses"]),
+        pa.Table.from_pylist([dict(admission_id=a, icd10=c, role=r, suspected=bool(rest and rest[0]))
+                              for a, c, r, *rest in DIAGNOSES], schema=sch["diagnoses"]),
         root / "diagnoses.parquet",
     )
     pq.write_table(

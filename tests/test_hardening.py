@@ -583,7 +583,7 @@ def _boundary_db(root: Path) -> Path:
                 height_cm=None if age in (18, 20) else 170.0, weight_kg=65.0, jcs=0, adl_adm="2312132222",
                 adl_dis="2312132222", spinal_level="thoracic") for a, age in _BOUNDARY_AGES.items()]
     pq.write_table(pa.Table.from_pylist(adm, schema=arrow_schema("admissions")), root / "admissions.parquet")
-    pq.write_table(pa.Table.from_pylist([dict(admission_id=a, icd10="C795", role="main") for a in _BOUNDARY_AGES],
+    pq.write_table(pa.Table.from_pylist([dict(admission_id=a, icd10="C795", role="main", suspected=False) for a in _BOUNDARY_AGES],
                                         schema=arrow_schema("diagnoses")), root / "diagnoses.parquet")
     pq.write_table(pa.Table.from_pylist([dict(admission_id=a, proc_code="K1422", proc_date=d(2015, 6, 2)) for a in _BOUNDARY_AGES],
                                         schema=arrow_schema("procedures")), root / "procedures.parquet")

@@ -165,8 +165,8 @@ def test_unknown_encoding_is_an_input_error(tmp_path):
 def test_malformed_csv_row(tmp_path):
     db = write_db(tmp_path / "db", fmt="csv")
     with open(db / "diagnoses.csv", "a") as f:
-        f.write("A1,C795,main,extra\n")
-    with pytest.raises(DataUnusableError, match=r"diagnoses.csv line 12: cannot read as utf-8 CSV: 4 field\(s\) where the header has 3"):
+        f.write("A1,C795,main,false,extra\n")
+    with pytest.raises(DataUnusableError, match=r"diagnoses.csv line 12: cannot read as utf-8 CSV: 5 field\(s\) where the header has 4"):
         validate_database(db)
 
 
@@ -220,3 +220,18 @@ def test_csv_with_its_own_header_names_says_so(tmp_path):
     assert [(f.rule, f.column) for f in report.findings] == [
         ("missing_column", "admission_id"), ("missing_column", "proc_code"), ("missing_column", "proc_date")]
     assert "headers must use the data model's column names" in report.findings[0].message
+
+
+def test_database_without_suspected_reads_false_and_warns(tmp_path):
+    """A database written before diagnoses.suspected existed: read as false, validate warns."""
+    from hospstudy.data.readers import locate_tables, read_table
+
+    db = write_db(tmp_path / "db")
+    rows = tiny_rows()["diagnoses"]
+    pq.write_table(to_arrow("diagnoses", rows).drop_columns(["suspected"]), db / "diagnoses.parquet")
+    t = read_table(locate_tables(db)["diagnoses"])
+    assert t.column("suspected").to_pylist() == [False] * len(rows)
+    report = validate_database(db, progress=False)
+    (w,) = report.find("defaulted_column")
+    assert (w.severity, w.table, w.column, w.examples[0].file) == ("warning", "diagnoses", "suspected", "diagnoses.parquet")
+    assert report.exit_code == 0

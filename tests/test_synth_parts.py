@@ -83,7 +83,8 @@ def _write_tiny(root):
           ("d1", "M4849", "main"), ("e1", "C795", "resource"), ("e1", "T814", "complication"), ("e2", "C795", "main"),
           ("a1", "L899", "complication"), ("n1", "M480", "main")]
     c = list(zip(*dx))
-    au.write(au.table("diagnoses", {"admission_id": pa.array(c[0]), "icd10": pa.array(c[1]), "role": pa.array(c[2])}),
+    au.write(au.table("diagnoses", {"admission_id": pa.array(c[0]), "icd10": pa.array(c[1]), "role": pa.array(c[2]),
+                           "suspected": pa.array([False] * len(c[0]))}),
              root / "diagnoses" / "part-0.parquet")
     pr = [("a1", "K1422", "2012-05-03"), ("b1", "K142-4", "2012-05-03"), ("c1", "K1425", "2012-07-02"),
           ("d1", "K1422", "2012-07-02"), ("e1", "K142-4", "2013-03-30"), ("e1", "K1422", "2013-04-05"),

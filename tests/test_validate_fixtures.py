@@ -50,16 +50,16 @@ _ADMISSIONS = [
 ]
 
 _DIAGNOSES = [
-    {"admission_id": "A1", "icd10": "C795", "role": "main"},
-    {"admission_id": "A1", "icd10": "C349", "role": "comorbidity"},
-    {"admission_id": "A2", "icd10": "C795", "role": "main"},
-    {"admission_id": "A2", "icd10": "C50", "role": "trigger"},
-    {"admission_id": "A3", "icd10": "I219", "role": "main"},
-    {"admission_id": "A4", "icd10": "M4806", "role": "main"},
-    {"admission_id": "A4", "icd10": "M4806", "role": "resource"},
-    {"admission_id": "A5", "icd10": "S7200", "role": "main"},
-    {"admission_id": "A6", "icd10": "C795", "role": "main"},
-    {"admission_id": "A6", "icd10": "T814", "role": "complication"},
+    {"admission_id": "A1", "icd10": "C795", "role": "main", "suspected": False},
+    {"admission_id": "A1", "icd10": "C349", "role": "comorbidity", "suspected": False},
+    {"admission_id": "A2", "icd10": "C795", "role": "main", "suspected": False},
+    {"admission_id": "A2", "icd10": "C50", "role": "trigger", "suspected": False},
+    {"admission_id": "A3", "icd10": "I219", "role": "main", "suspected": False},
+    {"admission_id": "A4", "icd10": "M4806", "role": "main", "suspected": False},
+    {"admission_id": "A4", "icd10": "M4806", "role": "resource", "suspected": False},
+    {"admission_id": "A5", "icd10": "S7200", "role": "main", "suspected": False},
+    {"admission_id": "A6", "icd10": "C795", "role": "main", "suspected": False},
+    {"admission_id": "A6", "icd10": "T814", "role": "complication", "suspected": False},
 ]
 
 _PROCEDURES = [

@@ -76,7 +76,7 @@ CASES = [
      ("admission_facility", "admissions", "hospital_id", 1, [("admissions.parquet", 2)]), set()),
     ("duplicate_facility", lambda r: r["facilities"].append(dict(r["facilities"][0])), None,
      ("duplicate_facility", "facilities", None, 2, [("facilities.parquet", 1), ("facilities.parquet", 5)]), set()),
-    ("diagnosis_admission_exists", _append("diagnoses", {"admission_id": "A9", "icd10": "C795", "role": "main"}), None,
+    ("diagnosis_admission_exists", _append("diagnoses", {"admission_id": "A9", "icd10": "C795", "role": "main", "suspected": False}), None,
      ("admission_exists", "diagnoses", "admission_id", 1, [("diagnoses.parquet", 11)]), set()),
     ("procedure_admission_exists",
      _append("procedures", {"admission_id": "A9", "proc_code": "K1422", "proc_date": D(2015, 1, 12)}), None,

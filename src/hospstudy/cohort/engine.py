@@ -327,11 +327,13 @@ class _Atoms:
         self.names: dict[tuple, str] = {}
 
     @staticmethod
-    def key(table, codes, roles=None, kind=None, window=None):
-        return (table, codes, tuple(sorted(roles)) if roles else None, kind, tuple(window) if window else None)
+    def key(table, codes, roles=None, kind=None, window=None, suspected=None):
+        # diagnoses: suspected rows (Form 1 modifier 8002) count only when the condition asks
+        susp = bool(suspected) if table == "diagnoses" else None
+        return (table, codes, tuple(sorted(roles)) if roles else None, kind, tuple(window) if window else None, susp)
 
-    def add(self, table, codes, roles=None, kind=None, window=None) -> str:
-        k = self.key(table, codes, roles, kind, window)
+    def add(self, table, codes, roles=None, kind=None, window=None, suspected=None) -> str:
+        k = self.key(table, codes, roles, kind, window, suspected)
         if k not in self.names:
             self.names[k] = f"_atom{len(self.names)}"
         return self.names[k]
@@ -339,7 +341,7 @@ class _Atoms:
     def add_condition(self, cond):
         for c in cond.walk():
             if c.table:
-                self.add(c.table, c.codes, c.roles, c.kind, c.window)
+                self.add(c.table, c.codes, c.roles, c.kind, c.window, c.suspected)
 
     def attach(self, base, tables, date_col: str, prefilter: bool = False, layer=None):
         """Left-join one boolean column per atom onto ``base`` (one row per admission).
@@ -371,8 +373,10 @@ class _Atoms:
                 # rows first is worth it when the codes filter little (``base`` is small)
                 src = src.semi_join(ids, "admission_id")
             preds = {}
-            for (tbl, codes, roles, kind, window), name in atoms.items():
+            for (tbl, codes, roles, kind, window, suspected), name in atoms.items():
                 p = cl.predicate(src[code_col], self.study.codelists[codes])
+                if tbl == "diagnoses" and not suspected:
+                    p = p & ~src.suspected
                 if roles:
                     p = p & src.role.isin(list(roles))
                 if kind:
@@ -398,7 +402,7 @@ class _Atoms:
         import ibis
 
         if cond.table:
-            return t[self.names[self.key(cond.table, cond.codes, cond.roles, cond.kind, cond.window)]]
+            return t[self.names[self.key(cond.table, cond.codes, cond.roles, cond.kind, cond.window, cond.suspected)]]
         if cond.field:
             col = t[cond.field]
             val = lambda v: t[v.field] if isinstance(v, S.FieldRef) else v  # noqa: E731

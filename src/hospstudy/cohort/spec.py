@@ -18,7 +18,8 @@ sections the cohort engine needs (see docs/study_file.md for a walk-through):
 ``[analyses]`` belongs to the models (:class:`hospstudy.models.spec.AnalysesSpec`) and ``[report]``
 to the report (:class:`hospstudy.report.spec.ReportSpec`); this module does not read them.
 
-A CONDITION is one of ``{table = "diagnoses", codes = LIST, roles = [...]}``,
+A CONDITION is one of ``{table = "diagnoses", codes = LIST, roles = [...], suspected = true}``
+(suspected diagnoses, Form 1 modifier 8002, count only with ``suspected = true``),
 ``{table = "procedures", codes = LIST, window = [FROM, TO]}``,
 ``{table = "billing", codes = LIST, kind = "drug", window = [FROM, TO]}``,
 ``{field = NAME, ge = 18}`` (also eq, ne, lt, le, gt, in, not_in, between, is_null; a value may be
@@ -65,6 +66,8 @@ class Condition(_Settings):
     roles: tuple[Literal[DIAGNOSIS_ROLES], ...] | None = Field(None, description="Diagnosis roles that count (default: any).")
     kind: Literal[BILLING_KINDS] | None = Field(None, description="Billing line kind (billing only).")
     window: tuple[int, int] | None = Field(None, description="Days from the index date, inclusive (procedures, billing).")
+    suspected: bool | None = Field(None, description="Diagnoses only: true counts suspected diagnoses (Form 1 modifier 8002) too; "
+                                   "by default they are ignored.")
     field: str | None = None
     eq: Value | None = None
     ne: Value | None = None
@@ -98,13 +101,15 @@ class Condition(_Settings):
                 raise ValueError("'roles' applies to table 'diagnoses' only")
             if self.kind is not None and self.table != "billing":
                 raise ValueError("'kind' applies to table 'billing' only")
+            if self.suspected is not None and self.table != "diagnoses":
+                raise ValueError("'suspected' applies to table 'diagnoses' only")
             if self.window is not None:
                 if self.table == "diagnoses":
                     raise ValueError("'window' applies to procedures and billing (diagnoses carry no date)")
                 if self.window[0] > self.window[1]:
                     raise ValueError(f"window {list(self.window)}: the first day must not come after the last")
         else:
-            extra = [k for k in ("codes", "roles", "kind", "window") if getattr(self, k) is not None]
+            extra = [k for k in ("codes", "roles", "kind", "window", "suspected") if getattr(self, k) is not None]
             if extra:
                 raise ValueError(f"{extra} need 'table'")
         if self.field is not None and len(comps) != 1:

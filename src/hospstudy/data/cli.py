@@ -1,4 +1,4 @@
-"""CLI: hospstudy synth, hospstudy validate (and the foundation's demo until the report lands)."""
+"""CLI: hospstudy import-dpc, hospstudy synth, hospstudy validate."""
 
 from __future__ import annotations
 
@@ -23,6 +23,36 @@ def _parse_years(text: str) -> tuple[int, int]:
 
 
 def register(app: typer.Typer) -> None:
+    @app.command("import-dpc")
+    def import_dpc_cmd(
+        raw: Path = typer.Argument(..., help="Raw DPC files: a file or a folder tree of Form 1 (様式1) and EF files, any split, CP932 or UTF-8."),
+        facilities: Path = typer.Option(..., "--facilities", help="FACILITIES.csv: facility_code, fiscal_year, cancer_center, beds, teaching, region."),
+        out_dir: Path = typer.Option(..., "--out", help="Database folder to write (with import_report.json and .md)."),
+        encoding: str = typer.Option("auto", "--encoding", help="auto (detect per file), cp932 or utf-8."),
+        years: Optional[str] = typer.Option(None, "--fiscal-years", help="Import only stays admitted in these fiscal years, FIRST-LAST (default: all)."),
+        keep_identifiers: bool = typer.Option(False, "--keep-identifiers", help="Keep postcode, insurer numbers and doctor codes in DB/private/ (dropped by default)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing database in --out."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, max=64, help="Processes decoding CP932 (default: CPUs available, at most 4)."),
+    ):
+        """Import raw DPC Form 1 and EF files into a database. Exit 0 clean, 1 lines rejected (the rest imported), 2 unusable input."""
+        from hospstudy.data.dpc import import_dpc
+
+        fy = _parse_years(years) if years else None
+        r = import_dpc(raw, facilities, out_dir, encoding=encoding, fiscal_years=fy, keep_identifiers=keep_identifiers,
+                       overwrite=overwrite, workers=workers)
+        t = r.lines
+        console.print(f"[green]✓[/] database written to [bold]{out_dir}[/] ({r.report['seconds']} s)")
+        for k, v in r.tables.items():
+            console.print(f"  {k}: {v:,}")
+        console.print(f"  raw lines: {t['total']:,} = {t['imported']:,} imported + {t['skipped']:,} skipped + {t['rejected']:,} rejected")
+        for x in r.report["reasons"]:
+            if x["severity"] == "rejected":
+                e = x["examples"][0]
+                console.print(f"  [red]rejected[/] {x['reason']}: {x['count']:,} line(s), e.g. {e['file']} line {e['line']}"
+                              + (f": {e['detail']}" if e.get("detail") else ""), soft_wrap=True)
+        console.print(f"  report: {out_dir / 'import_report.md'}")
+        raise typer.Exit(r.exit_code)
+
     @app.command()
     def synth(
         out_dir: Path = typer.Option(..., "--out", help="Folder to write the database into (created)."),

@@ -690,6 +690,16 @@ class ScanPlan:
         parts, absent = [], []
         for c in wanted:
             kind = self.kinds.get(c.name)
+            if c.default is not None and (kind is None or any(c.name not in ft for ft in self.file_types.values())):
+                # a column added to the data model later: files written before it read as the default
+                lit = {True: "TRUE", False: "FALSE"}.get(c.default, repr(c.default))
+                typed = f"CAST({lit} AS {DUCK_TYPE[c.type]})"
+                if kind is not None and kind in ACCEPTS[TARGET_KIND[c.type]]:
+                    typed = f"coalesce({cast_expression(quote(c.name), kind, c.type)}, {typed})"
+                parts.append(f"{typed} AS {quote(c.name)}")
+                if keep_raw:
+                    parts.append(f"{typed} AS {quote(c.name + '__raw')}")
+                continue
             if kind is None or kind not in ACCEPTS[TARGET_KIND[c.type]]:
                 absent.append(c.name)
                 parts.append(f"CAST(NULL AS {DUCK_TYPE[c.type]}) AS {quote(c.name)}")

@@ -21,6 +21,9 @@ class Column:
     nullable: bool = False
     allowed: tuple | None = None  # closed set of allowed values, if any
     doc: str = ""
+    # Value read for a column absent from a file written before the column was added (older
+    # databases stay readable; ``hospstudy validate`` warns). None = the column is required.
+    default: object = None
 
 
 SEX = ("M", "F")
@@ -74,6 +77,8 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("admission_id", pa.string()),
         Column("icd10", pa.string(), doc="ICD-10 without dot"),
         Column("role", pa.string(), allowed=DIAGNOSIS_ROLES),
+        Column("suspected", pa.bool_(), default=False,
+               doc="suspected diagnosis (DPC Form 1 modifier 8002, 'の疑い'); code lists ignore it unless a condition says suspected = true"),
     ),
     "procedures": (
         Column("admission_id", pa.string()),

@@ -73,6 +73,8 @@ RULES: dict[str, Rule] = {
     "adl_syntax": Rule(
         "error", "ADL string not 10 digits each within its item's levels "
         f"({'/'.join(f'0-{m}' for m in ADL_MAX_LEVEL)}) or 9 (unknown)"),
+    "defaulted_column": Rule("warning", "a column added to the data model later is absent from a file (written before it); "
+                             "its default is read"),
     "castable_type": Rule("warning", "a column is stored in another type than the schema's; it is cast"),
     "empty_table": Rule("warning", "a table has no rows"),
     "stay_over_365": Rule("warning", f"a stay longer than {STAY_MAX_DAYS} days"),
@@ -341,7 +343,13 @@ class _Validator:
                 elif src.format == "parquet" and not is_exact(t, c.type):
                     cast.setdefault(c.name, []).append((file, t))
         for c in spec:
-            if c.name in missing:
+            if c.name in missing and c.default is not None:
+                files = missing[c.name]
+                self.add("defaulted_column", name, c.name, len(files),
+                         [Example(name, f, None, c.name, c.name) for f in files[:MAX_EXAMPLES]],
+                         f"{c.name} ({_type_name(c.type)}) is absent (a database written before the column was "
+                         f"added); read as {str(c.default).lower()} for every row")
+            elif c.name in missing:
                 files = missing[c.name]
                 self.add("missing_column", name, c.name, len(files),
                          [Example(name, f, None, c.name, c.name) for f in files[:MAX_EXAMPLES]],
@@ -413,7 +421,7 @@ class _Validator:
             if not c.nullable:
                 checks.append(_Check("not_null", c.name, f"{raw} IS NULL", "NULL",
                                      f"{c.name} must be filled ({_type_name(c.type)})"))
-            kind = plan.kinds[c.name]
+            kind = plan.kinds.get(c.name, TARGET_KIND[c.type])  # absent with a default: typed already
             if not (kind == TARGET_KIND[c.type] and kind in ("string", "bool", "date", "float")):
                 checks.append(_Check("value_type", c.name, f"{raw} IS NOT NULL AND {col} IS NULL", _txt(raw),
                                      f"{c.name} values that are not a valid {_type_name(c.type)}"

@@ -531,6 +531,7 @@ def tables_by_year(rng: np.random.Generator, m: Met, hosp: Hospitals) -> dict:
                 "admission_id": au.take_fixed(adm_ids, d_idx[dsel]),
                 "icd10": pa.array(d_code[dsel].astype(str)),
                 "role": pa.array(d_role[dsel].astype(str)),
+                "suspected": pa.array(np.zeros(int(dsel.sum()), dtype=bool)),
             }),
             "procedures": au.table("procedures", {
                 "admission_id": au.take_fixed(adm_ids, p_idx[psel]),

@@ -58,6 +58,7 @@ def _common_tables(rng, *, kind_digit: int, fy: int, hosp: Hospitals, h_idx, adm
         "admission_id": au.take_fixed(adm_ids, d_idx),
         "icd10": au.vocab_take(d_vocab, d_code),
         "role": au.vocab_take(P_ROLES, d_role),
+        "suspected": pa.array(np.zeros(len(d_idx), dtype=bool)),
     })
     p_idx, p_vocab, p_code, p_day = procs
     px = au.table("procedures", {

@@ -1,0 +1,312 @@
+"""Form 1 (様式1) → admissions, diagnoses, procedures (DuckDB SQL over the staged lines).
+
+Staging (:func:`parse_chunk` and :func:`stage_sql`, one block of lines at a time) splits each
+line into its 17 fields (numpy) and gives the line-level reasons (blank, header, short or long line, a key that is not 9/10 digits,
+an admission date that is not a date, a ward-level form). :func:`build` then works on the staged
+table as a whole: facility and fiscal-year checks, each payload's items parsed and checked, one
+stay per whole-stay form (統括診療情報番号 0), and the three tables. Every line ends with exactly
+one ``reason`` (NULL = imported); :mod:`hospstudy.data.dpc.report` counts them.
+
+Manual pages: layout p14.20 / p17.19; A000010-A000030 p14.21-22 / p17.21; A001010 p14.23 /
+p17.22; A006010-A006050 p14.23 / p17.23-24; A007010, ADL0010/0020 p14.24 / p17.25; JCS0010
+p14.24 / p17.26 (p14 = FY2014 edition, p17 = FY2017 edition, as transcribed in open-dpc-jp).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from hospstudy.data.dpc import layouts as L
+from hospstudy.data.dpc import split as S
+from hospstudy.data.schema import ADL_MAX_LEVEL, ICD10_PATTERN, KCODE_PATTERN
+
+_F = L.FORM1_FIELDS
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _inlist(values) -> str:
+    return ", ".join(_q(v) for v in values)
+
+
+# Full-width digits, letters and dashes that hand-typed codes sometimes carry.
+_FW = "０１２３４５６７８９ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ－ー‐．"
+_HW = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ---."
+
+
+def norm_text(expr: str) -> str:
+    """Upper-cased, half-width, no spaces."""
+    return f"upper(replace(replace(translate({expr}, '{_FW}', '{_HW}'), ' ', ''), '　', ''))"
+
+
+def kcode_sql(expr: str) -> str:
+    """The data model's K-code from a fee-schedule code as written (``K0821ｲ`` → ``K0821``);
+    '' when it does not start like a K-code."""
+    return f"regexp_extract({norm_text(expr)}, '^K[0-9]{{3}}(-[0-9]+)?[0-9]?')"
+
+
+def ymd(expr: str) -> str:
+    """A yyyymmdd text as DATE (NULL when not 8 digits or not a calendar date)."""
+    return f"CASE WHEN regexp_full_match({expr}, '[0-9]{{8}}') THEN try_strptime({expr}, '%Y%m%d')::DATE END"
+
+
+def adl_regex() -> str:
+    return "^" + "".join(f"[0-{m}9]" for m in ADL_MAX_LEVEL) + "$"
+
+
+HEADER_SQL = ("(NOT regexp_full_match(trim(split_part(line, chr(9), 1)), '[0-9]{9}') AND (line_no = 1 "
+              "OR contains(line, '施設') OR contains(lower(line), 'facility')))")
+
+
+def parse_chunk(data: bytes, first_line: int, file_id: int) -> pa.Table:
+    """A block of Form 1 lines as a table: the 17 fields of well-formed lines (numpy split), and
+    for the other lines their text (to tell a header, a blank line, a short or long one)."""
+    b = S.split(data, L.FORM1_N)
+    n = b.n
+    gi = np.flatnonzero(b.good)
+    g = len(gi)
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[gi] = np.arange(g)
+    idx = None if g == n else pa.array(pos, mask=pos < 0)
+    # the text of the lines that may be a header or broken: not 17 fields, or field 1 not 9 digits
+    suspect = ~b.good
+    ok_fac, _ = b.digits(0, 9)
+    suspect[gi[~ok_fac]] = True
+    text = np.full(n, None, dtype=object)
+    for i in np.flatnonzero(suspect):
+        text[i] = b.line_text(i)
+    out = {"file_id": pa.array(np.full(n, file_id, np.int32)),
+           "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
+           "nf": pa.array(b.nfields.astype(np.int32)), "line": pa.array(text, pa.string())}
+    for k, name in enumerate(_F):
+        col = b.strings(k)
+        out[name] = col if idx is None else col.take(idx)
+    return pa.table(out)
+
+
+def stage_sql(src: str) -> str:
+    """Staged Form 1 lines of the chunk relation ``src`` (from :func:`parse_chunk`)."""
+    return f"""
+    SELECT file_id, line_no, nf, {', '.join(_F)},
+      CASE
+        WHEN line IS NOT NULL AND trim(line, ' \r\n\t') = '' THEN 'blank_line'
+        WHEN line IS NOT NULL AND {HEADER_SQL} THEN 'header_line'
+        WHEN nf < {L.FORM1_N} THEN 'short_line'
+        WHEN nf > {L.FORM1_N} THEN 'long_line'
+        WHEN NOT regexp_full_match(facility_code, '[0-9]{{9}}') OR NOT regexp_full_match(data_id, '[0-9]{{10}}') THEN 'bad_code'
+        WHEN {ymd('admit_ymd')} IS NULL THEN 'bad_date'
+        WHEN form_no <> '{L.WHOLE_STAY_FORM}' THEN 'ward_level_form'
+      END AS reason,
+      CASE
+        WHEN line IS NOT NULL AND (trim(line, ' \r\n\t') = '' OR {HEADER_SQL}) THEN NULL
+        WHEN nf <> {L.FORM1_N} THEN nf || ' fields (Form 1 has {L.FORM1_N})'
+        WHEN NOT regexp_full_match(facility_code, '[0-9]{{9}}') THEN '施設コード ' || facility_code || ' is not 9 digits'
+        WHEN NOT regexp_full_match(data_id, '[0-9]{{10}}') THEN 'データ識別番号 ' || data_id || ' is not 10 digits'
+        WHEN {ymd('admit_ymd')} IS NULL THEN '入院年月日 ' || admit_ymd || ' is not a date (yyyymmdd)'
+        WHEN form_no <> '{L.WHOLE_STAY_FORM}' THEN '統括診療情報番号 ' || form_no || ' (' || code || ')'
+      END AS detail
+    FROM {src}"""
+
+
+def create_staging(con) -> None:
+    cols = ", ".join(f"{c} VARCHAR" for c in _F)
+    con.execute(f"CREATE TABLE f1_stage (file_id INTEGER, line_no BIGINT, nf INTEGER, {cols}, reason VARCHAR, detail VARCHAR)")
+
+
+def build(con, fiscal_years: tuple[int, int] | None) -> None:
+    """From ``f1_stage`` and ``fac`` (facility_code, fiscal_year, hospital_id): the tables
+    ``f1_lines`` (every line with its final reason), ``stays``, ``admissions_out``,
+    ``diagnoses_out``, ``procedures_out``."""
+    used = [c for c, p in L.PAYLOADS.items() if p.used]
+    known = list(L.PAYLOADS)
+    single = ["A000010", "A000020", "A000030", "A001010", "ADL0010", "ADL0020", "JCS0010",
+              "A006010", "A006020", "A006030", "A006031"]
+    fy_lo, fy_hi = fiscal_years or (0, 9999)
+    birth = ("CASE WHEN regexp_full_match(p1, '[0-9]{8}') AND substr(p1, 1, 4) <> '0000' THEN "
+             "try_strptime(substr(p1, 1, 4) || CASE substr(p1, 5, 2) WHEN '00' THEN '0701' ELSE substr(p1, 5, 2) "
+             "|| CASE substr(p1, 7, 2) WHEN '00' THEN '15' ELSE substr(p1, 7, 2) END END, '%Y%m%d')::DATE END")
+    icd = norm_text("p2").replace("translate(p2", "translate(replace(p2, '.', '')")
+    dest_known = _inlist(L.DISCHARGE_DEST)
+    not_dis = _inlist(L.NOT_YET_DISCHARGED)
+    con.execute(f"""
+    CREATE TABLE f1_items AS
+    WITH s AS (
+      SELECT *, {ymd('admit_ymd')} AS admit_date FROM f1_stage WHERE reason IS NULL
+    ), k AS (
+      SELECT s.*, (year(admit_date) - CASE WHEN month(admit_date) < 4 THEN 1 ELSE 0 END)::SMALLINT AS fy,
+             f.hospital_id
+      FROM s LEFT JOIN fac f ON f.facility_code = s.facility_code
+        AND f.fiscal_year = year(s.admit_date) - CASE WHEN month(s.admit_date) < 4 THEN 1 ELSE 0 END
+    )
+    SELECT k.*,
+      CASE WHEN code = 'A000010' THEN {birth} END AS birth_date,
+      CASE WHEN code IN ('A000030', 'A007010') THEN {ymd('p1')} END AS d1,
+      CASE WHEN code IN ({_inlist(L.DIAGNOSIS_ROLE)}) THEN {icd} END AS icd,
+      CASE WHEN code = 'A007010' THEN {kcode_sql('p2')} END AS kcode,
+      CASE WHEN code = 'A001010' THEN TRY_CAST(p2 AS DOUBLE) END AS n2,
+      CASE WHEN code = 'A001010' THEN TRY_CAST(p3 AS DOUBLE) END AS n3,
+      CASE WHEN code = 'JCS0010' THEN regexp_extract(p2, '^[0-9]+') END AS jcs_txt
+    FROM k
+    """)
+    item_reason = f"""CASE
+        WHEN fy NOT BETWEEN {fy_lo} AND {fy_hi} THEN 'outside_fiscal_years'
+        WHEN hospital_id IS NULL THEN 'unknown_facility'
+        WHEN code NOT IN ({_inlist(known)}) THEN 'unknown_payload_code'
+        WHEN code NOT IN ({_inlist(used)}) THEN 'payload_not_used'
+        WHEN code = 'A000010' AND (birth_date IS NULL OR birth_date > admit_date
+             OR date_diff('year', birth_date, admit_date) > 121) THEN 'bad_date'
+        WHEN code = 'A000010' AND p2 NOT IN ({_inlist(L.SEX)}) THEN 'bad_code'
+        WHEN code = 'A000020' AND NOT regexp_full_match(p5, '[1-3][0-9]{{2}}') THEN 'bad_code'
+        WHEN code = 'A000020' AND NOT regexp_full_match(p6, '[0-9]') THEN 'bad_code'
+        WHEN code = 'A000030' AND p2 IN ({not_dis}) THEN 'stay_not_discharged'
+        WHEN code = 'A000030' AND (d1 IS NULL OR d1 < admit_date) THEN 'bad_date'
+        WHEN code = 'A000030' AND p2 NOT IN ({dest_known}) THEN 'bad_code'
+        WHEN code IN ({_inlist(L.DIAGNOSIS_ROLE)}) AND NOT regexp_full_match(icd, '{ICD10_PATTERN[1:-1]}') THEN 'bad_code'
+        WHEN code = 'A007010' AND d1 IS NULL THEN 'bad_date'
+        WHEN code = 'A007010' AND (kcode = '' OR NOT regexp_full_match(kcode, '{KCODE_PATTERN[1:-1]}')) THEN 'bad_code'
+        WHEN code = 'A001010' AND ((p2 <> '' AND n2 IS NULL) OR (p3 <> '' AND n3 IS NULL)) THEN 'bad_code'
+        WHEN code IN ('ADL0010', 'ADL0020') AND NOT regexp_matches(p2, '{adl_regex()}') THEN 'bad_code'
+        WHEN code = 'JCS0010' AND jcs_txt NOT IN ({_inlist(L.JCS_VALUES)}) THEN 'bad_code'
+      END"""
+    item_detail = f"""CASE
+        WHEN fy NOT BETWEEN {fy_lo} AND {fy_hi} THEN 'fiscal year ' || fy
+        WHEN hospital_id IS NULL THEN '施設コード ' || facility_code || ' has no row for fiscal year ' || fy || ' in the facilities file'
+        WHEN code NOT IN ({_inlist(known)}) THEN 'payload code ' || code
+        WHEN code = 'A000010' THEN '生年月日 ' || p1 || ', 性別 ' || p2
+        WHEN code = 'A000020' THEN '予定・救急医療入院 ' || p5 || ', 救急車 ' || p6
+        WHEN code = 'A000030' THEN '退院年月日 ' || p1 || ', 退院先 ' || p2
+        WHEN code IN ({_inlist(L.DIAGNOSIS_ROLE)}) THEN code || ' ICD-10 ' || p2
+        WHEN code = 'A007010' THEN '手術日 ' || p1 || ', 点数表コード ' || p2
+        WHEN code = 'A001010' THEN '身長 ' || p2 || ', 体重 ' || p3
+        ELSE code || ' ' || p2
+      END"""
+    con.execute(f"""
+    CREATE TABLE f1_checked AS
+    SELECT *, {item_reason} AS ireason, {item_detail} AS idetail,
+      row_number() OVER (PARTITION BY facility_code, data_id, admit_ymd, code,
+                         CASE WHEN code IN ({_inlist(single)}) THEN '' ELSE seq END
+                         ORDER BY file_id, line_no) AS dup
+    FROM f1_items
+    """)
+    # A stay: a whole-stay form whose A000010, A000020 and A000030 items are all good.
+    con.execute(f"""
+    CREATE TABLE stays AS
+    SELECT facility_code, data_id, admit_ymd, any_value(admit_date) AS admit_date, any_value(fy) AS fy,
+      any_value(hospital_id) AS hospital_id,
+      bool_or(code = 'A000030' AND ireason = 'stay_not_discharged') AS not_discharged,
+      bool_or(code = 'A000010' AND ireason IS NULL AND dup = 1) AS has10,
+      bool_or(code = 'A000020' AND ireason IS NULL AND dup = 1) AS has20,
+      bool_or(code = 'A000030' AND ireason IS NULL AND dup = 1) AS has30,
+      bool_or(ireason IN ('unknown_facility', 'outside_fiscal_years')) AS outside
+    FROM f1_checked GROUP BY facility_code, data_id, admit_ymd
+    """)
+    con.execute(f"""
+    ALTER TABLE stays ADD COLUMN status VARCHAR;
+    UPDATE stays SET status = CASE
+      WHEN fy NOT BETWEEN {fy_lo} AND {fy_hi} THEN 'outside_fiscal_years'
+      WHEN hospital_id IS NULL THEN 'unknown_facility'
+      WHEN not_discharged THEN 'stay_not_discharged'
+      WHEN NOT (has10 AND has20 AND has30) THEN 'incomplete_stay'
+      ELSE 'ok' END;
+    """)
+    con.execute("""
+    CREATE TABLE stay_vals AS
+    SELECT c.facility_code, c.data_id, c.admit_ymd,
+      any_value(CASE WHEN code = 'A000010' THEN birth_date END) AS birth_date,
+      any_value(CASE WHEN code = 'A000010' THEN p2 END) AS sex_code,
+      any_value(CASE WHEN code = 'A000010' THEN p1 END) AS birth_raw,
+      any_value(CASE WHEN code = 'A000020' THEN p5 END) AS sched,
+      any_value(CASE WHEN code = 'A000020' THEN p6 END) AS amb,
+      any_value(CASE WHEN code = 'A000030' THEN d1 END) AS discharge_date,
+      any_value(CASE WHEN code = 'A000030' THEN p2 END) AS dest,
+      any_value(CASE WHEN code = 'A000030' THEN p3 END) AS outcome,
+      any_value(CASE WHEN code = 'A001010' THEN n2 END) AS height,
+      any_value(CASE WHEN code = 'A001010' THEN n3 END) AS weight,
+      any_value(CASE WHEN code = 'JCS0010' THEN jcs_txt END) AS jcs,
+      any_value(CASE WHEN code = 'ADL0010' THEN p2 END) AS adl_adm,
+      any_value(CASE WHEN code = 'ADL0020' THEN p2 END) AS adl_dis
+    FROM f1_checked c
+    WHERE ireason IS NULL AND dup = 1
+    GROUP BY c.facility_code, c.data_id, c.admit_ymd
+    """)
+    # Procedures outside the stay break the data model: their lines are rejected.
+    con.execute(f"""
+    CREATE TABLE f1_lines AS
+    SELECT c.file_id, c.line_no, c.facility_code, c.data_id, c.admit_ymd, c.code, c.seq, c.p2, c.p5, c.p6, c.p7, c.p8, c.p9,
+      c.icd, c.kcode, c.d1,
+      CASE
+        WHEN c.ireason IN ('unknown_facility', 'outside_fiscal_years', 'unknown_payload_code', 'payload_not_used') THEN c.ireason
+        WHEN s.status IN ('unknown_facility', 'outside_fiscal_years', 'stay_not_discharged') THEN s.status
+        WHEN c.ireason IS NOT NULL THEN c.ireason
+        WHEN c.dup > 1 THEN 'duplicate_item'
+        WHEN s.status <> 'ok' THEN s.status
+        WHEN c.code = 'A007010' AND (c.d1 < v.admit_date_chk OR c.d1 > v.discharge_date) THEN 'date_outside_stay'
+      END AS reason,
+      CASE
+        WHEN c.ireason IS NOT NULL THEN c.idetail
+        WHEN c.dup > 1 THEN 'a second ' || c.code || CASE WHEN c.code IN ({_inlist(single)}) THEN '' ELSE ' 連番 ' || c.seq END || ' for the stay'
+        WHEN s.status = 'incomplete_stay' THEN 'the stay lacks a valid ' || concat_ws(', ',
+             CASE WHEN NOT s.has10 THEN 'A000010' END, CASE WHEN NOT s.has20 THEN 'A000020' END,
+             CASE WHEN NOT s.has30 THEN 'A000030' END)
+        WHEN c.code = 'A007010' THEN '手術日 ' || strftime(c.d1, '%Y%m%d') || ' outside the stay'
+      END AS detail
+    FROM f1_checked c
+    JOIN stays s USING (facility_code, data_id, admit_ymd)
+    LEFT JOIN (SELECT facility_code, data_id, admit_ymd, discharge_date, strptime(admit_ymd, '%Y%m%d')::DATE AS admit_date_chk
+               FROM stay_vals) v USING (facility_code, data_id, admit_ymd)
+    """)
+    dest_case = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in L.DISCHARGE_DEST.items())
+    con.execute(f"""
+    CREATE TABLE admissions_out AS
+    SELECT s.facility_code || '-' || s.data_id || '-' || s.admit_ymd AS admission_id,
+      s.facility_code || '-' || s.data_id AS patient_id,
+      s.hospital_id::INTEGER AS hospital_id, s.admit_date, v.discharge_date,
+      (year(s.admit_date) - year(v.birth_date) - CASE WHEN strftime(s.admit_date, '%m%d') < strftime(v.birth_date, '%m%d') THEN 1 ELSE 0 END)::SMALLINT AS age,
+      CASE v.sex_code {' '.join(f"WHEN '{k}' THEN '{x}'" for k, x in L.SEX.items())} END AS sex,
+      NOT starts_with(v.sched, '{L.SCHEDULED_PREFIX}') AS emergency,
+      v.amb = '{L.AMBULANCE_YES}' AS ambulance,
+      CASE WHEN v.dest = '8' OR v.outcome IN ({_inlist(L.DEATH_OUTCOMES)}) THEN 'death' ELSE CASE v.dest {dest_case} END END AS discharge_to,
+      (CASE WHEN v.height > 0 THEN v.height END)::REAL AS height_cm,
+      (CASE WHEN v.weight > 0 THEN v.weight END)::REAL AS weight_kg,
+      TRY_CAST(v.jcs AS SMALLINT) AS jcs,
+      v.adl_adm, v.adl_dis,
+      CAST(NULL AS VARCHAR) AS spinal_level,
+      s.fy AS fiscal_year,
+      (v.dest = '8') <> (v.outcome IN ({_inlist(L.DEATH_OUTCOMES)})) AS death_codes_disagree,
+      regexp_matches(v.birth_raw, '^[0-9]{{4}}(00|[0-9]{{2}}00)$') AS partial_birth
+    FROM stays s JOIN stay_vals v USING (facility_code, data_id, admit_ymd)
+    WHERE s.status = 'ok'
+    """)
+    con.execute(f"""
+    CREATE TABLE diagnoses_out AS
+    SELECT l.facility_code || '-' || l.data_id || '-' || l.admit_ymd AS admission_id, l.icd AS icd10,
+      CASE l.code {' '.join(f"WHEN '{k}' THEN '{v}'" for k, v in L.DIAGNOSIS_ROLE.items())} END AS role,
+      '{L.SUSPECTED_MODIFIER}' IN (l.p5, l.p6, l.p7, l.p8) AS suspected,
+      l.p9 AS name, l.file_id, l.line_no
+    FROM f1_lines l WHERE l.reason IS NULL AND l.code IN ({_inlist(L.DIAGNOSIS_ROLE)})
+    """)
+    # spinal_level: not a Form 1 item; derived from the disease name (payload 9) of a confirmed
+    # C79.5 diagnosis when it names the spine's region (several regions -> multiple).
+    con.execute("""
+    CREATE TABLE spinal AS
+    SELECT admission_id, CASE WHEN count(DISTINCT lv) > 1 THEN 'multiple' ELSE any_value(lv) END AS spinal_level
+    FROM (
+      SELECT admission_id, CASE
+        WHEN contains(name, '多発') THEN 'multiple'
+        WHEN contains(name, '頚椎') OR contains(name, '頸椎') THEN 'cervical'
+        WHEN contains(name, '胸椎') THEN 'thoracic'
+        WHEN contains(name, '腰椎') THEN 'lumbar'
+        WHEN contains(name, '仙骨') OR contains(name, '仙椎') THEN 'sacral' END AS lv
+      FROM diagnoses_out WHERE icd10 = 'C795' AND NOT suspected
+    ) WHERE lv IS NOT NULL GROUP BY admission_id;
+    UPDATE admissions_out a SET spinal_level = s.spinal_level FROM spinal s WHERE a.admission_id = s.admission_id;
+    """)
+    con.execute("""
+    CREATE TABLE procedures_out AS
+    SELECT l.facility_code || '-' || l.data_id || '-' || l.admit_ymd AS admission_id, l.kcode AS proc_code,
+      l.d1 AS proc_date, l.p2 AS raw_code, 'form1' AS source
+    FROM f1_lines l WHERE l.reason IS NULL AND l.code = 'A007010'
+    """)

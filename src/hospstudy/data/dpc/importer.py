@@ -1,0 +1,363 @@
+"""``import_dpc``: a folder of raw Form 1 and EF files and a facilities CSV in, a database out.
+
+The flow: detect every file (kind, encoding, header, line ends, layout) → stream each Form 1 and
+EF file in chunks into a DuckDB work database on disk (typed, only the columns needed, each line
+with its line-level reason) → build stays, admissions, diagnoses and procedures from Form 1
+(:mod:`.form1`), billing and EF-only procedures from EF (:mod:`.ef`) → write the tables as
+Parquet partitioned by fiscal year (of admission) → the import report (:mod:`.report`). The
+database is written to a hidden sibling folder and moved into place at the end, so a failed
+import leaves no half-written database.
+
+Identifiers (contract with the synthetic raw writer, docs/data_model.md):
+``patient_id = "<施設コード>-<データ識別番号>"`` and
+``admission_id = "<施設コード>-<データ識別番号>-<入院年月日 yyyymmdd>"``; hospital_id is a stable
+pseudonym of the facility code (map in ``DB/private/hospital_ids.csv``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hospstudy.data.dpc import ef as EF
+from hospstudy.data.dpc import form1 as F1
+from hospstudy.data.dpc import layouts as L
+from hospstudy.data.dpc import rawfiles as R
+from hospstudy.data.dpc import report as REP
+from hospstudy.data.dpc.facilities import read_facilities
+from hospstudy.data.schema import TABLES, arrow_schema
+from hospstudy.errors import DataUnusableError, InputError
+
+_DUCK = {pa.string(): "VARCHAR", pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.date32(): "DATE",
+         pa.bool_(): "BOOLEAN", pa.float32(): "REAL"}
+
+
+@dataclass
+class ImportResult:
+    """What :func:`import_dpc` returns: where the database is, its row counts, the report."""
+
+    out: Path
+    report: dict
+    tables: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 1 some lines rejected (the rest imported)."""
+        return self.report["exit_code"]
+
+    @property
+    def lines(self) -> dict:
+        return self.report["lines"]
+
+    def reasons(self):
+        """Lines not imported, one row per (kind, reason): a tidy DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame([{k: r[k] for k in ("kind", "reason", "severity", "count")} for r in self.report["reasons"]],
+                            columns=["kind", "reason", "severity", "count"])
+
+
+def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tuple[int, int] | None = None,
+               keep_identifiers: bool = False, overwrite: bool = False, workers: int | None = None,
+               memory_limit: str = "1GB", show_progress: bool = True) -> ImportResult:
+    """Import raw DPC Form 1 and EF files into a hospstudy database.
+
+    Parameters
+    ----------
+    raw : path
+        A file or a folder tree of raw files (any split: per hospital and month, per year,
+        concatenated; with or without a header; CRLF or LF; CP932 or UTF-8).
+    facilities : path
+        FACILITIES.csv (facility_code, fiscal_year, cancer_center, beds, teaching, region).
+    out : path
+        The database folder to write (must not exist unless ``overwrite``).
+    encoding : {'auto', 'cp932', 'utf-8'}
+        Forces the encoding of every raw file (default: detected per file).
+    fiscal_years : (first, last), optional
+        Import only stays admitted in these fiscal years (others are counted as skipped).
+    keep_identifiers : bool
+        Keep the postcode, insurer numbers and doctor codes in ``out/private/identifiers.parquet``
+        (dropped by default: no study needs them).
+    workers : int, optional
+        Processes decoding CP932 (default: the CPUs available, at most 4).
+
+    Returns
+    -------
+    ImportResult
+        ``.exit_code`` 0 (clean) or 1 (lines rejected), ``.report`` (as in import_report.json).
+
+    Raises
+    ------
+    DataUnusableError
+        Nothing usable (no Form 1 file, an undecodable file, a facilities file missing columns).
+
+    Examples
+    --------
+    >>> from hospstudy.data.dpc import import_dpc
+    >>> r = import_dpc("raw/", "raw/facilities.csv", "db")  # doctest: +SKIP
+    >>> r.exit_code, r.lines["imported"]  # doctest: +SKIP
+    """
+    import duckdb
+
+    t0 = time.perf_counter()
+    raw, out = Path(raw), Path(out)
+    enc = R.check_encoding_option(encoding)
+    if fiscal_years is not None and not (fiscal_years[0] <= fiscal_years[1]):
+        raise InputError(f"The 'fiscal_years' parameter must be (first, last) with first <= last. Got {fiscal_years!r} instead.")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out}: exists and is not empty; choose a new folder or pass --overwrite")
+    fac_table, ids, fac_enc = read_facilities(facilities, fiscal_years)
+    fac_path = Path(facilities).resolve()
+    paths = [p for p in R.find_files(raw) if p.resolve() != fac_path]
+    base = raw if raw.is_dir() else raw.parent
+    files = []
+    for i, p in enumerate(paths):
+        f = R.detect(p, p.relative_to(base).as_posix(), enc)
+        f.file_id = i
+        files.append(f)
+    if not any(f.kind == "form1" for f in files):
+        kinds = ", ".join(sorted({f"{f.label}" for f in files})) or "no files"
+        raise DataUnusableError(f"{raw}: no Form 1 file found (a file of 17 tab-separated fields with a payload code "
+                                f"in field 6); found: {kinds}")
+    workers = workers or R.cpu_workers()
+
+    if sum(f.size for f in files if f.kind in ("form1", "ef")) > R.CHUNK_BYTES:
+        R.start_pool(workers)  # decoding and parsing in parallel; small inputs stay in this process
+    tmp = out.parent / f".{out.name}.importing"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    con = duckdb.connect(os.environ.get("HOSPSTUDY_IMPORT_DB") or str(tmp / "_work.duckdb"))
+    try:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET temp_directory = '{tmp / '_spill'}'")
+        con.execute("SET preserve_insertion_order = false")
+        con.execute("SET enable_progress_bar = false")
+        code_of = {v: k for k, v in ids.items()}
+        fac_rel = pa.table({
+            "facility_code": pa.array([code_of[h] for h in fac_table.column("hospital_id").to_pylist()], pa.string()),
+            "fiscal_year": fac_table.column("fiscal_year").cast(pa.int32()),
+            "hospital_id": fac_table.column("hospital_id"),
+        })
+        con.register("fac_arrow", fac_rel)
+        con.execute("CREATE TABLE fac AS SELECT * FROM fac_arrow")
+        con.unregister("fac_arrow")
+        F1.create_staging(con)
+        EF.create_staging(con, keep_identifiers)
+        other_lines: dict[int, tuple[str, int]] = {}
+        t1 = time.perf_counter()
+        _stage_files(con, files, workers, keep_identifiers, other_lines, show_progress)
+        t2 = time.perf_counter()
+        F1.build(con, fiscal_years)
+        EF.build(con)
+        t3 = time.perf_counter()
+        tables = _write_tables(con, tmp, fac_table)
+        t4 = time.perf_counter()
+        private = tmp / "private"
+        private.mkdir()
+        with open(private / "hospital_ids.csv", "w", encoding="utf-8") as fh:
+            fh.write("facility_code,hospital_id\n")
+            for code in sorted(ids):
+                fh.write(f"{code},{ids[code]}\n")
+        if keep_identifiers:
+            _write_identifiers(con, private)
+        rep = _report(con, files, other_lines, raw, facilities, fac_enc, fiscal_years, tables, keep_identifiers)
+        rep["seconds"] = round(time.perf_counter() - t0, 2)
+        rep["timings"] = {"detect": round(t1 - t0, 2), "read and stage": round(t2 - t1, 2), "build": round(t3 - t2, 2),
+                          "write": round(t4 - t3, 2), "report": round(time.perf_counter() - t4, 2)}
+    finally:
+        con.close()
+        R.shutdown_pool()
+    (tmp / "_work.duckdb").unlink(missing_ok=True)
+    for p in tmp.glob("_work.duckdb*"):
+        p.unlink()
+    shutil.rmtree(tmp / "_spill", ignore_errors=True)
+    REP.write(rep, tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return ImportResult(out=out, report=rep, tables=tables)
+
+
+def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progress) -> None:
+    from hospstudy.console import progress
+
+    total = sum(f.size for f in files)
+    with progress() as bar:
+        task = bar.add_task("reading raw DPC files", total=max(total, 1))
+        if not show_progress:
+            bar.disable = True
+        for f in files:
+            if f.kind not in ("form1", "ef"):
+                reason = {"other": "other_dpc_file", "empty": "blank_line"}.get(f.kind)
+                if reason is None:
+                    reason = "unrecognised_file" if f.path.name.split("_", 1)[0] in ("FF1", "EFn") else "not_a_dpc_file"
+                other_lines[f.file_id] = (reason, R.count_lines(f.path) if f.kind != "empty" else 0)
+                bar.advance(task, f.size)
+                continue
+            parser = (("hospstudy.data.dpc.form1", "parse_chunk", (f.file_id,)) if f.kind == "form1" else
+                      ("hospstudy.data.dpc.ef", "parse_chunk", (f.file_id, keep_identifiers)))
+            done = 0
+            for _, chunk in R.iter_tables(f, parser, workers):
+                con.register("chunk", chunk)
+                if f.kind == "form1":
+                    con.execute(f"INSERT INTO f1_stage {F1.stage_sql('chunk')}")
+                else:
+                    con.execute("INSERT INTO ef_stage SELECT * FROM chunk")
+                con.unregister("chunk")
+                step = min(R.CHUNK_BYTES, max(f.size - done, 0))
+                done += step
+                bar.advance(task, step)
+
+
+def _select_list(table: str) -> str:
+    return ", ".join(f"CAST({c.name} AS {_DUCK[c.type]}) AS {c.name}" for c in TABLES[table])
+
+
+def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
+    pq.write_table(fac_table, tmp / "facilities.parquet")
+    sources = {
+        "admissions": ("SELECT * FROM admissions_out", "admission_id"),
+        "diagnoses": ("SELECT d.*, a.fiscal_year FROM diagnoses_out d JOIN admissions_out a USING (admission_id)",
+                      "admission_id, role, icd10, suspected, file_id, line_no"),
+        "procedures": ("SELECT p.*, a.fiscal_year FROM (SELECT * FROM procedures_out UNION ALL SELECT * FROM ef_procedures) p "
+                       "JOIN admissions_out a USING (admission_id)", "admission_id, proc_date, proc_code"),
+        "billing": ("SELECT * FROM billing_out", "admission_id, service_date, code, kind, quantity"),
+    }
+    counts = {"facilities": fac_table.num_rows}
+    for name, (sql, order) in sources.items():
+        n = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+        counts[name] = int(n)
+        if n == 0:
+            pq.write_table(arrow_schema(name).empty_table(), tmp / f"{name}.parquet")
+            continue
+        con.execute(f"""COPY (SELECT {_select_list(name)}, fiscal_year FROM ({sql}) ORDER BY fiscal_year, {order})
+                        TO '{tmp / name}' (FORMAT parquet, PARTITION_BY (fiscal_year), COMPRESSION snappy)""")
+    return counts
+
+
+def _write_identifiers(con, private: Path) -> None:
+    con.execute(f"""COPY (
+      SELECT a.admission_id, any_value(c.p3) AS postcode,
+        (SELECT string_agg(DISTINCT e.insurer_no, ' ') FROM ef_stage e WHERE e.facility_code || '-' || e.data_id || '-' || e.admit_ymd = a.admission_id) AS insurer_no,
+        (SELECT string_agg(DISTINCT e.doctor_code, ' ') FROM ef_stage e WHERE e.facility_code || '-' || e.data_id || '-' || e.admit_ymd = a.admission_id) AS doctor_codes
+      FROM admissions_out a LEFT JOIN f1_items c ON c.code = 'A000010' AND a.admission_id = c.facility_code || '-' || c.data_id || '-' || c.admit_ymd
+      GROUP BY a.admission_id ORDER BY a.admission_id
+    ) TO '{private / 'identifiers.parquet'}' (FORMAT parquet)""")
+
+
+def _report(con, files, other_lines, raw, facilities, fac_enc, fiscal_years, tables, keep_identifiers) -> dict:
+    from hospstudy import __version__
+
+    con.execute("""CREATE VIEW acct AS
+      SELECT 'form1' AS kind, file_id, line_no, reason, detail FROM f1_stage WHERE reason IS NOT NULL
+      UNION ALL SELECT 'form1', file_id, line_no, reason, detail FROM f1_lines
+      UNION ALL SELECT 'ef', file_id, line_no, reason, detail FROM ef_lines""")
+    by_file: dict[int, dict] = {}
+    for fid, reason, n in con.execute("SELECT file_id, coalesce(reason, 'imported'), count(*) FROM acct GROUP BY ALL").fetchall():
+        by_file.setdefault(fid, {})[reason] = int(n)
+    for fid, (reason, n) in other_lines.items():
+        if n:
+            by_file.setdefault(fid, {})[reason] = n
+    fy_by_file: dict[int, list] = {}
+    for fid, fy in con.execute("""
+        SELECT DISTINCT file_id, fy FROM (
+          SELECT file_id, year(strptime(admit_ymd, '%Y%m%d')) - (month(strptime(admit_ymd, '%Y%m%d')) < 4)::INT AS fy
+          FROM f1_stage WHERE reason IS NULL OR reason = 'ward_level_form'
+          UNION ALL SELECT file_id, year(admit_date) - (month(admit_date) < 4)::INT FROM ef_stage WHERE admit_date IS NOT NULL)
+        ORDER BY 1, 2""").fetchall():
+        fy_by_file.setdefault(fid, []).append(int(fy))
+    widths = {fid: {int(w): int(n) for w, n in []} for fid in by_file}
+    for fid, w, n in con.execute("SELECT file_id, f17w, count(*) FROM ef_stage WHERE reason IS NULL OR reason = 'ef_act_line' GROUP BY ALL").fetchall():
+        widths.setdefault(fid, {})[int(w) if w is not None else -1] = int(n)
+    file_rows, totals = [], {"total": 0, "imported": 0, "skipped": 0, "rejected": 0}
+    years_seen: set[int] = set()
+    for f in files:
+        counts = by_file.get(f.file_id, {})
+        imported = counts.get("imported", 0)
+        skipped = sum(n for r, n in counts.items() if r in REP.SKIPPED)
+        rejected = sum(n for r, n in counts.items() if r != "imported" and r not in REP.SKIPPED)
+        d = f.to_dict()
+        d["fiscal_years"] = fy_by_file.get(f.file_id, [])
+        years_seen.update(d["fiscal_years"])
+        if f.kind == "ef":
+            ws = widths.get(f.file_id, {})
+            lays = sorted({L.ef_layout_of_flag(w) or f"field 17 width {w}" for w in ws})
+            d["layout"] = " + ".join(lays) if lays else f.layout
+            for fy in d["fiscal_years"]:
+                want = L.profile_for(fy).ef if L.profile_for(fy) else None
+                if want and lays and want not in lays:
+                    d["notes"].append(f"FY{fy} lines, but field 17 follows {', '.join(lays)} (the FY{fy} manual has {want}); "
+                                      "read as they are (field 17 is not imported)")
+        if f.kind == "form1" and any(y < 2014 for y in d["fiscal_years"]):
+            d["notes"].append("FY2012-2013 lines read with the FY2014 layout (no transcription of those manuals)")
+        d.update(lines=sum(counts.values()), imported=imported, skipped=skipped, rejected=rejected)
+        file_rows.append(d)
+        totals["total"] += d["lines"]
+        totals["imported"] += imported
+        totals["skipped"] += skipped
+        totals["rejected"] += rejected
+    rel = {f.file_id: f.rel for f in files}
+    reasons = []
+    for kind, reason, n, ex in con.execute("""
+        SELECT kind, reason, count(*), arg_min(struct_pack(f := file_id, l := line_no, d := detail),
+                                               file_id::BIGINT * 1000000000000 + line_no, 5)
+        FROM acct WHERE reason IS NOT NULL GROUP BY ALL ORDER BY 1, 2""").fetchall():
+        ex = sorted(ex, key=lambda e: (e["f"], e["l"]))
+        reasons.append({"kind": kind, "reason": reason, "severity": REP.REASONS[reason][0], "count": int(n),
+                        "examples": [{"file": rel[e["f"]], "line": int(e["l"]), "detail": e["d"]} for e in ex]})
+    for fid, (reason, n) in other_lines.items():
+        if n:
+            reasons.append({"kind": "other", "reason": reason, "severity": REP.REASONS[reason][0], "count": n,
+                            "examples": [{"file": rel[fid], "line": 1, "detail": next(f.label for f in files if f.file_id == fid)}]})
+    q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
+    no_ef = q("""SELECT count(*), list(admission_id ORDER BY admission_id)[1:5] FROM admissions_out a
+                 WHERE NOT EXISTS (SELECT 1 FROM ef_lines e WHERE e.reason IS NULL AND e.admission_id = a.admission_id)""")[0]
+    no_f1 = q("""SELECT count(*), list(k ORDER BY k)[1:5] FROM (SELECT DISTINCT facility_code || '-' || data_id || '-' || admit_ymd AS k
+                 FROM ef_lines WHERE reason = 'no_form1_stay')""")[0]
+    stays = {
+        "form1_stays": int(q("SELECT count(*) FROM stays")[0][0]),
+        "admissions": tables["admissions"],
+        "form1_without_ef": {"count": int(no_ef[0]), "examples": list(no_ef[1] or [])},
+        "ef_without_form1": {"count": int(no_f1[0]), "examples": list(no_f1[1] or [])},
+        "ef_only_procedures": int(q("SELECT count(*) FROM ef_procedures")[0][0]),
+    }
+    payload = {"not_used": {}, "unknown": {}}
+    for code, reason, n in q("""SELECT code, reason, count(*) FROM f1_lines WHERE reason IN ('payload_not_used', 'unknown_payload_code')
+                                GROUP BY ALL ORDER BY 1"""):
+        payload["not_used" if reason == "payload_not_used" else "unknown"][code] = int(n)
+    unknown = [{"what": "EF データ区分", "code": c, "count": int(n), "treated_as": "billing kind by receipt code and 解釈番号"}
+               for c, n in q(f"""SELECT category, count(*) FROM ef_lines WHERE reason IS NULL
+                                 AND category NOT IN ({', '.join(repr(k) for k in L.EF_CATEGORIES)}) GROUP BY ALL ORDER BY 1""")]
+    norm = [{"raw": r, "code": c, "source": s, "count": int(n)} for r, c, s, n in q("""
+        SELECT raw_code, proc_code, source, count(*) FROM (SELECT * FROM procedures_out UNION ALL SELECT * FROM ef_procedures)
+        WHERE raw_code <> proc_code GROUP BY ALL ORDER BY 1, 2""")]
+    partial, disagree = q("SELECT count_if(partial_birth), count_if(death_codes_disagree) FROM admissions_out")[0]
+    qty_empty = q("SELECT count_if(qty_empty) FROM ef_lines WHERE reason IS NULL")[0][0]
+    notes = REP.profile_notes(years_seen) + [
+        "patient_id = <施設コード>-<データ識別番号>; admission_id = <施設コード>-<データ識別番号>-<入院年月日>; "
+        "hospital_id = a stable pseudonym of 施設コード (map: private/hospital_ids.csv)",
+        f"age: completed years at admission from the birth date (A000010 payload 1); {int(partial or 0):,} admission(s) "
+        "had an unknown birth month or day (written 0), taken as 1 July / the 15th",
+        f"discharge_to 'death' = 退院先 8 or 転帰 6/7; {int(disagree or 0):,} admission(s) had only one of the two",
+        f"EF 使用量 empty: quantity 1 ({int(qty_empty or 0):,} imported line(s))",
+        "height (A001010 payload 2) read as cm and weight (payload 3) as kg; 0 or empty = not recorded (units not in the transcription)",
+        "spinal_level: derived from the disease name (payload 9) of a confirmed C79.5 diagnosis naming the spine's region; null otherwise",
+        "personal identifiers (A000010 postcode, EF 保険者番号 and 医師コード) "
+        + ("kept in private/identifiers.parquet (--keep-identifiers)" if keep_identifiers else "dropped"),
+    ]
+    rep = {
+        "raw": str(raw), "facilities_file": str(facilities), "facilities_encoding": fac_enc,
+        "fiscal_years": list(fiscal_years) if fiscal_years else None,
+        "hospstudy_version": __version__, "lines": totals, "tables": tables, "files": file_rows,
+        "reasons": reasons, "stays": stays, "payload_codes": payload, "unknown_codes": unknown,
+        "code_normalisation": norm, "notes": notes,
+    }
+    rep["exit_code"] = 1 if totals["rejected"] else 0
+    return rep

@@ -1,0 +1,337 @@
+"""hospstudy import-dpc on hand-written raw files (tests/fixtures/dpc_raw/, readable UTF-8 TSV).
+
+The tests write the fixture lines as the Ministry's files are written (CP932, CRLF, with or
+without a header line) and check the database and the import report against values worked out
+by hand from the lines:
+
+* S1 (123456789-0000000001, FY2015): every payload the data model takes; born 1950-06-01, so
+  64 at admission on 2015-05-10; a suspected comorbidity (modifier 8002); a K-code with a kana
+  suffix (K0821ｲ → K0821); ICD-10 written with a dot (C34.9 → C349); CAN0010 (not used); a
+  ward-level form of the same stay (skipped). EF in the FY2014-2015 layout (field 17: 1 char)
+  with an act row (000, skipped), a drug, a transfusion (K920), rehabilitation (H), radiotherapy (M).
+* S2 (FY2015: admitted 2016-03-30): in-hospital death (退院先 8, 転帰 6); born 1940-02-29 → 76;
+  scheduled (100); EF 使用量 empty → quantity 1.
+* S3 (FY2016): birth month and day unknown (19700000 → 1 July 1970 → 45); EF in the FY2016 layout.
+* S4 (second hospital, FY2016): surgery only in EF (K0461 under データ区分 50) → one procedure added.
+* S5: only a ward-level form (統括診療情報番号 1) → not a stay.
+* S6: Form 1 but no EF line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hospstudy.data.dpc import import_dpc
+from hospstudy.data.dpc.facilities import hospital_id
+from hospstudy.data.validate import validate_database
+from hospstudy.errors import DataUnusableError
+
+FIX = Path(__file__).parent / "fixtures" / "dpc_raw"
+D = dt.date
+H1, H2 = hospital_id("123456789"), hospital_id("987654321")
+F1_HEADER = "施設コード\tデータ識別番号\t入院年月日\t回数管理番号\t統括診療情報番号\tコード\tバージョン\t連番\t" + "\t".join(
+    f"ペイロード{i}" for i in range(1, 10))
+
+
+def fixture_lines(name: str) -> list[str]:
+    return (FIX / name).read_text(encoding="utf-8").splitlines()
+
+
+def write_raw(folder: Path, files: dict[str, list[str]], encoding: str = "cp932", newline: str = "\r\n",
+              header: dict[str, str] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, lines in files.items():
+        head = [header[name]] if header and name in header else []
+        (folder / name).write_bytes(newline.join(head + lines).encode(encoding) + newline.encode())
+    return folder
+
+
+EF_HEADER = "\t".join(["施設コード", "データ識別番号", "退院年月日", "入院年月日", "データ区分"] + [f"項目{i}" for i in range(6, 32)])
+
+
+def standard_raw(root: Path, **kw) -> Path:
+    """The fixture as the Ministry's files: CP932, CRLF; a header line on FF1_2015 (17 fields)
+    and EFn_2016 (31 fields)."""
+    files = {f"{n}.txt": fixture_lines(f"{n}.tsv") for n in ("FF1_2015", "FF1_2016", "EFn_2015", "EFn_2016")}
+    return write_raw(root / "raw", files, header={"FF1_2015.txt": F1_HEADER, "EFn_2016.txt": EF_HEADER}, **kw)
+
+
+def rows(db: Path, table: str, order: list[str]) -> list[dict]:
+    t = pq.read_table(db / table, partitioning=None) if (db / table).is_dir() else pq.read_table(db / f"{table}.parquet")
+    return sorted(t.to_pylist(), key=lambda r: tuple(str(r[k]) for k in order))
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dpc")
+    raw = standard_raw(root)
+    r = import_dpc(raw, FIX / "facilities.csv", root / "db", workers=1, show_progress=False)
+    return r, root / "db"
+
+
+def _adm(aid, hosp, admit, dis, age, sex, em, amb, to, h=None, w=None, jcs=None, adm=None, adl_dis=None, level=None):
+    return dict(admission_id=aid, patient_id=aid.rsplit("-", 1)[0], hospital_id=hosp, admit_date=admit, discharge_date=dis,
+                age=age, sex=sex, emergency=em, ambulance=amb, discharge_to=to, height_cm=h, weight_kg=w, jcs=jcs,
+                adl_adm=adm, adl_dis=adl_dis, spinal_level=level)
+
+
+S1, S2, S3 = "123456789-0000000001-20150510", "123456789-0000000002-20160330", "123456789-0000000003-20160405"
+S4, S6 = "987654321-0000000004-20160701", "123456789-0000000006-20160801"
+
+EXPECTED_ADMISSIONS = [
+    _adm(S1, H1, D(2015, 5, 10), D(2015, 5, 30), 64, "M", True, True, "home", 165.5, 60.2, 0, "2312132222", "2312122222", "thoracic"),
+    _adm(S2, H1, D(2016, 3, 30), D(2016, 4, 2), 76, "F", False, False, "death", jcs=10, level="lumbar"),
+    _adm(S3, H1, D(2016, 4, 5), D(2016, 4, 20), 45, "M", True, True, "other_hospital"),
+    _adm(S6, H1, D(2016, 8, 1), D(2016, 8, 5), 35, "F", False, False, "home"),
+    _adm(S4, H2, D(2016, 7, 1), D(2016, 7, 10), 86, "F", True, True, "care_facility"),
+]
+EXPECTED_DIAGNOSES = sorted([
+    (S1, "C795", "main", False), (S1, "C349", "trigger", False), (S1, "C795", "resource", False),
+    (S1, "C349", "resource", False), (S1, "E119", "comorbidity", False), (S1, "C787", "comorbidity", True),
+    (S1, "T814", "complication", False), (S2, "C795", "main", False), (S3, "M4806", "main", False),
+    (S4, "S7200", "main", False), (S6, "J189", "main", False),
+])
+EXPECTED_PROCEDURES = sorted([
+    (S1, "K1422", D(2015, 5, 12)), (S1, "K0821", D(2015, 5, 20)), (S2, "K142-4", D(2016, 3, 31)),
+    (S3, "K1425", D(2016, 4, 6)), (S4, "K0461", D(2016, 7, 2)),
+])
+EXPECTED_BILLING = sorted([
+    (S1, D(2015, 5, 10), "other", "190077410", 1.0), (S1, D(2015, 5, 11), "drug", "620000001", 3.0),
+    (S1, D(2015, 5, 12), "procedure", "150000110", 1.0), (S1, D(2015, 5, 12), "transfusion", "150268010", 2.0),
+    (S1, D(2015, 5, 15), "rehabilitation", "180027410", 1.0), (S1, D(2015, 5, 18), "radiotherapy", "180019010", 1.0),
+    (S1, D(2015, 5, 19), "drug", "640000002", 0.5),
+    (S2, D(2016, 3, 30), "other", "190077410", 1.0), (S2, D(2016, 3, 31), "procedure", "150000110", 1.0),
+    (S2, D(2016, 4, 1), "drug", "620000001", 1.0),
+    (S3, D(2016, 4, 5), "other", "190077410", 1.0), (S3, D(2016, 4, 6), "procedure", "150000110", 1.0),
+    (S4, D(2016, 7, 1), "other", "190077410", 1.0), (S4, D(2016, 7, 2), "procedure", "150000110", 1.0),
+    (S4, D(2016, 7, 2), "procedure", "150000510", 1.0),
+])
+
+
+def test_fixture_database(imported):
+    r, db = imported
+    assert r.exit_code == 0
+    got = rows(db, "admissions", ["admission_id"])
+    assert [a["admission_id"] for a in got] == sorted(a["admission_id"] for a in EXPECTED_ADMISSIONS)
+    exp = {a["admission_id"]: a for a in EXPECTED_ADMISSIONS}
+    for a in got:
+        e = exp[a["admission_id"]]
+        for k in ("height_cm", "weight_kg"):
+            assert (a[k] is None) == (e[k] is None) and (a[k] is None or abs(a[k] - e[k]) < 1e-4), (a, k)
+            a[k] = e[k]
+        assert a == e
+    assert sorted((d["admission_id"], d["icd10"], d["role"], d["suspected"]) for d in rows(db, "diagnoses", ["admission_id"])) == EXPECTED_DIAGNOSES
+    assert sorted((p["admission_id"], p["proc_code"], p["proc_date"]) for p in rows(db, "procedures", ["admission_id"])) == EXPECTED_PROCEDURES
+    assert sorted((b["admission_id"], b["service_date"], b["kind"], b["code"], b["quantity"])
+                  for b in rows(db, "billing", ["admission_id"])) == EXPECTED_BILLING
+    fac = rows(db, "facilities", ["hospital_id", "fiscal_year"])
+    assert sorted((f["hospital_id"], f["fiscal_year"], f["cancer_center"], f["beds"], f["teaching"], f["region"]) for f in fac) == sorted([
+        (H1, 2015, True, 600, True, "Kanto"), (H1, 2016, True, 600, True, "Kanto"), (H2, 2016, False, 120, False, "Kinki")])
+    assert (db / "private" / "hospital_ids.csv").read_text().splitlines() == [
+        "facility_code,hospital_id", f"123456789,{H1}", f"987654321,{H2}"]
+    # partitioned by the fiscal year of admission (S2 admitted 30 March 2016 is FY2015)
+    assert sorted(p.name for p in (db / "admissions").iterdir()) == ["fiscal_year=2015", "fiscal_year=2016"]
+    assert [r["admission_id"] for r in pq.read_table(db / "admissions" / "fiscal_year=2015").to_pylist()] == [S1, S2]
+    report = validate_database(db, progress=False)
+    assert report.exit_code == 0 and not report.findings, [f.to_dict() for f in report.findings]
+
+
+def test_worker_processes_give_the_same_database(tmp_path, baseline, monkeypatch):
+    """Blocks of 500 bytes decoded and parsed by two worker processes: the same database."""
+    from hospstudy.data.dpc import rawfiles
+
+    monkeypatch.setattr(rawfiles, "CHUNK_BYTES", 500)
+    raw = standard_raw(tmp_path)
+    r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=2, show_progress=False)
+    assert r.exit_code == 0 and _table_set(tmp_path / "db") == baseline
+    assert r.lines["skipped"] == 10 and r.lines["rejected"] == 0
+
+
+def test_fixture_report_accounts_for_every_line(imported):
+    r, db = imported
+    rep = json.loads((db / "import_report.json").read_text(encoding="utf-8"))
+    assert rep == json.loads(json.dumps(r.report, default=str))
+    n_f1 = len(fixture_lines("FF1_2015.tsv")) + 1 + len(fixture_lines("FF1_2016.tsv"))  # + header
+    n_ef = len(fixture_lines("EFn_2015.tsv")) + 1 + len(fixture_lines("EFn_2016.tsv"))  # + header
+    assert rep["lines"] == {"total": n_f1 + n_ef, "imported": n_f1 + n_ef - 10, "skipped": 10, "rejected": 0}
+    got = {(x["kind"], x["reason"], x["count"]) for x in rep["reasons"]}
+    assert got == {("form1", "header_line", 1), ("ef", "header_line", 1), ("form1", "ward_level_form", 6),
+                   ("form1", "payload_not_used", 1), ("ef", "ef_act_line", 1)}
+    ward = next(x for x in rep["reasons"] if x["reason"] == "ward_level_form")
+    assert [(e["file"], e["line"]) for e in ward["examples"]] == [("FF1_2015.txt", n) for n in (19, 20, 27, 28, 29)]
+    act = next(x for x in rep["reasons"] if x["reason"] == "ef_act_line")
+    assert [(e["file"], e["line"]) for e in act["examples"]] == [("EFn_2015.txt", 3)]
+    assert rep["payload_codes"] == {"not_used": {"CAN0010": 1}, "unknown": {}}
+    files = {f["file"]: f for f in rep["files"]}
+    assert {k: (f["kind"], f["encoding"], f["header"], f["line_end"], f["layout"]) for k, f in files.items()} == {
+        "FF1_2015.txt": ("form1", "cp932", True, "CRLF", "form1-2014"),
+        "FF1_2016.txt": ("form1", "cp932", False, "CRLF", "form1-2014"),
+        "EFn_2015.txt": ("ef", "cp932", False, "CRLF", "ef-2014"),
+        "EFn_2016.txt": ("ef", "cp932", True, "CRLF", "ef-2016"),
+    }
+    assert files["EFn_2015.txt"]["fiscal_years"] == [2015] and files["EFn_2016.txt"]["fiscal_years"] == [2016]
+    assert sum(f["lines"] for f in rep["files"]) == rep["lines"]["total"]
+    s = rep["stays"]
+    assert s["form1_stays"] == 5 and s["admissions"] == 5  # S5 has no whole-stay form
+    assert s["form1_without_ef"] == {"count": 1, "examples": [S6]}
+    assert s["ef_without_form1"] == {"count": 0, "examples": []}
+    assert s["ef_only_procedures"] == 1
+    assert {(x["raw"], x["code"]) for x in rep["code_normalisation"]} == {("K0821ｲ", "K0821")}
+    assert any("1 admission(s) had an unknown birth month or day" in n for n in rep["notes"])
+    assert any("quantity 1 (1 imported line(s))" in n for n in rep["notes"])
+    md = (db / "import_report.md").read_text(encoding="utf-8")
+    assert "`FF1_2015.txt` line 19: 統括診療情報番号 1 (A001030)" in md and "CAN0010: 1 line(s)" in md
+    assert not (db / "private" / "identifiers.parquet").exists()
+
+
+def _table_set(db: Path) -> dict:
+    out = {}
+    for t, order in (("admissions", ["admission_id"]), ("diagnoses", ["admission_id", "role", "icd10"]),
+                     ("procedures", ["admission_id", "proc_code"]), ("billing", ["admission_id", "service_date", "code"])):
+        out[t] = sorted(repr(sorted(r.items())) for r in rows(db, t, order))
+    return out
+
+
+@pytest.fixture(scope="module")
+def baseline(imported):
+    return _table_set(imported[1])
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), parts=st.integers(1, 4), block=st.sampled_from([None, 97, 1000, 4096]))
+def test_any_split_gives_the_same_database(tmp_path_factory, baseline, monkeypatch, seed, parts, block):
+    """The same lines cut into 1-4 files per kind at random places, files concatenated or not,
+    in random encodings, line ends and header lines, read in blocks of any size: the same
+    database every time."""
+    from hospstudy.data.dpc import rawfiles
+
+    monkeypatch.setattr(rawfiles, "CHUNK_BYTES", block or rawfiles.CHUNK_BYTES)
+    rng = random.Random(seed)
+    root = tmp_path_factory.mktemp("split")
+    f1 = fixture_lines("FF1_2015.tsv") + fixture_lines("FF1_2016.tsv")
+    ef = fixture_lines("EFn_2015.tsv") + fixture_lines("EFn_2016.tsv")
+    files = {}
+    for kind, lines in (("FF1", f1), ("EFn", ef)):
+        cuts = sorted(rng.sample(range(1, len(lines)), parts - 1))
+        for i, (a, b) in enumerate(zip([0] + cuts, cuts + [len(lines)])):
+            files[f"{'x' if rng.random() < 0.5 else kind}_{kind}_{i}.dat"] = lines[a:b]
+    raw = root / "raw"
+    for name, lines in files.items():
+        sub = raw / rng.choice(["", "a", "a/b"])
+        write_raw(sub, {name: lines}, encoding=rng.choice(["cp932", "utf-8"]), newline=rng.choice(["\r\n", "\n"]),
+                  header={name: F1_HEADER} if name.endswith(("FF1_0.dat",)) and rng.random() < 0.5 else None)
+    r = import_dpc(raw, FIX / "facilities.csv", root / "db", workers=1, show_progress=False)
+    assert r.exit_code == 0
+    assert _table_set(root / "db") == baseline
+    assert r.lines["imported"] == len(f1) + len(ef) - 8
+
+
+MALFORMED = {
+    # file: lines appended, with the reason each must get
+    "FF1_2016.txt": [
+        ("123456789\t0000000007\t20160901\t1\t0\tA000010\t20140401\t1\t19500101\t1", "short_line"),
+        ("123456789\t0000000008\t20160931\t1\t0\tA006010\t20140401\t1\t\tC795\t\t\t\t\t\t\t", "bad_date"),
+        ("12345678\t0000000009\t20160901\t1\t0\tA006010\t20140401\t1\t\tC795\t\t\t\t\t\t\t", "bad_code"),
+        ("123456789\t0000000006\t20160801\t1\t0\tA006040\t20140401\t1\t\t795\t\t\t\t\t\t\t", "bad_code"),
+        ("555555555\t0000000010\t20160901\t1\t0\tA006010\t20140401\t1\t\tC795\t\t\t\t\t\t\t", "unknown_facility"),
+    ],
+    "EFn_2016.txt": [
+        ("123456789\t0000000099\t20160910\t20160901\t90\t0001\t001\t190077410\t190077410\tA100\t入院料\t1\t\t100\t0\t100\t"
+         "000000000000\t100\t0\t0\t1\t06139999\t1112\t20160901\t00\t010\t0000012345\t0101\t0\t0\t001", "no_form1_stay"),
+        ("123456789\t0000000003\t20160420\t20160405\t90\t0001\t001\t190077410", "short_line"),
+    ],
+}
+
+
+def test_malformed_lines_get_their_named_reason(tmp_path):
+    raw = standard_raw(tmp_path)
+    first = {}
+    for name, extra in MALFORMED.items():
+        with open(raw / name, "ab") as fh:
+            first[name] = sum(1 for _ in open(raw / name, "rb")) + 1
+            fh.write(b"".join(line.encode("cp932") + b"\r\n" for line, _ in extra))
+    r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=1, show_progress=False)
+    assert r.exit_code == 1
+    examples = {(e["file"], e["line"]): x["reason"] for x in r.report["reasons"] for e in x["examples"]}
+    for name, extra in MALFORMED.items():
+        for i, (_, reason) in enumerate(extra):
+            assert examples.get((name, first[name] + i)) == reason, (name, first[name] + i, reason)
+    assert r.lines["rejected"] == 7
+    assert r.lines["total"] == r.lines["imported"] + r.lines["skipped"] + r.lines["rejected"]
+    assert r.report["stays"]["ef_without_form1"] == {"count": 1, "examples": ["123456789-0000000099-20160901"]}
+    # the rest is imported: the same five admissions
+    assert r.tables["admissions"] == 5 and r.tables["billing"] == 15
+    assert validate_database(tmp_path / "db", progress=False).exit_code == 0
+    df = r.reasons()
+    assert set(df.columns) == {"kind", "reason", "severity", "count"}
+    assert df.loc[df.reason == "no_form1_stay", "severity"].tolist() == ["rejected"]
+
+
+def test_fiscal_years_and_identifiers(tmp_path):
+    raw = standard_raw(tmp_path)
+    r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", fiscal_years=(2016, 2016), keep_identifiers=True,
+                   workers=1, show_progress=False)
+    assert r.exit_code == 0
+    assert sorted(a["admission_id"] for a in rows(tmp_path / "db", "admissions", ["admission_id"])) == sorted([S3, S4, S6])
+    out = {(x["kind"], x["reason"]): x["count"] for x in r.report["reasons"]}
+    # S1's 17 whole-stay lines and S2's 6 (S1's ward form stays ward-level); EF: S1's 7 item
+    # lines (its act row is an act row) and S2's 3
+    assert out[("form1", "outside_fiscal_years")] == 23 and out[("ef", "outside_fiscal_years")] == 10
+    ids = pq.read_table(tmp_path / "db" / "private" / "identifiers.parquet").to_pylist()
+    assert sorted((x["admission_id"], x["postcode"]) for x in ids) == sorted([(S3, "1000003"), (S4, "1000004"), (S6, "1000006")])
+    assert {x["insurer_no"] for x in ids} == {"06139999", None}
+
+
+def test_unusable_input(tmp_path):
+    raw = standard_raw(tmp_path)
+    only_ef = tmp_path / "only_ef"
+    only_ef.mkdir()
+    shutil.copy(raw / "EFn_2016.txt", only_ef)
+    with pytest.raises(DataUnusableError, match="no Form 1 file found"):
+        import_dpc(only_ef, FIX / "facilities.csv", tmp_path / "db1", workers=1, show_progress=False)
+    bad_fac = tmp_path / "fac.csv"
+    bad_fac.write_text("facility_code,fiscal_year,beds\n123456789,2015,600\n")
+    with pytest.raises(DataUnusableError, match="missing column.*cancer_center"):
+        import_dpc(raw, bad_fac, tmp_path / "db2", workers=1, show_progress=False)
+    (raw / "FF1_2016.txt").write_bytes(b"123456789\t\x81\x20\n")
+    with pytest.raises(DataUnusableError, match="FF1_2016.txt: cannot be decoded"):
+        import_dpc(raw, FIX / "facilities.csv", tmp_path / "db3", workers=1, show_progress=False)
+    assert not (tmp_path / "db1").exists() and not (tmp_path / "db3").exists()
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "hospstudy", "import-dpc", *map(str, args)], capture_output=True, text=True)
+
+
+def test_cli_exit_codes(tmp_path):
+    raw = standard_raw(tmp_path)
+    fac = FIX / "facilities.csv"
+    p = _cli(raw, "--facilities", fac, "--out", tmp_path / "db", "--workers", "1")
+    assert p.returncode == 0, p.stderr
+    assert "raw lines: " in p.stderr and (tmp_path / "db" / "import_report.md").exists()
+    with open(raw / "EFn_2016.txt", "ab") as fh:
+        fh.write(b"123456789\t0000000003\t20160420\r\n")
+    p = _cli(raw, "--facilities", fac, "--out", tmp_path / "db", "--overwrite", "--workers", "1")
+    assert p.returncode == 1, p.stderr
+    assert "rejected short_line: 1 line(s), e.g. EFn_2016.txt line 7" in p.stderr
+    for args, msg in (
+        ([raw, "--facilities", tmp_path / "missing.csv", "--out", tmp_path / "db9"], "no such facilities file"),
+        ([tmp_path / "nothing", "--facilities", fac, "--out", tmp_path / "db9"], "no such file or folder"),
+        ([raw, "--facilities", fac, "--out", tmp_path / "db"], "exists and is not empty"),
+        ([raw, "--facilities", fac, "--out", tmp_path / "db9", "--encoding", "latin-1"], "'encoding' parameter"),
+    ):
+        p = _cli(*args)
+        assert p.returncode == 2, (args, p.stderr)
+        assert msg in p.stderr and "Traceback" not in p.stderr
+        assert len([ln for ln in p.stderr.splitlines() if ln.strip()]) == 1, p.stderr
