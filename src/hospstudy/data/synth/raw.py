@@ -95,9 +95,7 @@ def data_ids(patient_ids: pa.Array) -> np.ndarray:
 # -- text columns -----------------------------------------------------------------------------
 
 
-def _num(values, width: int) -> pa.Array:
-    """Zero-padded decimal digits of non-negative integers, as a binary column."""
-    x = np.asarray(values, dtype=np.int64)
+def _digit_matrix(x: np.ndarray, width: int) -> np.ndarray:
     if len(x) and (x.min() < 0 or x.max() >= 10**width):
         raise ValueError(f"value does not fit {width} digits")
     mat = np.empty((len(x), width), np.uint8)
@@ -105,16 +103,28 @@ def _num(values, width: int) -> pa.Array:
     for j in range(width - 1, -1, -1):
         mat[:, j] = 48 + (x % 10)
         x //= 10
-    return au.fixed_width_strings(mat).cast(pa.binary())
+    return mat
+
+
+def _num(values, width: int) -> pa.Array:
+    """Zero-padded decimal digits of non-negative integers, as a binary column."""
+    x = np.asarray(values, dtype=np.int64)
+    if len(x) > 4096:  # many rows, few distinct values (dates, sequence numbers): format those once
+        uniq, inv = np.unique(x, return_inverse=True)
+        if len(uniq) * 8 < len(x):
+            return au.fixed_width_strings(_digit_matrix(uniq, width)[inv]).cast(pa.binary())
+    return au.fixed_width_strings(_digit_matrix(x, width)).cast(pa.binary())
 
 
 def _ymd(days) -> pa.Array:
     """yyyymmdd of day numbers (days since 1970-01-01)."""
-    d = np.asarray(days, dtype=np.int64).astype("datetime64[D]")
+    x = np.asarray(days, dtype=np.int64)
+    uniq, inv = np.unique(x, return_inverse=True)
+    d = uniq.astype("datetime64[D]")
     y = d.astype("datetime64[Y]").astype(np.int64) + 1970
     mo = d.astype("datetime64[M]").astype(np.int64) % 12 + 1
     dd = (d - d.astype("datetime64[M]")).astype(np.int64) + 1
-    return _num(y * 10000 + mo * 100 + dd, 8)
+    return au.fixed_width_strings(_digit_matrix(y * 10000 + mo * 100 + dd, 8)[inv]).cast(pa.binary())
 
 
 def _plain(values) -> pa.Array:
@@ -142,6 +152,14 @@ def _lines(fields: list) -> pa.Array:
     cols = [pa.scalar(f, pa.binary()) if isinstance(f, bytes) else f for f in fields]
     joined = pc.binary_join_element_wise(*cols, pa.scalar(b"\t", pa.binary()))
     return pc.binary_join_element_wise(joined, pa.scalar(b"", pa.binary()), pa.scalar(b"\r\n", pa.binary()))
+
+
+def _lines_noeol(fields: list) -> pa.Array:
+    """Tab-joined pieces of a line (no line end): a run of fields joined once."""
+    cols = [pa.scalar(f, pa.binary()) if isinstance(f, bytes) else f for f in fields]
+    if all(isinstance(c, pa.Scalar) for c in cols):
+        raise ValueError("at least one column")
+    return pc.binary_join_element_wise(*cols, pa.scalar(b"\t", pa.binary()))
 
 
 def _write_lines(fh, lines: pa.Array) -> int:
@@ -409,41 +427,51 @@ class RawSink:
         p_key_u, p_code_u = p_key[first], p_code.take(pa.array(first))
         keys = yr["keys"]
         table = _EF_TABLE
-        cat = np.array([t[0] for t in table], dtype=object)
-        interp = [t[1] or "" for t in table]
         i_surgery = B.CODES.index(P.BILLING_SURGERY_CODE)
         rng = self.rng_for("raw_ef", fy, block)
-        flag_is_code = fy >= FIRST_EF17_CODE_YEAR
+        flags = ["000000000000", "010000000000"] if fy >= FIRST_EF17_CODE_YEAR else ["0", "1"]
+        # Constant runs of fields are joined once per stay or per receipt code, so a line is
+        # 13 pieces instead of 31 fields.
+        if "ef_stay" not in yr:
+            n_adm = len(keys["admit_days"])
+            seed = _insurer_seed(np.arange(n_adm))
+            yr["ef_stay"] = (
+                _lines_noeol([keys["fac"], keys["data"], keys["discharge"], keys["admit"]]),   # 1-4
+                _lines_noeol([_num(6_000_000 + seed % 999_999, 8), b"1112"]),                  # 22-23
+                _lines_noeol([b"00", b"010", _num((seed * 7 + 3) % 10**10, 10), b"0101", b"0", b"0", b"001"]),  # 25-31
+            )
+        stay_a, stay_g, stay_h = yr["ef_stay"]
+        code_cat = _vocab([t[0] for t in table], np.arange(len(table)))                      # 5
+        code_c = _lines_noeol([b"001", _vocab(B.CODES, np.arange(len(table))), _vocab(B.CODES, np.arange(len(table)))])  # 7-9
+        interp = [t[1] or "" for t in table]
+        code_d = _vocab([t[2] for t in table], np.arange(len(table)))                        # 11
+        pts = _plain([t[4] for t in table])
+        code_e = _lines_noeol([_vocab([t[3] for t in table], np.arange(len(table))), pts, b"0", pts])  # 13-16
+        code_f = _lines_noeol([pts, b"0", b"0", b"1"])                                        # 18-21
         with (self.out / f"EFn_{fy}.txt").open("ab") as fh:
             for a in range(0, n_all, EF_CHUNK):
                 z = min(a + EF_CHUNK, n_all)
                 pos = pa.array(adm_pos_all[a:z])
-                ci = code_idx_all[a:z]
+                ci_np = code_idx_all[a:z]
+                ci = pa.array(ci_np)
                 day = day_all[a:z]
                 n = z - a
-                interp_col = _vocab(interp, ci)
-                surg = np.flatnonzero(ci == i_surgery)
+                interp_col = _vocab(interp, ci_np)
+                surg = np.flatnonzero(ci_np == i_surgery)
                 if len(surg):
-                    k = np.searchsorted(p_key_u, adm_pos_all[a:z][surg] * 100_000 + day[surg])
-                    if (k >= len(p_key_u)).any() or (p_key_u[np.minimum(k, len(p_key_u) - 1)] != adm_pos_all[a:z][surg] * 100_000 + day[surg]).any():
+                    want = adm_pos_all[a:z][surg] * 100_000 + day[surg]
+                    k = np.minimum(np.searchsorted(p_key_u, want), len(p_key_u) - 1)
+                    if (p_key_u[k] != want).any():
                         raise RuntimeError("internal error: a surgery billing line without a procedure that day")
                     mask = np.zeros(n, bool)
                     mask[surg] = True
                     kc = np.zeros(n, np.int64)
                     kc[surg] = k
                     interp_col = pc.if_else(pa.array(mask), _text(p_code_u.take(pa.array(kc))), interp_col)
-                points = np.array([t[4] for t in table], np.int64)[ci]
-                qty = qty_all.slice(a, n)
-                pts = _plain(points)
-                flag = (_vocab(["000000000000", "010000000000"], rng.random(n) < 0.1) if flag_is_code
-                        else _vocab(["0", "1"], rng.random(n) < 0.1))
                 fields = [
-                    keys["fac"].take(pos), keys["data"].take(pos), keys["discharge"].take(pos), keys["admit"].take(pos),
-                    _vocab(list(cat), ci), _num(seq_all[a:z], 4), b"001", _vocab(B.CODES, ci), _vocab(B.CODES, ci),
-                    interp_col, _vocab([t[2] for t in table], ci), _text(qty.cast(pa.string())),
-                    _vocab([t[3] for t in table], ci), pts, b"0", pts, flag, pts, b"0", b"0", b"1",
-                    _num(6_000_000 + (_insurer_seed(adm_pos_all[a:z]) % 999_999), 8), b"1112", _ymd(day), b"00",
-                    b"010", _num(_insurer_seed(adm_pos_all[a:z] * 7 + 3) % 10**10, 10), b"0101", b"0", b"0", b"001",
+                    stay_a.take(pos), code_cat.take(ci), _num(seq_all[a:z], 4), code_c.take(ci), interp_col,
+                    code_d.take(ci), _text(qty_all.slice(a, n).cast(pa.string())), code_e.take(ci),
+                    _vocab(flags, rng.random(n) < 0.1), code_f.take(ci), stay_g.take(pos), _ymd(day), stay_h.take(pos),
                 ]
                 self.lines["ef"] += _write_lines(fh, _lines(fields))
 
