@@ -181,10 +181,15 @@ def test_ef_carries_the_billing(both, raw_tables, expected):
     adm, key = expected
     bl = _pq(db, "billing").join(key, on="admission_id")
     assert len(ef) == len(bl)
-    got = sorted(zip(ef.f1, ef.f2, ef.f4, ef.f24, ef.f9, ef.f12.astype(float)))
+    # The billing kind from the EF fields by the importer's rule (docs/synthetic.md).
+    kind = np.select(
+        [ef.f9.str.startswith("6"), ef.f10.str.match(r"^K92[0-4]"), ef.f10.str.startswith("H"),
+         ef.f10.str.startswith("M"), ef.f5.isin(["40", "50", "54"])],
+        ["drug", "transfusion", "rehabilitation", "radiotherapy", "procedure"], "other")
+    got = sorted(zip(ef.f1, ef.f2, ef.f4, ef.f24, ef.f9, ef.f12.astype(float), kind))
     want = sorted(zip(bl.fac, bl.data, bl.admit, pd.to_datetime(bl.service_date).dt.strftime("%Y%m%d"), bl.code,
-                      bl.quantity.astype(float)))
-    assert got == want
+                      bl.quantity.astype(float), bl.kind))
+    assert got == want and set(kind) == {"drug", "transfusion", "rehabilitation", "radiotherapy", "procedure", "other"}
     # Field 3 is the stay's discharge date; データ区分 by kind; 順序番号 runs within a stay.
     dis = adm.set_index(["fac", "data", "admit"]).discharge_date
     assert (_ymd(ef.f3).to_numpy() == dis.loc[list(zip(ef.f1, ef.f2, ef.f4))].to_numpy()).all()
