@@ -61,6 +61,9 @@ def dbs(tmp_path_factory):
     reasons = {(x["kind"], x["reason"]): x["count"] for x in rep["reasons"]}
     assert reasons[("form1", "ward_level_form")] == written["ward_level_form1_lines"] > 0
     assert rep["lines"]["rejected"] == 0
+    # The writer's fake personal identifiers (postcode, insurer number, doctor code) are dropped:
+    # no identifiers file, and the tables hold the data model's columns only (compared below).
+    assert sorted(p.name for p in (imported / "private").iterdir()) == ["hospital_ids.csv"]
     assert sum(f["imported"] for f in rep["files"]) == written["form1_lines"] - written["ward_level_form1_lines"] + written["ef_lines"]
     return pq_db, imported
 
