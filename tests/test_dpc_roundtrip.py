@@ -25,7 +25,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hospstudy.cli import app
-from hospstudy.cohort import Study
+from hospstudy import Study
 from hospstudy.data.readers import locate_tables, read_table
 from hospstudy.data.schema import TABLE_NAMES
 from hospstudy.data.synth import generate
