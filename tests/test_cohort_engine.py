@@ -149,7 +149,7 @@ def _reordered_study():
 
 def _suspected_study():
     """The flagship whose spinal-metastasis step also counts suspected diagnoses."""
-    from hospstudy.cohort.spec import read_study_file
+    from hospstudy.settings import read_study_file
 
     raw = read_study_file(FLAGSHIP)
     for s in raw["cohort"]["steps"]:

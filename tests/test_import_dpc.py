@@ -57,9 +57,14 @@ def write_raw(folder: Path, files: dict[str, list[str]], encoding: str = "cp932"
     return folder
 
 
+EF_HEADER = "\t".join(["施設コード", "データ識別番号", "退院年月日", "入院年月日", "データ区分"] + [f"項目{i}" for i in range(6, 32)])
+
+
 def standard_raw(root: Path, **kw) -> Path:
+    """The fixture as the Ministry's files: CP932, CRLF; a header line on FF1_2015 (17 fields)
+    and EFn_2016 (31 fields)."""
     files = {f"{n}.txt": fixture_lines(f"{n}.tsv") for n in ("FF1_2015", "FF1_2016", "EFn_2015", "EFn_2016")}
-    return write_raw(root / "raw", files, header={"FF1_2015.txt": F1_HEADER}, **kw)
+    return write_raw(root / "raw", files, header={"FF1_2015.txt": F1_HEADER, "EFn_2016.txt": EF_HEADER}, **kw)
 
 
 def rows(db: Path, table: str, order: list[str]) -> list[dict]:
@@ -142,15 +147,27 @@ def test_fixture_database(imported):
     assert report.exit_code == 0 and not report.findings, [f.to_dict() for f in report.findings]
 
 
+def test_worker_processes_give_the_same_database(tmp_path, baseline, monkeypatch):
+    """Blocks of 500 bytes decoded and parsed by two worker processes: the same database."""
+    from hospstudy.data.dpc import rawfiles
+
+    monkeypatch.setattr(rawfiles, "CHUNK_BYTES", 500)
+    raw = standard_raw(tmp_path)
+    r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=2, show_progress=False)
+    assert r.exit_code == 0 and _table_set(tmp_path / "db") == baseline
+    assert r.lines["skipped"] == 10 and r.lines["rejected"] == 0
+
+
 def test_fixture_report_accounts_for_every_line(imported):
     r, db = imported
     rep = json.loads((db / "import_report.json").read_text(encoding="utf-8"))
     assert rep == json.loads(json.dumps(r.report, default=str))
     n_f1 = len(fixture_lines("FF1_2015.tsv")) + 1 + len(fixture_lines("FF1_2016.tsv"))  # + header
-    n_ef = len(fixture_lines("EFn_2015.tsv")) + len(fixture_lines("EFn_2016.tsv"))
-    assert rep["lines"] == {"total": n_f1 + n_ef, "imported": n_f1 + n_ef - 9, "skipped": 9, "rejected": 0}
-    got = {(x["reason"], x["count"]) for x in rep["reasons"]}
-    assert got == {("header_line", 1), ("ward_level_form", 6), ("payload_not_used", 1), ("ef_act_line", 1)}
+    n_ef = len(fixture_lines("EFn_2015.tsv")) + 1 + len(fixture_lines("EFn_2016.tsv"))  # + header
+    assert rep["lines"] == {"total": n_f1 + n_ef, "imported": n_f1 + n_ef - 10, "skipped": 10, "rejected": 0}
+    got = {(x["kind"], x["reason"], x["count"]) for x in rep["reasons"]}
+    assert got == {("form1", "header_line", 1), ("ef", "header_line", 1), ("form1", "ward_level_form", 6),
+                   ("form1", "payload_not_used", 1), ("ef", "ef_act_line", 1)}
     ward = next(x for x in rep["reasons"] if x["reason"] == "ward_level_form")
     assert [(e["file"], e["line"]) for e in ward["examples"]] == [("FF1_2015.txt", n) for n in (19, 20, 27, 28, 29)]
     act = next(x for x in rep["reasons"] if x["reason"] == "ef_act_line")
@@ -161,7 +178,7 @@ def test_fixture_report_accounts_for_every_line(imported):
         "FF1_2015.txt": ("form1", "cp932", True, "CRLF", "form1-2014"),
         "FF1_2016.txt": ("form1", "cp932", False, "CRLF", "form1-2014"),
         "EFn_2015.txt": ("ef", "cp932", False, "CRLF", "ef-2014"),
-        "EFn_2016.txt": ("ef", "cp932", False, "CRLF", "ef-2016"),
+        "EFn_2016.txt": ("ef", "cp932", True, "CRLF", "ef-2016"),
     }
     assert files["EFn_2015.txt"]["fiscal_years"] == [2015] and files["EFn_2016.txt"]["fiscal_years"] == [2016]
     assert sum(f["lines"] for f in rep["files"]) == rep["lines"]["total"]
@@ -192,10 +209,14 @@ def baseline(imported):
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31 - 1), parts=st.integers(1, 4))
-def test_any_split_gives_the_same_database(tmp_path_factory, baseline, seed, parts):
+@given(seed=st.integers(0, 2**31 - 1), parts=st.integers(1, 4), block=st.sampled_from([None, 97, 1000, 4096]))
+def test_any_split_gives_the_same_database(tmp_path_factory, baseline, monkeypatch, seed, parts, block):
     """The same lines cut into 1-4 files per kind at random places, files concatenated or not,
-    in random encodings, line ends and header lines: the same database every time."""
+    in random encodings, line ends and header lines, read in blocks of any size: the same
+    database every time."""
+    from hospstudy.data.dpc import rawfiles
+
+    monkeypatch.setattr(rawfiles, "CHUNK_BYTES", block or rawfiles.CHUNK_BYTES)
     rng = random.Random(seed)
     root = tmp_path_factory.mktemp("split")
     f1 = fixture_lines("FF1_2015.tsv") + fixture_lines("FF1_2016.tsv")
@@ -303,7 +324,7 @@ def test_cli_exit_codes(tmp_path):
         fh.write(b"123456789\t0000000003\t20160420\r\n")
     p = _cli(raw, "--facilities", fac, "--out", tmp_path / "db", "--overwrite", "--workers", "1")
     assert p.returncode == 1, p.stderr
-    assert "rejected short_line: 1 line(s), e.g. EFn_2016.txt line 6" in p.stderr
+    assert "rejected short_line: 1 line(s), e.g. EFn_2016.txt line 7" in p.stderr
     for args, msg in (
         ([raw, "--facilities", tmp_path / "missing.csv", "--out", tmp_path / "db9"], "no such facilities file"),
         ([tmp_path / "nothing", "--facilities", fac, "--out", tmp_path / "db9"], "no such file or folder"),

@@ -72,9 +72,15 @@ def parse_chunk(data: bytes, first_line: int, file_id: int, keep_identifiers: bo
     qty = pc.cast(pc.if_else(pa.array(q_ok), qtxt, pa.scalar("1")), pa.float32()).to_numpy(zero_copy_only=False)
     act = pc.equal(cols["detail_no"], L.EF_ACT_DETAIL).to_numpy(zero_copy_only=False)
     no_rc = b.width(_F["receipt_code"]) == 0
+    # a header line with 31 fields: field 1 not a facility code, first line or naming 施設/facility
+    hdr = np.zeros(g, dtype=bool)
+    for j in np.flatnonzero(~ok_fac):
+        i = gi[j]
+        text = b.line_text(i)
+        hdr[j] = first_line + i == 1 or any(w.decode() in text for w in _HEADER_WORDS)
     # first failing rule wins (same order as the report's reasons)
     gr = np.full(g, None, dtype=object)
-    for mask, why in ((~(ok_fac & ok_id), "bad_code"), (~(ok_ad & ok_sv), "bad_date"), (act, "ef_act_line"),
+    for mask, why in ((hdr, "header_line"), (~(ok_fac & ok_id), "bad_code"), (~(ok_ad & ok_sv), "bad_date"), (act, "ef_act_line"),
                       (no_rc, "bad_code"), (~q_empty & ~q_ok, "bad_number")):
         sel = mask & (gr == None)  # noqa: E711
         gr[sel] = why
@@ -84,6 +90,8 @@ def parse_chunk(data: bytes, first_line: int, file_id: int, keep_identifiers: bo
         txt = {k: cols[k].take(pa.array(bad)).to_pylist() for k in ("facility_code", "data_id", "admit_ymd", "service_ymd", "quantity")}
         for j, r in enumerate(bad):
             why = gr[r]
+            if why == "header_line":
+                continue
             if why == "bad_code" and not (ok_fac[r] and ok_id[r]):
                 gd[r] = (f"施設コード {txt['facility_code'][j]} is not 9 digits" if not ok_fac[r]
                          else f"データ識別番号 {txt['data_id'][j]} is not 10 digits")

@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -128,8 +127,8 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
                                 f"in field 6); found: {kinds}")
     workers = workers or R.cpu_workers()
 
-    if any(f.kind in ("form1", "ef") and f.encoding == "cp932" for f in files):
-        R.start_pool(workers)
+    if sum(f.size for f in files if f.kind in ("form1", "ef")) > R.CHUNK_BYTES:
+        R.start_pool(workers)  # decoding and parsing in parallel; small inputs stay in this process
     tmp = out.parent / f".{out.name}.importing"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -152,10 +151,14 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         F1.create_staging(con)
         EF.create_staging(con, keep_identifiers)
         other_lines: dict[int, tuple[str, int]] = {}
+        t1 = time.perf_counter()
         _stage_files(con, files, workers, keep_identifiers, other_lines, show_progress)
+        t2 = time.perf_counter()
         F1.build(con, fiscal_years)
         EF.build(con)
+        t3 = time.perf_counter()
         tables = _write_tables(con, tmp, fac_table)
+        t4 = time.perf_counter()
         private = tmp / "private"
         private.mkdir()
         with open(private / "hospital_ids.csv", "w", encoding="utf-8") as fh:
@@ -166,6 +169,8 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             _write_identifiers(con, private)
         rep = _report(con, files, other_lines, raw, facilities, fac_enc, fiscal_years, tables, keep_identifiers)
         rep["seconds"] = round(time.perf_counter() - t0, 2)
+        rep["timings"] = {"detect": round(t1 - t0, 2), "read and stage": round(t2 - t1, 2), "build": round(t3 - t2, 2),
+                          "write": round(t4 - t3, 2), "report": round(time.perf_counter() - t4, 2)}
     finally:
         con.close()
         R.shutdown_pool()
@@ -196,17 +201,19 @@ def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progre
                 other_lines[f.file_id] = (reason, R.count_lines(f.path) if f.kind != "empty" else 0)
                 bar.advance(task, f.size)
                 continue
-            for start, data in R.iter_chunks(f, workers):
+            parser = (("hospstudy.data.dpc.form1", "parse_chunk", (f.file_id,)) if f.kind == "form1" else
+                      ("hospstudy.data.dpc.ef", "parse_chunk", (f.file_id, keep_identifiers)))
+            done = 0
+            for _, chunk in R.iter_tables(f, parser, workers):
+                con.register("chunk", chunk)
                 if f.kind == "form1":
-                    chunk = F1.parse_chunk(data, start, f.file_id)
-                    con.register("chunk", chunk)
                     con.execute(f"INSERT INTO f1_stage {F1.stage_sql('chunk')}")
                 else:
-                    chunk = EF.parse_chunk(data, start, f.file_id, keep_identifiers)
-                    con.register("chunk", chunk)
                     con.execute("INSERT INTO ef_stage SELECT * FROM chunk")
                 con.unregister("chunk")
-                bar.advance(task, len(data))
+                step = min(R.CHUNK_BYTES, max(f.size - done, 0))
+                done += step
+                bar.advance(task, step)
 
 
 def _select_list(table: str) -> str:

@@ -5,10 +5,11 @@ code in field 6 is Form 1; 31 fields is the EF integrated file (inpatient when å
 is 0). Outpatient EF (``EFg_``), D, H and other DPC files are recognised by name or content and
 listed as skipped, with their lines counted.
 
-Reading never holds a whole file: :func:`iter_chunks` cuts the file into blocks that end at a
-line end, decodes CP932 blocks in worker processes (Python's codec holds the GIL), and hands
-each block to the caller as an Arrow string array of lines (built from the byte offsets of the
-line ends with numpy, no Python loop over lines) with the number of its first line.
+Reading never holds a whole file: :func:`iter_tables` cuts the file into blocks that end at a
+line end; worker processes decode each block (Python's CP932 codec holds the GIL, so threads
+would not help) and parse it (numpy, :mod:`.split`) into a typed Arrow table, at most
+``workers + 1`` blocks in flight; the caller receives the tables in file order with their line
+numbers.
 """
 
 from __future__ import annotations
@@ -212,21 +213,48 @@ def _decode_block(args) -> tuple[bytes, bool, str]:
     return data, True, used
 
 
-def lines_array(data: bytes) -> pa.Array:
-    """An Arrow string array of the lines of UTF-8 ``data`` (LF ends; the last line may lack one).
+def _parse_block(args):
+    """Decode one byte range and parse it with ``parser`` (runs in a worker): returns the
+    block's line count and its table as Arrow IPC bytes (line numbers relative to the block)."""
+    path, start, end, encoding, parser = args
+    data, ok, info = _decode_block((path, start, end, encoding))
+    if not ok:
+        return 0, b"", ok, info
+    import importlib
 
-    Each string keeps its trailing LF (offsets are the byte positions after each line end, so no
-    copy is made); SQL strips it from the last field.
-    """
-    if not data:
-        return pa.array([], pa.string())
-    arr = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(arr == 10) + 1
-    if len(ends) == 0 or ends[-1] != len(data):
-        ends = np.append(ends, len(data))
-    offsets = np.concatenate([[0], ends]).astype(np.int32 if len(data) < (1 << 31) else np.int64)
-    typ = pa.string() if offsets.dtype == np.int32 else pa.large_string()
-    return pa.Array.from_buffers(typ, len(ends), [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)])
+    mod, fn, extra = parser
+    table = getattr(importlib.import_module(mod), fn)(data, 1 if start == 0 else 2, *extra)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return table.num_rows, sink.getvalue().to_pybytes(), ok, info
+
+
+def iter_tables(f: RawFile, parser: tuple, workers: int = 1, chunk_bytes: int | None = None):
+    """Yield ``(first_line_number, table)`` for a file, each block decoded *and parsed* by
+    ``parser`` = (module, function, extra args) in the worker processes: the function takes
+    (utf-8 bytes, first line number, *extra) and returns an Arrow table with a ``line_no``
+    column, renumbered here to the file's line numbers."""
+    ranges = _boundaries(f.path, f.size, chunk_bytes or CHUNK_BYTES)
+    enc = f.encoding
+    if enc == "utf-8" and not f.forced:
+        enc = "utf-8-or-cp932"
+    jobs = [(str(f.path), a, b, enc, parser) for a, b in ranges]
+    pool = _POOL if workers > 1 else None  # started by start_pool, before any DuckDB thread exists
+    results = map(_parse_block, jobs) if pool is None else _bounded_map(pool, jobs, workers + 1, _parse_block)
+    line_no = 1
+    for n, ipc, ok, info in results:
+        if not ok:
+            raise DataUnusableError(f"{f.rel}: cannot decode as {f.encoding} at {info}; check the file or pass --encoding")
+        if info == "cp932" and f.encoding != "cp932":
+            f.encoding = "cp932"
+        if n == 0:
+            continue
+        table = pa.ipc.open_stream(ipc).read_all()
+        i = table.schema.get_field_index("line_no")
+        table = table.set_column(i, "line_no", pa.array(np.arange(line_no, line_no + n, dtype=np.int64)))
+        yield line_no, table
+        line_no += n
 
 
 _POOL: ProcessPoolExecutor | None = None
@@ -263,47 +291,20 @@ def shutdown_pool() -> None:
         _POOL = None
 
 
-def iter_chunks(f: RawFile, workers: int = 1, chunk_bytes: int = CHUNK_BYTES):
-    """Yield ``(first_line_number, data)`` for a file: UTF-8 bytes of whole lines, LF ends.
-
-    CP932 blocks are decoded in ``workers`` processes, at most ``workers + 1`` blocks in flight
-    (memory is bounded by the block size, not the file). Raises DataUnusableError naming the
-    byte offset where the text stops being decodable.
-    """
-    ranges = _boundaries(f.path, f.size, chunk_bytes)
-    enc = f.encoding
-    if enc == "utf-8" and not f.forced:
-        enc = "utf-8-or-cp932"  # an ASCII-only sample may hide CP932 further on
-    jobs = [(str(f.path), a, b, enc) for a, b in ranges]
-    pool = _pool(workers) if enc != "utf-8-or-cp932" or f.size > chunk_bytes else None
-    line_no = 1
-    if pool is None:
-        results = map(_decode_block, jobs)
-    else:
-        results = _bounded_map(pool, jobs, workers + 1)
-    for data, ok, info in results:
-        if not ok:
-            raise DataUnusableError(f"{f.rel}: cannot decode as {f.encoding} at {info}; check the file or pass --encoding")
-        if info == "cp932" and f.encoding != "cp932":
-            f.encoding = "cp932"
-        yield line_no, data
-        line_no += data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-
-
-def _bounded_map(pool, jobs, depth):
+def _bounded_map(pool, jobs, depth, fn=_decode_block):
     from collections import deque
 
     q = deque()
     it = iter(jobs)
     for job in it:
-        q.append(pool.submit(_decode_block, job))
+        q.append(pool.submit(fn, job))
         if len(q) >= depth:
             break
     while q:
         fut = q.popleft()
         nxt = next(it, None)
         if nxt is not None:
-            q.append(pool.submit(_decode_block, nxt))
+            q.append(pool.submit(fn, nxt))
         yield fut.result()
 
 

@@ -1,0 +1,136 @@
+"""Benchmark `hospstudy import-dpc`: EF lines per second and peak memory at two input sizes.
+
+Writes EF-like raw input in CP932 with CRLF (31 tab-separated fields, Japanese item names, 20
+EF lines per stay, both EF layouts: FY2015 and FY2016 files) and the matching Form 1 (4 lines
+per stay) and facilities.csv, then imports it in a fresh process that reports its own peak RSS
+and that of its largest decoding worker. 1,000,000 and 5,000,000 EF lines (BENCH_FULL=1 adds
+20,000,000).
+
+    python bench/bench_import.py          # prints a markdown table
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import print_rows  # bench/ is on sys.path: the script's folder, or run.py puts it there
+
+FULL = os.environ.get("BENCH_FULL") == "1"
+SIZES = [1_000_000, 5_000_000] + ([20_000_000] if FULL else [])
+EF_PER_STAY = 20
+HOSPITALS = 200
+
+_CHILD = r"""
+import json, resource, sys, time
+from hospstudy.data.dpc import import_dpc
+t0 = time.perf_counter()
+r = import_dpc(sys.argv[1], sys.argv[2], sys.argv[3], show_progress=False)
+secs = time.perf_counter() - t0
+me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"seconds": secs, "rss_mib": me.ru_maxrss / 1024, "cpu_s": me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime,
+                  "worker_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                  "lines": r.lines, "tables": r.tables, "timings": r.report["timings"], "exit": r.exit_code}))
+"""
+
+
+def _to_cp932(src: Path, dest: Path) -> None:
+    """UTF-8 LF text -> CP932 CRLF, in blocks."""
+    with open(src, "rb") as fi, open(dest, "wb") as fo:
+        rest = b""
+        while True:
+            b = fi.read(32 << 20)
+            if not b:
+                break
+            b = rest + b
+            cut = b.rfind(b"\n") + 1
+            rest = b[cut:]
+            fo.write(b[:cut].decode("utf-8").replace("\n", "\r\n").encode("cp932"))
+        if rest:
+            fo.write(rest.decode("utf-8").encode("cp932"))
+    src.unlink()
+
+
+def build(folder: Path, ef_lines: int) -> None:
+    import duckdb
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stays = ef_lines // EF_PER_STAY
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = true")
+    with open(folder / "facilities.csv", "w") as fh:
+        fh.write("facility_code,fiscal_year,cancer_center,beds,teaching,region\n")
+        for h in range(HOSPITALS):
+            for fy in (2015, 2016):
+                fh.write(f"{100000001 + h},{fy},{int(h % 5 == 0)},{200 + h},{int(h % 7 == 0)},region {h % 47}\n")
+    con.execute(f"""CREATE TABLE s AS SELECT i,
+        (100000001 + i % {HOSPITALS})::VARCHAR AS fac, lpad((i // {HOSPITALS})::VARCHAR, 10, '0') AS did,
+        DATE '2015-04-01' + (i * 700 // {stays})::INTEGER AS adm, (3 + i % 25)::INTEGER AS los
+        FROM range({stays}) r(i)""")
+    for fy, lo, hi, flag in ((2015, "2015-04-01", "2016-03-31", "0"), (2016, "2016-04-01", "2017-03-31", "000000000000")):
+        where = f"adm BETWEEN DATE '{lo}' AND DATE '{hi}'"
+        con.execute(f"""COPY (
+          SELECT concat_ws(chr(9), fac, did, strftime(adm, '%Y%m%d'), '1', '0', code, '20140401', '1', p1, p2, p3, '', p5, p6, '', '', p9)
+          FROM (
+            SELECT fac, did, adm, 'A000010' AS code, '19500101' AS p1, '1' AS p2, '1000001' AS p3, '' AS p5, '' AS p6, '' AS p9, i, 1 AS o FROM s WHERE {where}
+            UNION ALL SELECT fac, did, adm, 'A000020', strftime(adm, '%Y%m%d'), '1', '0', '200', '1', '', i, 2 FROM s WHERE {where}
+            UNION ALL SELECT fac, did, adm, 'A000030', strftime(adm + los, '%Y%m%d'), '1', '1', '', '', '', i, 3 FROM s WHERE {where}
+            UNION ALL SELECT fac, did, adm, 'A006010', '', 'C795', '', '', '', '転移性胸椎腫瘍', i, 4 FROM s WHERE {where}
+          ) ORDER BY i, o) TO '{folder}/FF1_{fy}.utf8' (FORMAT csv, HEADER false, QUOTE '', DELIMITER chr(1))""")
+        con.execute(f"""COPY (
+          SELECT concat_ws(chr(9), fac, did, strftime(adm + los, '%Y%m%d'), strftime(adm, '%Y%m%d'),
+                 CASE WHEN k % 4 = 0 THEN '21' WHEN k % 4 = 1 THEN '90' WHEN k % 4 = 2 THEN '80' ELSE '60' END,
+                 lpad(k::VARCHAR, 4, '0'), '001',
+                 CASE WHEN k % 4 = 0 THEN '6200000' || lpad((k % 90)::VARCHAR, 2, '0') ELSE '19007741' || (k % 10) END,
+                 CASE WHEN k % 4 = 0 THEN '6200000' || lpad((k % 90)::VARCHAR, 2, '0') ELSE '19007741' || (k % 10) END,
+                 CASE WHEN k % 4 = 2 THEN 'H002' ELSE 'A100' END,
+                 CASE WHEN k % 4 = 0 THEN 'ロキソプロフェンナトリウム錠６０ｍｇ' ELSE '急性期一般入院料１' END,
+                 (1 + k % 3)::VARCHAR, '錠', '1650', '0', '1650', '{flag}', '1650', '0', '0', '1', '06139999', '1112',
+                 strftime(adm + (k % los)::INTEGER, '%Y%m%d'), '00', '010', '0000012345', '0101', '0', '0', '001')
+          FROM s, range({EF_PER_STAY}) r(k) WHERE {where} ORDER BY i, k
+        ) TO '{folder}/EFn_{fy}.utf8' (FORMAT csv, HEADER false, QUOTE '', DELIMITER chr(1))""")
+    con.close()
+    for p in sorted(folder.glob("*.utf8")):
+        _to_cp932(p, p.with_suffix(".txt"))
+
+
+def run() -> list[dict]:
+    rows = []
+    load = os.getloadavg()[0]
+    for n in SIZES:
+        with tempfile.TemporaryDirectory(prefix="hospstudy-bench-import-") as tmp:
+            raw = Path(tmp) / "raw"
+            t0 = time.perf_counter()
+            build(raw, n)
+            t_build = time.perf_counter() - t0
+            size = sum(p.stat().st_size for p in raw.glob("*.txt"))
+            p = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(raw / "facilities.csv"), str(Path(tmp) / "db")],
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                raise RuntimeError(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "import failed")
+            res = json.loads(p.stdout.strip().splitlines()[-1])
+            ef = res["tables"]["billing"]
+            case = f"{n:,} EF lines ({size / 2**20:,.0f} MiB CP932 incl. Form 1)"
+            assert res["exit"] == 0 and ef == n, res
+            rows += [
+                {"area": "import", "case": case, "metric": "wall time", "value": round(res["seconds"], 1), "unit": "s",
+                 "note": f"phases {res['timings']}; input built in {t_build:.0f} s; load average {load:.1f} at start"},
+                {"area": "import", "case": case, "metric": "EF lines per second", "value": int(n / res["seconds"]), "unit": "lines/s",
+                 "note": f"all raw lines (EF + Form 1) {int(res['lines']['total'] / res['seconds']):,}/s"},
+                {"area": "import", "case": case, "metric": "EF lines per CPU second", "value": int(n / res["cpu_s"]), "unit": "lines/s",
+                 "note": f"{res['cpu_s']:.0f} CPU s (main + workers): what 1 core does, less sensitive to the machine's load"},
+                {"area": "import", "case": case, "metric": "peak RSS (main process)", "value": round(res["rss_mib"]), "unit": "MiB",
+                 "note": "DuckDB memory_limit 1GB (import_dpc default)"},
+                {"area": "import", "case": case, "metric": "peak RSS (largest decoding worker)", "value": round(res["worker_rss_mib"]),
+                 "unit": "MiB", "note": f"{os.cpu_count()} workers (CPUs available, at most 4)"},
+            ]
+    return rows
+
+
+if __name__ == "__main__":
+    print_rows(run())
