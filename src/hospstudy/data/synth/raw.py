@@ -271,7 +271,7 @@ class RawSink:
         dx, px = tables["diagnoses"], tables["procedures"]
         d_pos, p_pos = _positions(dx.column("admission_id"), ids), _positions(px.column("admission_id"), ids)
         self._year = {"fy": fy, "ids": ids, "keys": keys,
-                      "proc": (p_pos, keys["admit_days"], px.column("proc_code").combine_chunks(),
+                      "proc": (p_pos, px.column("proc_code").combine_chunks(),
                                px.column("proc_date").combine_chunks().cast(pa.int32()).to_numpy().astype(np.int64))}
         with (self.out / f"FF1_{fy}.txt").open("wb") as fh:
             for a in range(0, n, FORM1_BLOCK):
@@ -287,9 +287,10 @@ class RawSink:
         discharge_days = keys["discharge_days"][a:z]
         items: list[tuple[np.ndarray, int, pa.Array]] = []  # (row within block, order key, line)
 
-        def form1(rows, order, code, version, renban, payloads, tokatsu=b"0"):
+        def form1(rows, order, code, version, renban, payloads):
+            """Whole-stay lines (統括診療情報番号 0) of one payload code for ``rows``."""
             rows = np.asarray(rows, np.int64)
-            f = [fac.take(rows), data.take(rows), admit.take(rows), b"1", tokatsu, code.encode(), version,
+            f = [fac.take(rows), data.take(rows), admit.take(rows), b"1", b"0", code.encode(), version,
                  renban if not isinstance(renban, int) else str(renban).encode()]
             f += list(payloads) + [b""] * (9 - len(payloads))
             items.append((rows, order, _lines(f)))
@@ -421,7 +422,7 @@ class RawSink:
         start = np.r_[0, np.flatnonzero(np.diff(adm_pos_all)) + 1]
         seq_all = np.arange(n_all) - np.repeat(start, np.diff(np.r_[start, n_all])) + 1
         # The K-code of each surgery line: the stay's procedure on that date (Form 1 A007010).
-        p_pos, _, p_code, p_day = yr["proc"]
+        p_pos, p_code, p_day = yr["proc"]
         p_key = p_pos * 100_000 + p_day
         first = np.unique(p_key, return_index=True)[1]
         p_key_u, p_code_u = p_key[first], p_code.take(pa.array(first))
