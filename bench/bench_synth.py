@@ -1,5 +1,5 @@
 """Benchmark of `hospstudy synth`: wall time and peak memory at scale 1 (and scale 10 with
-BENCH_FULL=1), and the full-scale calibration check of the cohort figures against
+BENCH_FULL=1), the raw-file writer (`--format dpc-raw`) at scales 0.1 and 1, and the full-scale calibration check of the cohort figures against
 reference/published.toml (computed with hospstudy.data.synth.check, independent of the cohort
 engine).
 
@@ -26,7 +26,7 @@ _CHILD = r"""
 import json, resource, sys, time
 from hospstudy.data.synth import generate
 t0 = time.perf_counter()
-s = generate(sys.argv[1], seed=20240601, scale=float(sys.argv[2]), overwrite=True)
+s = generate(sys.argv[1], seed=20240601, scale=float(sys.argv[2]), overwrite=True, format=sys.argv[3])
 s["wall_s"] = time.perf_counter() - t0
 s["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(s))
@@ -50,10 +50,10 @@ TARGETS = {
 }
 
 
-def _generate(out: Path, scale: float) -> dict:
+def _generate(out: Path, scale: float, fmt: str = "parquet") -> dict:
     env = dict(os.environ, HOSPSTUDY_PROGRESS="")
     env.pop("HOSPSTUDY_PROGRESS")
-    r = subprocess.run([sys.executable, "-c", _CHILD, str(out), str(scale)], capture_output=True, text=True, env=env, check=True)
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(out), str(scale), fmt], capture_output=True, text=True, env=env, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -99,8 +99,32 @@ def run() -> list[dict]:
                         rows.append(dict(area=AREA, case="calibration scale 1", metric=f"FY{y} {k}",
                                          value=round(g[k], 4), unit="", note="published 877/0.84/0.099/37 (FY2012), 1479/0.87/0.068/30 (FY2020)"))
             shutil.rmtree(out, ignore_errors=True)
+        rows += _raw_rows(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def _raw_rows(tmp: Path) -> list[dict]:
+    """`--format dpc-raw`: the same world as CP932 Form 1 and EF text (streamed by fiscal year)."""
+    rows = []
+    for scale in (0.1, 1.0):
+        out = tmp / f"raw{scale:g}"
+        s = _generate(out, scale, "dpc-raw")
+        case = f"dpc-raw scale {scale:g}"
+        lines = s["form1_lines"] + s["ef_lines"]
+        rows += [
+            dict(area=AREA, case=case, metric="wall time", value=round(s["wall_s"], 1), unit="s",
+                 note="generation included; bounded by streaming one fiscal year and 500,000 EF lines at a time"),
+            dict(area=AREA, case=case, metric="peak RSS", value=round(s["peak_rss_mib"]), unit="MiB", note=""),
+            dict(area=AREA, case=case, metric="Form 1 lines", value=s["form1_lines"], unit="lines",
+                 note=f"{s['ward_level_form1_lines']:,} of them in ward-level forms"),
+            dict(area=AREA, case=case, metric="EF lines", value=s["ef_lines"], unit="lines", note="= billing lines"),
+            dict(area=AREA, case=case, metric="throughput", value=round(lines / s["wall_s"]), unit="lines/s",
+                 note="Form 1 + EF lines over the whole run, generation included"),
+            dict(area=AREA, case=case, metric="size on disk", value=round(_du(out)), unit="MiB", note="CP932 text"),
+        ]
+        shutil.rmtree(out, ignore_errors=True)
     return rows
 
 

@@ -62,14 +62,18 @@ def register(app: typer.Typer) -> None:
         effects: Optional[Path] = typer.Option(None, "--effects", exists=True, dir_okay=False, help="TOML overriding planted effects (see docs/synthetic.md)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing database in --out."),
         background: bool = typer.Option(True, "--background/--no-background", help="--no-background skips background admissions and the billing of all but metastatic surgical admissions (fast replicate simulations)."),
+        fmt: str = typer.Option("parquet", "--format", help="parquet: the database; dpc-raw: the same world as raw Form 1 (FF1_<fy>.txt) and EF (EFn_<fy>.txt) files in CP932 plus facilities.csv, the input of import-dpc."),
     ):
-        """Generate a synthetic nationwide DPC-layout database (and truth.json)."""
-        from hospstudy.data.synth import generate
+        """Generate a synthetic nationwide DPC-layout database (and truth.json), or the same world as raw DPC files."""
+        from hospstudy.data.synth import FORMATS, generate
 
+        if fmt not in FORMATS:
+            raise typer.BadParameter(f"expected one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format")
         first, last = _parse_years(years)
         summary = generate(out_dir, seed=seed, scale=scale, years=(first, last), effects=effects, overwrite=overwrite,
-                           background=background)
-        console.print(f"[green]✓[/] synthetic database written to [bold]{out_dir}[/]")
+                           background=background, format=fmt)
+        what = "raw DPC files" if fmt == "dpc-raw" else "database"
+        console.print(f"[green]✓[/] synthetic {what} written to [bold]{out_dir}[/]")
         if summary:
             for k, v in summary.items():
                 console.print(f"  {k}: {v:,}" if isinstance(v, int) else f"  {k}: {v}")

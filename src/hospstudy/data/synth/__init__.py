@@ -33,7 +33,7 @@ from hospstudy.data.synth import params as P
 from hospstudy.data.synth.hospitals import OUTCOMES_WITH_INTERCEPTS, make_hospitals
 from hospstudy.errors import InputError
 
-__all__ = ["generate", "OUTPUT_ENTRIES", "BILLING_BLOCK"]
+__all__ = ["generate", "OUTPUT_ENTRIES", "BILLING_BLOCK", "FORMATS"]
 
 OUTPUT_ENTRIES = ("facilities.parquet", "admissions", "diagnoses", "procedures", "billing", "truth.json")
 BILLING_BLOCK = 250_000  # admissions per billing part: bounds memory at any scale
@@ -61,11 +61,11 @@ def _check_args(seed, scale, years):
     return first, last
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def _prepare_out(out: Path, overwrite: bool, entries=OUTPUT_ENTRIES) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     if out.is_dir():
-        present = [e for e in OUTPUT_ENTRIES if (out / e).exists()]
+        present = list(dict.fromkeys(p.name for e in entries for p in sorted(out.glob(e))))
         if present and not overwrite:
             raise InputError(f"{out}: already holds a database ({', '.join(present)}); pass --overwrite to replace it")
         # Only the entries a database consists of are replaced; other files stay untouched.
@@ -73,6 +73,29 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
             p = out / e
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     out.mkdir(parents=True, exist_ok=True)
+
+
+class _ParquetSink:
+    """Writes the generator's tables as the Parquet database (the default format)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+
+    def facilities(self, tbl) -> None:
+        au.write(tbl, self.out / "facilities.parquet")
+
+    def year_tables(self, fy: int, tables: dict) -> None:
+        for t, tbl in tables.items():
+            au.write(tbl, self.out / t / f"fiscal_year={fy}" / "part-00000.parquet")
+
+    def billing(self, fy: int, block: int, lines) -> None:
+        au.write(lines, self.out / "billing" / f"fiscal_year={fy}" / f"part-{block:05d}.parquet")
+
+    def close(self) -> dict:
+        return {}
+
+
+FORMATS = ("parquet", "dpc-raw")
 
 
 def _jsonable(x):
@@ -100,6 +123,7 @@ def generate(
     effects: str | Path | Mapping | None = None,
     overwrite: bool = False,
     background: bool = True,
+    format: str = "parquet",
 ) -> dict:
     """Generate a synthetic nationwide DPC-layout database.
 
@@ -123,6 +147,10 @@ def generate(
         False skips the background admissions and the billing of all but the metastatic
         surgical admissions (fast replicate simulations of the cohort; volumes are unchanged
         because non-metastatic spine-surgery admissions are always written).
+    format
+        ``"parquet"`` (the database) or ``"dpc-raw"``: the same world as the Ministry's raw files,
+        ``FF1_<fy>.txt`` (Form 1) and ``EFn_<fy>.txt`` (EF) in CP932 plus ``facilities.csv``, the
+        input of ``hospstudy import-dpc`` (docs/synthetic.md, "As raw DPC files").
 
     Returns
     -------
@@ -138,16 +166,25 @@ def generate(
 
     t0 = time.perf_counter()
     first, last = _check_args(seed, scale, years)
+    if format not in FORMATS:
+        raise InputError(f"The 'format' parameter of generate must be one of {', '.join(FORMATS)}. Got {format!r} instead.")
     prm = P.resolve_effects(effects)
     out = Path(out_dir)
-    _prepare_out(out, overwrite)
     yrs = np.arange(first, last + 1)
     rng_for = _rng_factory(int(seed))
+    if format == "parquet":
+        _prepare_out(out, overwrite)
+        sink = _ParquetSink(out)
+    else:
+        from hospstudy.data.synth.raw import RAW_ENTRY_GLOBS, RawSink
+
+        _prepare_out(out, overwrite, RAW_ENTRY_GLOBS)
+        sink = RawSink(out, rng_for)
 
     hosp = make_hospitals(rng_for("hospitals"), float(scale), yrs, prm)
     met, solved, curves, volume = M.build(rng_for, hosp, float(scale), prm)
     met_by_year = M.tables_by_year(rng_for("metastatic_tables"), met, hosp)
-    au.write(hosp.facilities_table(), out / "facilities.parquet")
+    sink.facilities(hosp.facilities_table())
 
     n_bg_year = 0
     if background:
@@ -181,11 +218,11 @@ def generate(
                 specs.append(spec)
                 ids.append(bid)
                 kinds["background_admissions"] += adm.num_rows
-            for t, lst in parts.items():
-                tbl = au.concat(lst)
+            tables = {t: au.concat(lst) for t, lst in parts.items()}
+            for t, tbl in tables.items():
                 rows[t] += tbl.num_rows
-                au.write(tbl, out / t / f"fiscal_year={fy}" / "part-00000.parquet")
-            del parts
+            sink.year_tables(fy, tables)
+            del parts, tables
             if specs:
                 spec = B.BillingSpec.concat(specs)
                 all_ids = au.concat_arrays(ids)
@@ -193,7 +230,7 @@ def generate(
                     z = min(a + BILLING_BLOCK, len(spec))
                     lines = B.lines(rng_for("billing", fy, b), spec.slice(a, z), all_ids.slice(a, z - a))
                     rows["billing"] += lines.num_rows
-                    au.write(lines, out / "billing" / f"fiscal_year={fy}" / f"part-{b:05d}.parquet")
+                    sink.billing(fy, b, lines)
             bar.advance(task)
 
     summary = {
@@ -205,6 +242,7 @@ def generate(
         "diagnoses": rows["diagnoses"],
         "procedures": rows["procedures"],
         "billing_lines": rows["billing"],
+        **{f"{k}_lines": v for k, v in sink.close().items()},
     }
     _write_truth(out, seed=int(seed), scale=float(scale), years=(first, last), background=background, prm=prm,
                  hosp=hosp, met=met, solved=solved, curves=curves, volume=volume, summary=summary)
