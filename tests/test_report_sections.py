@@ -1,0 +1,91 @@
+"""The report's structure: sections a study file can reorder or drop, the label map a study
+can extend, and autoescaping (issue 11, class 9: a study's text never reaches the page as
+markup)."""
+
+import copy
+import json
+import re
+
+import pytest
+
+from hospstudy.errors import StudyFileError
+from hospstudy.report.html import ReportInputs, published_reference, render_report
+from hospstudy.report.labels import CODE_LIKE, label, level_label, study_labels
+from hospstudy.report.results import Results
+from hospstudy.report.sections import DEFAULT_ORDER, section_order
+from test_report import STUDY, TRUTH, make_analytic, make_attrition, make_results
+
+ATTACK = "<img src=x onerror=alert(1)>"
+
+
+def _inputs(study, n=600, hospitals=30):
+    df = make_analytic(n=n, hospitals=hospitals)
+    return ReportInputs(study=study, attrition=make_attrition(len(df), len(df)), analytic=df,
+                        results=Results.from_dict(json.loads(json.dumps(make_results()))), truth=TRUTH,
+                        run_info={"run_date": "2026-01-01T00:00:00Z", "seed": 1}, published=published_reference())
+
+
+def _visible(html: str) -> str:
+    html = re.sub(r"<style.*?</style>", "", html, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def test_class_9_autoescape_study_text_is_text(tmp_path):
+    study = copy.deepcopy(STUDY)
+    study["study"]["title"] = ATTACK
+    study["study"]["description"] = "<script>alert(2)</script>"
+    study["cohort"]["steps"][2]["description"] = f"Aged 18 or over {ATTACK}"
+    study["codelists"]["spinal_metastasis"]["description"] = ATTACK
+    study["report"] = {"labels": {"death_30d": ATTACK}}
+    html = render_report(_inputs(study), tmp_path).html.read_text(encoding="utf-8")
+    assert "<img" not in html and "<script" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown, as text
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+    # our own markup still renders: tables, figures (inline SVG), sections
+    assert html.count("<svg") >= 5 and "<table" in html and '<section id="methods">' in html
+
+
+def test_sections_follow_the_study_order_and_drop_the_rest(tmp_path):
+    study = copy.deepcopy(STUDY)
+    study["report"] = {"sections": ["table1", "cohort-flow", "checklist"]}
+    art = render_report(_inputs(study), tmp_path)
+    html = art.html.read_text(encoding="utf-8")
+    ids = re.findall(r'<section id="([\w-]+)">', html)
+    assert ids == ["overview", "table1", "cohort-flow", "checklist"]
+    heads = re.findall(r"<h2>(\d+)\. ([^<]+)</h2>", html)
+    assert [int(n) for n, _ in heads] == [2, 3, 4]
+    assert 'id="fig-forest"' not in html and not (tmp_path / "figures" / "forest.svg").exists()
+    # the checklist points only to sections rendered: no Methods (dropped) for the code lists
+    check = html.split('<section id="checklist">', 1)[1]
+    assert "(Methods)" not in check and "Section 3 (Cohort flow): flow diagram" in check
+    assert "7.1</td><td>Complete list of codes and algorithms for exposures, outcomes, confounders</td><td>Not in this report" in check
+
+
+@pytest.mark.parametrize("bad, words", [
+    (["overview", "tabel1"], "unknown section(s) ['tabel1']"),
+    (["table1", "table1"], "['table1'] named more than once"),
+    ("table1", "must be a list of section names"),
+])
+def test_bad_section_lists_are_named_errors(bad, words):
+    with pytest.raises(StudyFileError) as e:
+        section_order({"report": {"sections": bad}})
+    assert words in str(e.value)
+
+
+def test_default_order_holds_every_registered_section():
+    assert [s.id for s in section_order({})] == list(DEFAULT_ORDER)
+
+
+def test_study_labels_extend_and_override_the_map():
+    assert label("death_30d") == "30-day mortality" and level_label("sex", "M") == "Male"
+    with study_labels({"death_30d": "Death within 30 days", "sex=M": "Men", "my_col": "My column"}):
+        assert label("death_30d") == "Death within 30 days"
+        assert level_label("sex", "M") == "Men" and label("my_col") == "My column"
+    assert label("death_30d") == "30-day mortality" and label("my_col") == "My col"
+
+
+def test_no_code_like_identifier_in_visible_text(tmp_path):
+    html = render_report(_inputs(copy.deepcopy(STUDY)), tmp_path).html.read_text(encoding="utf-8")
+    text = _visible(html.split('<section id="methods">', 1)[0])  # Methods lists column names on purpose
+    found = [c for c in CODE_LIKE if c in text]
+    assert found == [], found
