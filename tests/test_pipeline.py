@@ -81,6 +81,32 @@ def test_results_json_and_xlsx_schema(run):
     assert list(a.columns) == ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]
 
 
+def test_cif_three_states_end_at_the_observed_proportions(run):
+    """Issue 10, item 1: discharge home, in-hospital death and discharge elsewhere compete; each
+    published curve ends below its observed proportion by at most the share of patients still
+    in hospital after the curve's last step (fewer than 10 at risk, or a step of fewer than 10
+    events): 0 <= observed - end <= 1 - sum(ends)."""
+    _, _, out, _ = run
+    doc = json.loads((out / "private" / "analyses" / "results.json").read_text())
+    ci = doc["extras"]["cumulative_incidence"]
+    assert [s["label"] for s in ci["states"]] == ["discharge home", "in-hospital death", "discharge elsewhere"]
+    df = pd.read_parquet(out / "private" / "analytic.parquet")
+    assert set(df["los_to_home_event"].unique()) <= {1, 2, 3}
+    for c in ci["curves"]:
+        g = df[df[c["exposure"]].astype(int).astype(str) == c["level"]]
+        assert len(g) == c["n"]
+        observed = g["los_to_home_event"].value_counts(normalize=True)
+        ends = [s["cif"][-1] for s in c["states"]]
+        rest = 1 - sum(ends)
+        assert 0 <= rest < 0.25, (c["group"], ends)
+        for s, end in zip(c["states"], ends):
+            gap = observed.get(s["code"], 0.0) - end
+            assert -1e-9 <= gap <= rest + 1e-9, (c["group"], s["label"], end, observed.get(s["code"]))
+    html = (out / "report.html").read_text()
+    los = html.split('<section id="los">', 1)[1].split("</section>", 1)[0]
+    assert "discharge elsewhere" in los and 'id="tbl-cif_at_risk"' in los
+
+
 def test_planted_vs_estimated_present(run):
     _, _, out, _ = run
     html = (out / "report.html").read_text()

@@ -303,3 +303,27 @@ def coarsen_cif_steps(n_risk, n_events, threshold: int = 10) -> np.ndarray:
             keep.append(j)
             since = 0.0
     return np.asarray(keep, dtype=int)
+
+
+def coarsen_at_risk(n_at_risk, threshold: int = DEFAULT_THRESHOLD) -> list:
+    """Numbers at risk safe to publish under a curve: a count is shown when it is at least
+    ``threshold`` and at least ``threshold`` below the last count shown (or equal to it), so
+    that no difference between two shown counts (patients who left in between) is small.
+    Counts below ``threshold`` are kept (the publisher prints them as ``<10``); the others
+    are None (hidden).
+
+    Examples
+    --------
+    >>> coarsen_at_risk([502, 497, 426, 285, 15, 12, 2], 10)
+    [502, None, 426, 285, 15, None, 2]
+    """
+    out, last = [], None
+    for n in (int(x) for x in n_at_risk):
+        if n < threshold:
+            out.append(n)
+        elif last is None or n == last or last - n >= threshold:
+            out.append(n)
+            last = n
+        else:
+            out.append(None)
+    return out

@@ -184,18 +184,20 @@ def love_plot(rows: Sequence[dict], methods: Sequence[str]):
     return fig
 
 
-def cif_plot(curves: Sequence[dict], xlabel: str = "Days after surgery"):
+def cif_plot(curves: Sequence[dict], xlabel: str = "Days after surgery", ylabel: str = "Cumulative incidence"):
     """Cumulative incidence curves. ``curves``: dicts with ``label``, ``time``, ``cif`` and
-    optional ``linestyle``."""
-    fig, ax = _figure()
-    colours = [_BLUE, _ORANGE, _GREEN, _RED]
+    optional ``linestyle`` and ``colour`` (an index: one colour per group, one line style per
+    state)."""
+    fig, ax = _figure(6.4, 3.9)
+    colours = [_BLUE, _ORANGE, _GREEN, _RED, _GREY]
     for i, c in enumerate(curves):
-        ax.step(c["time"], c["cif"], where="post", color=colours[(i // 2 if c.get("linestyle") else i) % 4],
+        k = c["colour"] if "colour" in c else (i // 2 if c.get("linestyle") else i)
+        ax.step(c["time"], c["cif"], where="post", color=colours[k % len(colours)],
                 ls=c.get("linestyle", "-"), lw=1.5, label=c["label"])
     ax.set_ylim(0, 1)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("Cumulative incidence")
-    ax.legend(frameon=False, fontsize=7.5)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, fontsize=7.5, ncols=2 if len(curves) > 4 else 1)
     return fig
 
 

@@ -45,7 +45,7 @@ def is_num(s: str) -> bool:
 
 TEXT_COLUMNS = {"Role", "Variable", "Column", "Definition", "Level", "Criterion", "Term", "Adjustment", "Analysis", "Outcome",
                 "Exposure", "Model", "Source", "Figure", "Quartile", "Statistic", "Test", "Covariate", "List", "Description",
-                "Codes", "File", "SHA-256", "Characteristic", "Verdict", "Definition difference"}
+                "Codes", "File", "SHA-256", "Characteristic", "Verdict", "Definition difference", "Group"}
 
 
 def table_html(t: ReportTable) -> Markup:
