@@ -89,3 +89,13 @@ def test_no_code_like_identifier_in_visible_text(tmp_path):
     text = _visible(html.split('<section id="methods">', 1)[0])  # Methods lists column names on purpose
     found = [c for c in CODE_LIKE if c in text]
     assert found == [], found
+
+
+def test_study_file_with_an_unknown_section_fails_at_load(tmp_path):
+    from hospstudy.report.spec import report_settings
+
+    with pytest.raises(StudyFileError) as e:
+        report_settings({"report": {"sections": ["overview", "tabel1"]}}, tmp_path / "s.toml")
+    assert "report.sections" in str(e.value) and "unknown section(s) ['tabel1']" in str(e.value)
+    ok = report_settings({"report": {"sections": ["overview", "table1"], "labels": {"sex=M": "Men"}}})
+    assert ok.sections == ("overview", "table1") and ok.labels == {"sex=M": "Men"}

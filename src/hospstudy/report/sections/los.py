@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from hospstudy.report import figures as F
-from hospstudy.report.disclosure import fmt_count
+from hospstudy.privacy import fmt_count
 from hospstudy.report.format import absent, array, failed, to_int
 from hospstudy.report.labels import label
 from hospstudy.report.sections import Context, SectionSpec
