@@ -99,3 +99,35 @@ def test_study_file_with_an_unknown_section_fails_at_load(tmp_path):
     assert "report.sections" in str(e.value) and "unknown section(s) ['tabel1']" in str(e.value)
     ok = report_settings({"report": {"sections": ["overview", "table1"], "labels": {"sex=M": "Men"}}})
     assert ok.sections == ("overview", "table1") and ok.labels == {"sex=M": "Men"}
+
+
+def _methods_text(study, attrition=None):
+    from hospstudy.report.sections.methods import methods_html
+
+    html = str(methods_html(study, 10, attrition))
+    return re.sub(r"<[^>]+>", " ", html.split("<table", 1)[0])
+
+
+def test_methods_are_written_from_the_settings_that_ran():
+    study = copy.deepcopy(STUDY)
+    study["analyses"].update({"nagq": 7, "gee_corr": "independence", "models": ["gee_logit", "mixed_logit", "logit"],
+                              "reference": {"sex": "F"}})
+    text = _methods_text(study)
+    assert "nAGQ = 7 quadrature points" in text and "independence working correlation" in text
+    assert "The GEE logistic model is primary" in text
+    assert "ordinary logistic regression by maximum likelihood, ignoring clustering" in text
+    assert "sex: Female" in text and "complete-case analysis" in text
+    assert "study question is answered by the mutually adjusted primary model" in text
+    study["analyses"].update({"nagq": 1, "adjustment": ["alone"]})
+    text = _methods_text(study)
+    assert "nAGQ = 1, the Laplace approximation" in text and "single-exposure primary model" in text
+    for leak in ("docs/", "The study file defines", "clustered by hospital); the first is primary"):
+        assert leak not in text
+
+
+def test_methods_number_the_steps_as_the_flow_diagram_does():
+    att = make_attrition(3000, 3000)
+    text = _methods_text(copy.deepcopy(STUDY), att)
+    n = len(att) - 1
+    assert f"selected in {n} ordered steps, numbered as in the flow diagram" in text
+    assert f"({n}) First admission per patient" in text and "(step 0 of the flow diagram)" in text
