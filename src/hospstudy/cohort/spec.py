@@ -203,6 +203,8 @@ class IndexSpec(_Settings):
 class Step(_Settings):
     name: str = Field(..., pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     description: str = ""
+    exclusion_label: str = Field("", description="What the step excludes, as the flow diagram's exclusion box says it "
+                                                 "(e.g. 'aged under 18'); the description negated when empty.")
     include: Condition | None = None
     exclude: Condition | None = None
     first_per_patient: bool = False

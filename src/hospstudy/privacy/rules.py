@@ -237,17 +237,19 @@ def sanitize_json(obj: Any, threshold: int = DEFAULT_THRESHOLD, _key: str | None
 def safe_attrition(attrition: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd.DataFrame:
     """The attrition table with every count disclosure-safe (strings), for ``OUT/attrition.csv``.
 
-    Both chains (admissions and patients) are suppressed with :func:`suppress_chain`.
+    Each chain (admissions, patients and, when counted, hospitals) is suppressed with :func:`suppress_chain`.
     """
     a = attrition.sort_values("step").reset_index(drop=True)
     out = a[["step", "name", "description"]].copy()
-    for unit in ("admissions", "patients"):
+    units = ("admissions", "patients") + (("hospitals",) if "hospitals" in a.columns else ())
+    for unit in units:
         rem = a[unit].astype("int64").tolist()
         hide_rem, hide_rmv = suppress_chain(rem, threshold)
         removed = [0] + [rem[k - 1] - rem[k] for k in range(1, len(rem))]
         out[unit] = [fmt_count(v, threshold, h) for v, h in zip(rem, hide_rem)]
         out[f"{unit}_removed"] = ["" if k == 0 else fmt_count(v, threshold, h) for k, (v, h) in enumerate(zip(removed, hide_rmv))]
-    return out[["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]]
+    cols = ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]
+    return out[cols + (["hospitals", "hospitals_removed"] if "hospitals" in units else [])]
 
 
 def coarsen_cif_steps(n_risk, n_events, threshold: int = 10) -> np.ndarray:
