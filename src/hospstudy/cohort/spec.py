@@ -195,6 +195,8 @@ class CodeListEntry(_Settings):
 class IndexSpec(_Settings):
     name: str = "index_event"
     description: str = ""
+    exclusion_label: str = Field("", description="What step 1 excludes, as the flow diagram says it "
+                                                 "(e.g. 'admissions without spine surgery').")
     procedures: str = Field(..., description="Code list of the index procedure.")
     date_column: str = Field("index_date", pattern=r"^[a-z_][a-z0-9_]*$")
     code_column: str = Field("index_code", pattern=r"^[a-z_][a-z0-9_]*$")

@@ -72,32 +72,38 @@ def save(fig, name: str, fig_dir: Path) -> str:
     return inline.replace("<svg ", f'<svg role="img" aria-label="{name}" class="figure-svg" ', 1)
 
 
-def flow_diagram(steps: Sequence[dict]):
-    """Cohort flow: one box per remaining population, side boxes for the exclusions.
+def flow_diagram(boxes: Sequence[dict], units: Sequence[str] = ("admissions", "patients")):
+    """Cohort flow: one box per remaining population, side boxes for what each step excluded.
 
-    ``steps``: dicts with ``description``, ``admissions``, ``patients`` (remaining, strings),
-    ``admissions_removed``, ``patients_removed`` (strings, empty for the first step).
+    ``boxes``: dicts with ``title``, the remaining counts per unit (strings) and, after the
+    first, ``excluded`` (what was excluded, in words, wrapped here and never cut) and
+    ``<unit>_removed`` (strings).
     """
-    n = len(steps)
-    fig, ax = _figure(7.0, max(1.6, 0.85 * n))
+    import textwrap
+
+    def counts(b, suffix=""):
+        return "; ".join(f"{b[u + suffix]} {u}" for u in units)
+
+    side_text = [None] + ["Excluded: " + "\n".join(textwrap.wrap(str(b["excluded"]), 46)) + "\n" + counts(b, "_removed")
+                          for b in boxes[1:]]
+    heights = [max(2, (t or "").count("\n") + 1) for t in side_text]
+    gap = [0.0] + [0.42 + 0.17 * h for h in heights[1:]]
+    ys = list(np.cumsum(gap) * -1)
+    total = -ys[-1] + 0.9
+    fig, ax = _figure(7.4, max(1.8, 0.62 * total + 0.4))
     ax.set_axis_off()
     ax.set_xlim(0, 10)
-    ax.set_ylim(-(n - 1) - 0.45, 0.45)
+    ax.set_ylim(ys[-1] - 0.45, 0.45)
     box = dict(boxstyle="round,pad=0.4", fc="#eef3f8", ec=_BLUE, lw=1)
     side = dict(boxstyle="round,pad=0.3", fc="#fbf1e6", ec=_ORANGE, lw=1)
-    for k, s in enumerate(steps):
-        y = -k
-        title = "All admissions in the database" if k == 0 else ("Study cohort" if k == n - 1 else f"After step {k}")
-        ax.text(3.0, y, f"{title}\n{s['admissions']} admissions; {s['patients']} patients",
-                ha="center", va="center", bbox=box, fontsize=8.5)
+    for k, b in enumerate(boxes):
+        y = ys[k]
+        ax.text(2.3, y, f"{b['title']}\n" + "\n".join(textwrap.wrap(counts(b), 34)), ha="center", va="center", bbox=box, fontsize=8)
         if k > 0:
-            ax.annotate("", xy=(3.0, y + 0.28), xytext=(3.0, y + 0.72), arrowprops=dict(arrowstyle="-|>", color=_GREY))
-            desc = str(s["description"])
-            if len(desc) > 48:
-                desc = desc[:46].rsplit(" ", 1)[0] + "…"
-            ax.text(6.2, y + 0.5, f"Excluded: {desc}\n{s['admissions_removed']} admissions; {s['patients_removed']} patients",
-                    ha="left", va="center", bbox=side, fontsize=7.5)
-            ax.plot([3.0, 6.05], [y + 0.5, y + 0.5], color=_GREY, lw=0.8)
+            ax.annotate("", xy=(2.3, y + 0.3), xytext=(2.3, ys[k - 1] - 0.3), arrowprops=dict(arrowstyle="-|>", color=_GREY))
+            ym = (y + ys[k - 1]) / 2
+            ax.text(4.9, ym, side_text[k], ha="left", va="center", bbox=side, fontsize=7)
+            ax.plot([2.3, 4.75], [ym, ym], color=_GREY, lw=0.8)
     return fig
 
 
