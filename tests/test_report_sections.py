@@ -131,3 +131,24 @@ def test_methods_number_the_steps_as_the_flow_diagram_does():
     n = len(att) - 1
     assert f"selected in {n} ordered steps, numbered as in the flow diagram" in text
     assert f"({n}) First admission per patient" in text and "(step 0 of the flow diagram)" in text
+
+
+def test_xlsx_numbers_are_numbers_and_definitions_have_sheets(tmp_path):
+    import openpyxl
+
+    art = render_report(_inputs(copy.deepcopy(STUDY)), tmp_path)
+    wb = openpyxl.load_workbook(art.xlsx)
+    assert {"definitions", "codelists"} <= set(wb.sheetnames)
+    numeric_text, numbers = [], 0
+    for ws in wb.worksheets:
+        for row in ws.iter_rows(min_row=4, min_col=2):
+            for c in row:
+                if isinstance(c.value, (int, float)):
+                    numbers += 1
+                elif isinstance(c.value, str) and re.fullmatch(r"-?[\d,]+(\.\d+)?%?", c.value.strip()):
+                    numeric_text.append((ws.title, c.coordinate, c.value))
+    assert numeric_text == [] and numbers > 100
+    ws = wb["attrition"]
+    header = [c.value for c in ws[3]]
+    col = header.index("Admissions excluded") + 1
+    assert isinstance(ws.cell(row=4, column=col).value, int) and ws.cell(row=4, column=col).number_format == "#,##0"

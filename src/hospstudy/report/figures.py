@@ -18,13 +18,37 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.text  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+def _japanese_font() -> str | None:
+    """Register the IPAexGothic font that matplotlib-fontja ships (without importing that
+    package, which would change matplotlib's global settings); None when it is not installed."""
+    import importlib.util
+
+    from matplotlib import font_manager
+
+    spec = importlib.util.find_spec("matplotlib_fontja")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "fonts" / "ipaexg.ttf"
+    if not path.is_file():
+        return None
+    font_manager.fontManager.addfont(str(path))
+    return "IPAexGothic"
+
+
+_JA = _japanese_font()
+#: Figures are written at this resolution (journals ask for 300 dpi or more).
+PNG_DPI = 300
 
 _RC = {
     "svg.fonttype": "none",
     "svg.hashsalt": "hospstudy",
-    "font.family": "DejaVu Sans",
+    # Latin text in DejaVu Sans; glyphs it lacks (Japanese) fall back to IPAexGothic
+    "font.family": ["DejaVu Sans"] + ([_JA] if _JA else []),
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -56,11 +80,15 @@ def save(fig, name: str, fig_dir: Path) -> str:
     the XML prolog). Closes the figure."""
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
-    with plt.rc_context(_RC):
+    # text that a reader's browser may have no font for (Japanese) is drawn as paths in the SVG
+    cjk = any(ord(ch) >= 0x2E80 for t in fig.findobj(matplotlib.text.Text) for ch in t.get_text())
+    with plt.rc_context({**_RC, "svg.fonttype": "path" if cjk else "none"}):
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
         svg = buf.getvalue()
-        fig.savefig(fig_dir / f"{name}.png", format="png", dpi=150, metadata={"Software": None})
+        # fast zlib level: at 300 dpi the default level spends more time compressing than drawing
+        fig.savefig(fig_dir / f"{name}.png", format="png", dpi=PNG_DPI, metadata={"Software": None},
+                    pil_kwargs={"compress_level": 1})
     plt.close(fig)
     (fig_dir / f"{name}.svg").write_text(svg, encoding="utf-8")
     inline = re.sub(r"^<\?xml[^>]*>\s*(<!DOCTYPE[^>]*>\s*)?", "", svg)

@@ -24,7 +24,7 @@ LABELS: dict[str, str] = {
     "emergency": "Emergency admission", "ambulance": "Arrival by ambulance", "primary_site": "Primary tumor site",
     "katagiri_group": "Katagiri growth group", "visceral_mets": "Visceral metastasis", "brain_mets": "Brain metastasis",
     "spinal_level": "Spinal level", "surgery_type": "Surgery type", "teaching": "Teaching hospital", "fiscal_year": "Fiscal year",
-    "cancer_center": "Cancer center", "volume": "Annual spine-surgery volume", "volume_per50": "Volume, per 50 cases",
+    "cancer_center": "Cancer center", "volume": "Annual hospital volume", "volume_per50": "Volume, per 50 cases",
     "volume_quartile": "Volume quartile", "death_30d": "30-day mortality", "in_hospital_death": "In-hospital mortality",
     "complication": "Postoperative complication", "unfavorable_ambulatory": "Unfavorable ambulatory status",
     "discharged_home": "Discharged home", "postop_los": "Postoperative length of stay, days",

@@ -18,7 +18,7 @@ from hospstudy.report.tables import ReportTable
 
 
 def build(ctx: Context) -> list[str]:
-    return [methods_html(ctx.inp.study, ctx.t, ctx.inp.attrition)]
+    return [methods_html(ctx.inp.study, ctx.t, ctx.inp.attrition, add=ctx.add_table)]
 
 
 SECTION = SectionSpec("methods", "Methods", build, record=("6.1", "7.1"))
@@ -169,7 +169,9 @@ def analyses_text(spec: AnalysesSpec, study: dict) -> list[str]:
     return out
 
 
-def methods_html(study: dict, threshold: int, attrition: pd.DataFrame | None = None) -> Markup:
+def methods_html(study: dict, threshold: int, attrition: pd.DataFrame | None = None, add=table_html) -> Markup:
+    """Methods paragraphs, then the definitions and code lists (``add`` renders a table: the
+    context's, so that they reach tables.xlsx as sheets)."""
     paragraphs = [" ".join(cohort_text(study, attrition))]
     spec = _spec(study)
     if spec is not None:
@@ -185,8 +187,8 @@ def methods_html(study: dict, threshold: int, attrition: pd.DataFrame | None = N
                 continue
             defs.append([word, label(k), k, v.get("description", "") if isinstance(v, dict) else ""])
     if defs:
-        blocks.append(table_html(ReportTable("definitions", "Definitions (from the study file)",
-                                             pd.DataFrame(defs, columns=["Role", "Variable", "Column", "Definition"]))))
+        blocks.append(add(ReportTable("definitions", "Definitions (from the study file)",
+                                      pd.DataFrame(defs, columns=["Role", "Variable", "Column", "Definition"]))))
     lists = study.get("codelists", {}) or {}
     if lists:
         rows = []
@@ -196,6 +198,6 @@ def methods_html(study: dict, threshold: int, attrition: pd.DataFrame | None = N
                 rows.append([name, v.get("description", ""), codes])
             else:
                 rows.append([name, "", " ".join(map(str, v)) if isinstance(v, list) else str(v)])
-        blocks.append(table_html(ReportTable("codelists", "Code lists (ICD-10 and K-codes; * = prefix)",
-                                             pd.DataFrame(rows, columns=["List", "Description", "Codes"]))))
+        blocks.append(add(ReportTable("codelists", "Code lists (ICD-10 and K-codes; * = prefix)",
+                                      pd.DataFrame(rows, columns=["List", "Description", "Codes"]))))
     return Markup("".join(blocks))
