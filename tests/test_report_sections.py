@@ -152,3 +152,24 @@ def test_xlsx_numbers_are_numbers_and_definitions_have_sheets(tmp_path):
     header = [c.value for c in ws[3]]
     col = header.index("Admissions excluded") + 1
     assert isinstance(ws.cell(row=4, column=col).value, int) and ws.cell(row=4, column=col).number_format == "#,##0"
+
+
+def test_figures_at_300_dpi_and_japanese_text_has_glyphs(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from hospstudy.report import figures as F
+
+    fig, ax = F._figure()
+    ax.set_title("脊椎転移の手術 (spinal metastasis)")
+    ax.plot([0, 1], [0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)" for an empty box
+        svg = F.save(fig, "ja", tmp_path)
+    assert "<text" not in svg  # Japanese drawn as paths: no font needed in the reader's browser
+    dpi = Image.open(tmp_path / "ja.png").info["dpi"]
+    assert min(dpi) >= 299.9
+    fig, ax = F._figure()
+    ax.set_title("Latin only")
+    assert "<text" in F.save(fig, "latin", tmp_path)  # searchable text kept when no font is missing

@@ -244,7 +244,7 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
     if len(levels) > 2:
         notes.append("With more than two groups, the SMD column is the largest of the pairwise SMDs.")
     notes.append(_note(threshold))
-    title = f"Table 1. Baseline characteristics by {label(by).lower()}"
+    title = f"Baseline characteristics by {label(by).lower()}"
     return ReportTable(key or f"table1_{by}", title, frame, notes, starts)
 
 

@@ -33,6 +33,8 @@ DEFAULT_COVARIATES = [
     "ambulance", "primary_site", "katagiri_group", "visceral_mets", "brain_mets", "spinal_level", "surgery_type",
     "teaching", "fiscal_year",
 ]
+#: Sections whose tables are numbered as supplementary (Table S1, ...).
+SUPPLEMENTARY_SECTIONS = ("cohort-flow", "methods", "checklist", "appendix")
 BINARY_OUTCOMES = ["death_30d", "in_hospital_death", "complication", "unfavorable_ambulatory", "discharged_home"]
 
 
@@ -89,6 +91,8 @@ class Context:
         if df is not None and not self.binary_outcomes:
             self.binary_outcomes = [o for o in BINARY_OUTCOMES if o in df.columns]
         self.covariates = self._covariates()
+        self._n_tables = {False: 0, True: 0}
+        self._n_figures = 0
 
     def _covariates(self) -> list[str]:
         df = self.inp.analytic
@@ -102,6 +106,12 @@ class Context:
         return seen
 
     def add_table(self, t: ReportTable) -> Markup:
+        """Number the table (Table n, or Table Sn for supplementary ones), record it on the
+        current section and return its HTML. Sections are built in display order, so the
+        numbers follow the page."""
+        supplementary = t.key.startswith("supp_") or (self.current is not None and self.current.id in SUPPLEMENTARY_SECTIONS)
+        self._n_tables[supplementary] += 1
+        t.title = f"Table {'S' if supplementary else ''}{self._n_tables[supplementary]}. {t.title}"
         self.tables.append(t)
         if self.current is not None:
             self.current.tables.append(t)
@@ -110,9 +120,10 @@ class Context:
     def add_figure(self, name: str, fig, caption: str) -> Markup:
         svg = F.save(fig, name, self.fig_dir)
         self.figures += [self.fig_dir / f"{name}.svg", self.fig_dir / f"{name}.png"]
+        self._n_figures += 1
         if self.current is not None:
             self.current.figures.append(name)
-        return figure_html(svg, caption, name)
+        return figure_html(svg, f"Figure {self._n_figures}. {caption}", name)
 
 
 def _registry() -> dict[str, SectionSpec]:

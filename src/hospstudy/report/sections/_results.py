@@ -48,36 +48,49 @@ def model_label(model: str) -> str:
     return MODEL_LABELS.get(model, label(model))
 
 
-def estimate_table(ctx, rows: pd.DataFrame, key: str, title: str, ratio_name: str = "OR") -> ReportTable:
-    """One row per outcome × exposure term × adjustment set, one pair of columns (ratio with
-    CI, p) per model, the model's scale (conditional / marginal / ...) in the header."""
+def estimate_table(ctx, rows: pd.DataFrame, key: str, title: str, ratio_name: str = "OR", with_p: bool = True,
+                   counts: bool = True, notes: list[str] | None = None) -> ReportTable:
+    """One row per outcome × exposure term × adjustment set; per model a column of the ratio
+    with its CI (and its p when ``with_p``). One model: short headers and the model with its
+    scale (conditional / marginal / ...) in the title; several: the model in each header.
+    Columns that would repeat one value on every row (a single outcome or adjustment set) go
+    into the title instead."""
     rows = rows.copy()
     rows["adjustment"] = [adjustment(str(a), str(m)) for a, m in zip(rows["analysis"], rows["model"])]
     models = list(dict.fromkeys(rows["model"].astype(str)))
     scales = {m: str(rows.loc[rows["model"].astype(str) == m, "scale"].iloc[0]) for m in models}
     heads = {m: f"{model_label(m)}, {SCALE_LABELS.get(scales[m], scales[m])}" for m in models}
+    one = len(models) == 1
     rec = []
     for (outcome, exposure, adj, term), g in rows.groupby(["outcome", "exposure", "adjustment", "term"], sort=False, dropna=False):
         first = g.iloc[0]
-        line = {"Outcome": label(str(outcome)), "Term": term_label(str(term), str(exposure)), "Adjustment": str(adj),
-                "N": fmt_count(to_int(first["n"]), ctx.t), "Events": fmt_count(to_int(first["events"]), ctx.t)}
+        line = {"Outcome": label(str(outcome)), "Exposure": term_label(str(term), str(exposure)), "Adjustment": str(adj)}
+        if counts:
+            line.update({"N": fmt_count(to_int(first["n"]), ctx.t), "Events": fmt_count(to_int(first["events"]), ctx.t)})
         for m in models:
             h = g[g["model"].astype(str) == m]
-            if len(h):
-                x = h.iloc[0]
-                line[f"{heads[m]}: {ratio_name} (95% CI)"] = fmt_ci(*ratio(x))
-                line[f"{heads[m]}: p"] = fmt_p(x["p_value"])
-            else:
-                line[f"{heads[m]}: {ratio_name} (95% CI)"] = "not run"
-                line[f"{heads[m]}: p"] = ""
+            est_col = f"{ratio_name} (95% CI)" if one else f"{model_label(m)}: {ratio_name} (95% CI)"
+            line[est_col] = fmt_ci(*ratio(h.iloc[0])) if len(h) else "not run"
+            if with_p and (one or m == models[0]):
+                line["p" if one else f"{model_label(m)}: p"] = fmt_p(h.iloc[0]["p_value"]) if len(h) else ""
         rec.append(line)
     frame = pd.DataFrame(rec).fillna("")
     frame = frame.loc[:, [c for c in frame.columns if not (c in ("N", "Events") and (frame[c] == "").all())]]
-    notes = [f"Adjustment '{label('alone')}': each exposure with the covariates; '{label('mutual')}': the exposures together. "
-             "Random-intercept (mixed) models give conditional odds ratios: the effect for patients within the "
-             "same hospital. GEE and weighted models give marginal (population-averaged) odds ratios; plain "
-             "logistic regression ignores clustering. Marginal ORs are closer to 1 than conditional ones when "
-             "hospitals vary. 'not estimable': the model did not give a finite estimate and interval (e.g. separation)."]
+    extra = []
+    for col in ("Outcome", "Adjustment"):
+        if col in frame.columns and frame[col].nunique() == 1 and len(frame) > 1:
+            extra.append(frame[col].iloc[0] if col == "Outcome" else f"adjustment: {frame[col].iloc[0]}")
+            frame = frame.drop(columns=col)
+    if one:
+        extra.append(heads[models[0]])
+    if extra:
+        title = f"{title} ({'; '.join(extra)})"
+    if notes is None:
+        notes = [f"Adjustment '{label('alone')}': each exposure with the covariates; '{label('mutual')}': the exposures together. "
+                 "Random-intercept (mixed) models give conditional odds ratios: the effect for patients within the "
+                 "same hospital. GEE and weighted models give marginal (population-averaged) odds ratios; plain "
+                 "logistic regression ignores clustering. Marginal ORs are closer to 1 than conditional ones when "
+                 "hospitals vary. 'not estimable': the model did not give a finite estimate and interval (e.g. separation)."]
     return ReportTable(key, title, frame, notes)
 
 

@@ -10,7 +10,6 @@ threshold; only when the whole chain removes fewer than the threshold are counts
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 
 import pandas as pd
