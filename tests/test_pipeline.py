@@ -242,3 +242,22 @@ def test_demo_reuses_a_clean_database_and_cached_stages(run, monkeypatch):
     monkeypatch.setattr(synth, "generate", lambda *a, **k: calls.append(k))
     assert pipeline.ensure_demo_database(data, seed=1, scale=0.02) == (data, True)
     assert calls and calls[0]["seed"] == 1 and calls[0]["overwrite"] is True
+
+
+def test_a_study_of_another_design_renders_without_flagship_text(run):
+    """Issue 10: studies/hip_fracture.toml (volume only, no cancer-center exposure, no competing
+    risks, no published reference) keeps the sections it names in [report] sections and shows
+    nothing of the flagship."""
+    import re
+
+    from hospstudy.run.pipeline import run_study
+
+    _, data, _, base = run
+    res = run_study(ROOT / "studies" / "hip_fracture.toml", data, base / "hip", seed=20240601)
+    assert res.violations == []
+    html = (base / "hip" / "report.html").read_text()
+    assert re.findall(r'<section id="([\w-]+)">', html) == [
+        "overview", "cohort-flow", "table1", "crude", "adjusted", "volume", "variation", "trends", "methods", "checklist", "appendix"]
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", "", html, flags=re.S))
+    for word in ("spinal", "metasta", "cancer center", "Cancer center", "Yamada", "spine", "Katagiri", "discharge elsewhere"):
+        assert word not in text, word
