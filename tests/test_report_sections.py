@@ -173,3 +173,14 @@ def test_figures_at_300_dpi_and_japanese_text_has_glyphs(tmp_path):
     fig, ax = F._figure()
     ax.set_title("Latin only")
     assert "<text" in F.save(fig, "latin", tmp_path)  # searchable text kept when no font is missing
+
+
+def test_key_results_box_at_the_top(tmp_path):
+    html = render_report(_inputs(copy.deepcopy(STUDY)), tmp_path).html.read_text(encoding="utf-8")
+    overview = html.split('<section id="overview">', 1)[1].split("</section>", 1)[0]
+    box = overview.split('id="key-results"', 1)[1].split("</div>", 1)[0]
+    lines = re.findall(r"<li>([^<]+)</li>", box)
+    assert lines[0].startswith("600 patients in 30 hospitals, fiscal years 2012–2020")
+    # the hand-built results: mixed_logit, mutual, OR 0.84 (1.96 x 0.08 on the log scale)
+    assert "30-day mortality, cancer center: OR 0.84 (0.72–0.98) (Random-intercept logistic, exposures mutually adjusted)." in lines
+    assert "SHA-256" not in overview  # checksums live in the appendix

@@ -86,6 +86,8 @@ def save(fig, name: str, fig_dir: Path) -> str:
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
         svg = buf.getvalue()
+        # the layout is solved: keep it for the PNG instead of solving it again
+        fig.set_layout_engine("none")
         # fast zlib level: at 300 dpi the default level spends more time compressing than drawing
         fig.savefig(fig_dir / f"{name}.png", format="png", dpi=PNG_DPI, metadata={"Software": None},
                     pil_kwargs={"compress_level": 1})
