@@ -43,7 +43,7 @@ def test_flagship_table_parses_with_defaults():
     assert s.volume.per == 50 and s.volume.reference_volume == "median"
     assert s.weighting.methods == ("iptw", "overlap")
     assert s.profiling.limits == (0.95, 0.998)
-    assert s.competing_risks.event == 1 and s.competing_risks.competing == 2
+    assert s.competing_risks.event == 1 and s.competing_risks.competing == (2,)
     with pytest.raises(Exception):
         s.nagq = 10  # frozen
 

@@ -8,12 +8,24 @@ from pathlib import Path
 import pytest
 
 from hospstudy.report.html import SECTION_TITLES, ReportInputs, published_reference, render_report
+from hospstudy.report.labels import CODE_LIKE
 from hospstudy.report.results import Results
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
+
+# elements wider than their box: the page itself, and each table's scroll wrapper
+OVERFLOW = """() => {
+  const out = [];
+  const d = document.documentElement;
+  if (d.scrollWidth > d.clientWidth + 1) out.push(['page', d.scrollWidth, d.clientWidth]);
+  document.querySelectorAll('.scroll').forEach(e => {
+    if (e.scrollWidth > e.clientWidth + 1) out.push([e.querySelector('table').id, e.scrollWidth, e.clientWidth]);
+  });
+  return out;
+}"""
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make browser installs it)")]
@@ -36,7 +48,7 @@ def test_report_in_headless_chromium(report, tmp_path):
     requests, errors = [], []
     with sync_api.sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM, args=ARGS,
-                                                    headless=True, viewport={"width": 1200, "height": 900})
+                                                    headless=True, viewport={"width": 1280, "height": 900})
         try:
             def route(r):
                 if r.request.url.startswith("file://"):
@@ -57,7 +69,11 @@ def test_report_in_headless_chromium(report, tmp_path):
             banner = page.locator("#synthetic-banner").inner_text()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+            overflow_screen = page.evaluate(OVERFLOW)
+            text = page.evaluate("Array.from(document.querySelectorAll('section:not(#methods)')).map(s => s.innerText).join('\\n')")
             page.emulate_media(media="print")
+            page.set_viewport_size({"width": 718, "height": 1000})  # A4 (210 mm) less 2 x 12.7 mm margins, at 96 dpi
+            overflow_print = page.evaluate(OVERFLOW)
             print_height = page.evaluate("document.body.scrollHeight")
         finally:
             ctx.close()
@@ -71,4 +87,13 @@ def test_report_in_headless_chromium(report, tmp_path):
         assert w > 50 and h > 50, f"{fig_id} has size {w}x{h}"
     assert "SYNTHETIC DATA" in banner
     assert print_height > 0
+    assert overflow_screen == [], f"wider than the page at 1280 px: {overflow_screen}"
+    assert overflow_print == [], f"wider than an A4 page in print: {overflow_print}"
+    assert "…" not in text, "a label was cut"
+    found = [c for c in CODE_LIKE if c in text]
+    assert found == [], f"code-like identifiers in the visible text: {found}"
+    from PIL import Image
+
+    pngs = [p for p in report.figures if p.suffix == ".png"]
+    assert len(pngs) == 7 and all(min(Image.open(p).info["dpi"]) >= 299.9 for p in pngs)
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000

@@ -75,7 +75,8 @@ def test_a_group_with_fewer_events_than_the_threshold_publishes_only_the_origin(
     pub = _published_cif(_curve(small_data(), "C"), 1, 2, 10)
     assert pub["time"].tolist() == [0.0]
     assert pub["cif_event"].tolist() == [0.0] and pub["cif_competing"].tolist() == [0.0]
-    assert {len(v) for v in pub.values()} == {1}
+    assert {len(v) for k, v in pub.items() if k != "states"} == {1}
+    assert all(len(s["cif"]) == 1 for s in pub["states"])
     # and with no events at all
     assert coarsen_cif_steps([30, 20, 10], [0, 0, 0], 10).tolist() == []
     assert coarsen_cif_steps([], [], 10).tolist() == []
@@ -187,7 +188,10 @@ def test_runner_publishes_grouped_steps():
     for c in cif["curves"]:
         _check_rule(d, float(c["level"]), c["time"], 10)
         assert c["time"][0] == 0 and len(c["time"]) > 3
-        assert "n_risk" not in c and "n_event" not in c and not any(k.startswith("n_") for k in c)
+        assert "n_risk" not in c and "n_event" not in c and not any(k.startswith("n_") for k in c if k != "n_at_risk")
+        # numbers at risk: never a shown pair that differs by 1..9 (patients leaving in between)
+        shown = [x for x in c["n_at_risk"] if x is not None and x >= 10]
+        assert all(a == b or a - b >= 10 for a, b in zip(shown, shown[1:])), c["n_at_risk"]
         full = cumulative_incidence(d, "time", "event", group="group", causes=[1, 2])
         full = full[(full.group == float(c["level"])) & (full.cause == 1)].set_index("time")
         np.testing.assert_allclose(c["cif_event"][1:], full.estimate.loc[c["time"][1:]], atol=1e-14)

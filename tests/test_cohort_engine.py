@@ -66,7 +66,12 @@ def built(request, tiny_db, flagship):
 
 def check_attrition(r):
     a = r.attrition
-    assert list(a.columns) == ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]
+    assert list(a.columns) == ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed",
+                               "hospitals", "hospitals_removed"]
+    # hospitals: every hospital of the database is in the cohort's hospitals or removed at one step
+    assert a.hospitals_removed.sum() + a.hospitals.iloc[-1] == a.hospitals.iloc[0]
+    assert a.hospitals.iloc[-1] == r.analytic["hospital_id"].nunique()
+    assert (a.hospitals.diff().fillna(0) <= 0).all()
     got = list(a[["name", "admissions", "patients", "admissions_removed", "patients_removed"]].itertuples(index=False, name=None))
     assert got == EXPECTED_ATTRITION
     assert list(a.step) == list(range(len(a)))

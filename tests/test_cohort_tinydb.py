@@ -188,7 +188,7 @@ EXPECTED = {
                 volume=1, age=60, age_group="60-69", bmi_group="25.0-29.9", charlson=2, barthel_adm=None,
                 walking_adm=None, jcs_group="100-300", primary_site="other", katagiri_group="rapid",
                 spinal_level=None, surgery_type="tumour_resection", postop_los=28, death_30d=False,
-                in_hospital_death=False, unfavorable_ambulatory=None, discharged_home=False, los_to_home_event=0),
+                in_hospital_death=False, unfavorable_ambulatory=None, discharged_home=False, los_to_home_event=3),  # other_hospital: discharge elsewhere
 }
 # volumes 2, 3, 3, 2, 1: cut points (linear) 2, 2, 3; a value on a cut point falls in the lower group
 EXPECTED_QUARTILE = {"P01": 1, "P02": 3, "P03": 3, "P04": 1, "P12": 1}

@@ -81,6 +81,32 @@ def test_results_json_and_xlsx_schema(run):
     assert list(a.columns) == ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]
 
 
+def test_cif_three_states_end_at_the_observed_proportions(run):
+    """Issue 10, item 1: discharge home, in-hospital death and discharge elsewhere compete; each
+    published curve ends below its observed proportion by at most the share of patients still
+    in hospital after the curve's last step (fewer than 10 at risk, or a step of fewer than 10
+    events): 0 <= observed - end <= 1 - sum(ends)."""
+    _, _, out, _ = run
+    doc = json.loads((out / "private" / "analyses" / "results.json").read_text())
+    ci = doc["extras"]["cumulative_incidence"]
+    assert [s["label"] for s in ci["states"]] == ["discharge home", "in-hospital death", "discharge elsewhere"]
+    df = pd.read_parquet(out / "private" / "analytic.parquet")
+    assert set(df["los_to_home_event"].unique()) <= {1, 2, 3}
+    for c in ci["curves"]:
+        g = df[df[c["exposure"]].astype(int).astype(str) == c["level"]]
+        assert len(g) == c["n"]
+        observed = g["los_to_home_event"].value_counts(normalize=True)
+        ends = [s["cif"][-1] for s in c["states"]]
+        rest = 1 - sum(ends)
+        assert 0 <= rest < 0.25, (c["group"], ends)
+        for s, end in zip(c["states"], ends):
+            gap = observed.get(s["code"], 0.0) - end
+            assert -1e-9 <= gap <= rest + 1e-9, (c["group"], s["label"], end, observed.get(s["code"]))
+    html = (out / "report.html").read_text()
+    los = html.split('<section id="los">', 1)[1].split("</section>", 1)[0]
+    assert "discharge elsewhere" in los and 'id="tbl-cif_at_risk"' in los
+
+
 def test_planted_vs_estimated_present(run):
     _, _, out, _ = run
     html = (out / "report.html").read_text()
@@ -216,3 +242,22 @@ def test_demo_reuses_a_clean_database_and_cached_stages(run, monkeypatch):
     monkeypatch.setattr(synth, "generate", lambda *a, **k: calls.append(k))
     assert pipeline.ensure_demo_database(data, seed=1, scale=0.02) == (data, True)
     assert calls and calls[0]["seed"] == 1 and calls[0]["overwrite"] is True
+
+
+def test_a_study_of_another_design_renders_without_flagship_text(run):
+    """Issue 10: studies/hip_fracture.toml (volume only, no cancer-center exposure, no competing
+    risks, no published reference) keeps the sections it names in [report] sections and shows
+    nothing of the flagship."""
+    import re
+
+    from hospstudy.run.pipeline import run_study
+
+    _, data, _, base = run
+    res = run_study(ROOT / "studies" / "hip_fracture.toml", data, base / "hip", seed=20240601)
+    assert res.violations == []
+    html = (base / "hip" / "report.html").read_text()
+    assert re.findall(r'<section id="([\w-]+)">', html) == [
+        "overview", "cohort-flow", "table1", "crude", "adjusted", "volume", "variation", "trends", "methods", "checklist", "appendix"]
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", "", html, flags=re.S))
+    for word in ("spinal", "metasta", "cancer center", "Cancer center", "Yamada", "spine", "Katagiri", "discharge elsewhere"):
+        assert word not in text, word

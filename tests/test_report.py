@@ -200,7 +200,7 @@ def test_xlsx_has_one_sheet_per_table(rendered):
     for key in ("attrition", "table1_cancer_center", "table1_volume_quartile", "adjusted", "published_vs_run", "planted_vs_estimated"):
         assert key in wb.sheetnames, key
     ws = wb["adjusted"]
-    assert ws["A1"].value.startswith("Adjusted") and ws["A3"].value == "Outcome"
+    assert "Adjusted odds ratios" in ws["A1"].value and ws["A3"].value == "Outcome"
 
 
 def test_planted_vs_estimated_matches_truth(rendered):
@@ -213,7 +213,7 @@ def test_planted_vs_estimated_matches_truth(rendered):
     assert by["OR 1.000"] == "no"
     assert by["OR 0.841"] == "yes" and by["OR 0.958"] == "yes"
     assert by["HR 1.000"] == "yes"  # cause-specific HR 1.02 (0.94-1.10)
-    assert t.loc[t["Planted"] == "OR 0.841", "Model"].iloc[0].startswith("Random-intercept logistic (conditional, mutual)")
+    assert t.loc[t["Planted"] == "OR 0.841", "Model"].iloc[0].startswith("Random-intercept logistic (conditional, exposures mutually adjusted)")
 
 
 def test_published_vs_run_lists_every_adjusted_figure(rendered):
@@ -256,13 +256,13 @@ def test_table1_counts_smd_and_suppression():
     cc = df["cancer_center"]
     col_cc = next(c for c in t.columns if c.startswith("Cancer center"))
     males = int(((df["sex"] == "M") & cc).sum())
-    row = t[(t["Level"] == "M")].iloc[0]
+    row = t[(t["Level"] == "Male")].iloc[0]
     assert row[col_cc].startswith(f"{males:,} (")
     thy = t[t["Level"] == "thyroid"].iloc[0]
     assert thy.iloc[2] == "<10" and all(v in ("<10", "—") for v in thy.iloc[3:5])
     # secondary suppression: at least one other primary_site cell in each group column is hidden
-    block = t.iloc[t.index[t["Characteristic"] == "Primary tumour site"][0]:]
-    block = block[(block["Characteristic"] == "") | (block["Characteristic"] == "Primary tumour site")].head(7)
+    block = t.iloc[t.index[t["Characteristic"] == "Primary tumor site"][0]:]
+    block = block[(block["Characteristic"] == "") | (block["Characteristic"] == "Primary tumor site")].head(7)
     for col in t.columns[3:5]:
         assert (block[col].isin(["<10", "—"])).sum() >= 2
     age = t[t["Characteristic"] == "Age, years"].iloc[0]

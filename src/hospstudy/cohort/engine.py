@@ -738,30 +738,37 @@ def _uses_field(study, name: str) -> bool:
 
 def _attrition(study, t, steps, admissions) -> pd.DataFrame:
     """Counts per step from ``removed_at`` of the admissions with an index event (``t``) and
-    the totals of the admissions table (everything else was removed by step 1)."""
+    the totals of the admissions table (everything else was removed by step 1). A patient (a
+    hospital) is removed at the step that removes its last remaining admission."""
     import ibis
 
     n_steps = len(steps)
-    totals = admissions.aggregate(n=ibis._.count(), p=ibis._.patient_id.nunique()).to_pandas()
-    total_adm, total_pat = int(totals.n.iloc[0]), int(totals.p.iloc[0])
+    totals = admissions.aggregate(n=ibis._.count(), p=ibis._.patient_id.nunique(), h=ibis._.hospital_id.nunique()).to_pandas()
+    total = {"admissions": int(totals.n.iloc[0]), "patients": int(totals.p.iloc[0]), "hospitals": int(totals.h.iloc[0])}
     level = t.removed_at.fill_null(n_steps + 1)
-    by_adm = t.mutate(_lvl=level).group_by("_lvl").aggregate(n=ibis._.count()).to_pandas()
-    per_patient = t.mutate(_lvl=level).group_by("patient_id").aggregate(_m=ibis._._lvl.max())
-    by_pat = per_patient.group_by("_m").aggregate(n=ibis._.count()).to_pandas()
-    adm_at = dict(zip(by_adm["_lvl"].astype(int), by_adm["n"].astype(int)))
-    pat_at = dict(zip(by_pat["_m"].astype(int), by_pat["n"].astype(int)))
-    # admissions without an index event, and patients with no admission that has one
-    adm_at[1] = adm_at.get(1, 0) + total_adm - sum(adm_at.values())
-    pat_at[1] = pat_at.get(1, 0) + total_pat - sum(pat_at.values())
+    lv = t.mutate(_lvl=level)
+    by_adm = lv.group_by("_lvl").aggregate(n=ibis._.count()).to_pandas()
+    at = {"admissions": dict(zip(by_adm["_lvl"].astype(int), by_adm["n"].astype(int)))}
+    for unit, key in (("patients", "patient_id"), ("hospitals", "hospital_id")):
+        per = lv.filter(lv[key].notnull()).group_by(key).aggregate(_m=ibis._._lvl.max())
+        by = per.group_by("_m").aggregate(n=ibis._.count()).to_pandas()
+        at[unit] = dict(zip(by["_m"].astype(int), by["n"].astype(int)))
+    for unit in at:  # admissions without an index event, patients and hospitals with none
+        at[unit][1] = at[unit].get(1, 0) + total[unit] - sum(at[unit].values())
     rows = [dict(step=0, name="database", description="every admission in the database",
-                 admissions=total_adm, patients=total_pat, admissions_removed=0, patients_removed=0)]
-    rem_a, rem_p = total_adm, total_pat
+                 admissions=total["admissions"], patients=total["patients"], admissions_removed=0, patients_removed=0,
+                 hospitals=total["hospitals"], hospitals_removed=0)]
+    rem = dict(total)
     for k, (name, desc) in enumerate(steps, start=1):
-        ra, rp = adm_at.get(k, 0), pat_at.get(k, 0)
-        rem_a, rem_p = rem_a - ra, rem_p - rp
-        rows.append(dict(step=k, name=name, description=desc, admissions=rem_a, patients=rem_p,
-                         admissions_removed=ra, patients_removed=rp))
-    return pd.DataFrame(rows)
+        row = dict(step=k, name=name, description=desc)
+        for unit in ("admissions", "patients", "hospitals"):
+            r = at[unit].get(k, 0)
+            rem[unit] -= r
+            row[unit], row[f"{unit}_removed"] = rem[unit], r
+        rows.append(row)
+    cols = ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed",
+            "hospitals", "hospitals_removed"]
+    return pd.DataFrame(rows)[cols]
 
 
 def _derivations(study, tables, cohort, base, layer):

@@ -200,6 +200,8 @@ class CodeListEntry(_Settings):
 class IndexSpec(_Settings):
     name: str = "index_event"
     description: str = ""
+    exclusion_label: str = Field("", description="What step 1 excludes, as the flow diagram says it "
+                                                 "(e.g. 'admissions without spine surgery').")
     procedures: str = Field(..., description="Code list of the index procedure.")
     date_column: str = Field("index_date", pattern=r"^[a-z_][a-z0-9_]*$")
     code_column: str = Field("index_code", pattern=r"^[a-z_][a-z0-9_]*$")
@@ -208,6 +210,8 @@ class IndexSpec(_Settings):
 class Step(_Settings):
     name: str = Field(..., pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     description: str = ""
+    exclusion_label: str = Field("", description="What the step excludes, as the flow diagram's exclusion box says it "
+                                                 "(e.g. 'aged under 18'); the description negated when empty.")
     include: Condition | None = None
     exclude: Condition | None = None
     first_per_patient: bool = False

@@ -626,11 +626,11 @@ class _Runner:
         t = pd.to_numeric(d[cr.outcome], errors="coerce")
         ev = pd.to_numeric(d[cr.event_column], errors="coerce")
         ok = t.notna() & ev.notna()
-        bad = ok & ~ev.isin([0, cr.event, cr.competing])
+        bad = ok & ~ev.isin([0, *cr.causes])
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(f"analyses.competing_risks.event_column: column {cr.event_column!r} row {i} holds "
-                             f"{_plain(d[cr.event_column].iloc[i])!r}; allowed 0 (censored), {cr.event} (event), {cr.competing} (competing)")
+                             f"{_plain(d[cr.event_column].iloc[i])!r}; allowed 0 (censored), {cr.event} (event), {', '.join(map(str, cr.competing))} (competing)")
         neg = ok & (t < 0)
         if neg.any():
             i = int(np.flatnonzero(neg.to_numpy())[0])
@@ -658,6 +658,7 @@ class _Runner:
     def _cif(self, exps):
         def run(job):
             from hospstudy.models.competing import cumulative_incidence
+            from hospstudy.privacy import coarsen_at_risk
 
             cr = self.spec.competing_risks
             d = self._cr_frame()
@@ -668,21 +669,27 @@ class _Runner:
             if qcol and qcol in d.columns:
                 groups.append(qcol)
             for gcol in groups:
-                ci = cumulative_incidence(d, cr.outcome, cr.event_column, group=gcol, causes=[cr.event, cr.competing],
+                ci = cumulative_incidence(d, cr.outcome, cr.event_column, group=gcol, causes=cr.causes,
                                           conf_level=self.spec.conf_level)
                 if cr.horizon is not None:
                     ci = ci[ci.time <= cr.horizon]
+                times = d[cr.outcome].to_numpy(dtype=float)
+                grid = _at_risk_grid(np.nanmax(times) if len(times) else 0.0, cr.horizon)
                 for g, part in ci.groupby("group", sort=True):
                     label = f"{gcol}={_level_label(g)}"
+                    tg = times[(d[gcol] == g).to_numpy() & np.isfinite(times)]
                     curves.append({
                         "exposure": gcol, "group": label, "level": _level_label(g),
-                        **_published_cif(part, cr.event, cr.competing, thr),
+                        **_published_cif(part, cr.event, list(cr.competing), thr, cr.state_label),
                         "n": int((d[gcol] == g).sum()),
+                        # patients still in hospital (at risk of every state) at each grid day
+                        "at_risk_time": grid, "n_at_risk": coarsen_at_risk([int((tg >= x).sum()) for x in grid], thr),
                     })
             # the report draws every curve it is given: the first exposure's curves come first
             self.extras["cumulative_incidence"] = {
-                "outcome": cr.outcome, "event": cr.event, "competing": cr.competing,
-                "event_label": "event of interest", "competing_label": "competing event",
+                "outcome": cr.outcome, "event": cr.event, "competing": list(cr.competing),
+                "event_label": cr.state_label(cr.event), "competing_label": cr.state_label(cr.competing[0]),
+                "states": [{"code": k, "label": cr.state_label(k)} for k in cr.causes],
                 "min_events_per_step": thr,
                 "method": "Aalen-Johansen; infinitesimal-jackknife SE, log-scale limits; for disclosure control each "
                           f"step groups at least {thr} events (event of interest plus competing), the estimate shown "
@@ -754,26 +761,37 @@ def _level_label(v):
     return str(v)
 
 
-def _published_cif(part: pd.DataFrame, event: int, competing: int, threshold: int) -> dict[str, np.ndarray]:
-    """One group's curve as published: the origin (time 0, incidence 0), then the exact
-    Aalen–Johansen estimates (and limits) at the times :func:`coarsen_cif_steps` allows, each
-    step holding at least ``threshold`` events of either cause."""
+def _at_risk_grid(last: float, horizon: float | None) -> list[float]:
+    """Days at which the numbers at risk are shown under the curves."""
+    end = min(last, horizon) if horizon is not None else last
+    return [float(x) for x in (0, 7, 14, 30, 60, 90, 120, 180, 365) if x <= end]
+
+
+def _published_cif(part: pd.DataFrame, event: int, competing, threshold: int, state_label=None) -> dict:
+    """One group's curves as published: the origin (time 0, incidence 0), then the exact
+    Aalen–Johansen estimates (and limits) of every state at the times
+    :func:`coarsen_cif_steps` allows, each step holding at least ``threshold`` events of any
+    state. ``cif_event``/``cif_competing`` hold the event of interest and the first competing
+    event; ``states`` every state in order (event first)."""
     from hospstudy.privacy import coarsen_cif_steps
 
+    competing = [competing] if isinstance(competing, (int, np.integer)) else list(competing)
     ev = part[part.cause == event].set_index("time").sort_index()
-    co = part[part.cause == competing].set_index("time").reindex(ev.index)
-    keep = coarsen_cif_steps(ev.n_risk.to_numpy(), ev.n_event.to_numpy() + co.n_event.to_numpy(), threshold)
-    ev, co = ev.iloc[keep], co.iloc[keep]
+    cos = [part[part.cause == c].set_index("time").reindex(ev.index) for c in competing]
+    keep = coarsen_cif_steps(ev.n_risk.to_numpy(), ev.n_event.to_numpy() + sum(co.n_event.to_numpy() for co in cos), threshold)
+    ev, cos = ev.iloc[keep], [co.iloc[keep] for co in cos]
 
     def col(frame, name, origin):
         return np.concatenate([[origin], frame[name].to_numpy(dtype=float)])
 
+    states = [{"code": int(k), "label": state_label(k) if state_label else str(k), "cif": col(f, "estimate", 0.0),
+               "conf_low": col(f, "conf_low", np.nan), "conf_high": col(f, "conf_high", np.nan)}
+              for k, f in zip([event, *competing], [ev, *cos])]
     return {
         "time": col(ev.reset_index(), "time", 0.0),
-        "cif_event": col(ev, "estimate", 0.0), "cif_event_low": col(ev, "conf_low", np.nan),
-        "cif_event_high": col(ev, "conf_high", np.nan),
-        "cif_competing": col(co, "estimate", 0.0), "cif_competing_low": col(co, "conf_low", np.nan),
-        "cif_competing_high": col(co, "conf_high", np.nan),
+        "cif_event": states[0]["cif"], "cif_event_low": states[0]["conf_low"], "cif_event_high": states[0]["conf_high"],
+        "cif_competing": states[1]["cif"], "cif_competing_low": states[1]["conf_low"], "cif_competing_high": states[1]["conf_high"],
+        "states": states,
     }
 
 

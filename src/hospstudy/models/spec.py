@@ -120,22 +120,42 @@ class WeightingSpec(_Settings):
 
 
 class CompetingRisksSpec(_Settings):
-    """Time to an event of interest with a competing event (LOS until discharge home vs death)."""
+    """Time to an event of interest with one or more competing events (LOS until discharge
+    home, with in-hospital death and discharge elsewhere competing)."""
 
     outcome: str = Field("los_to_home", description="Time column (days).")
-    event_column: str = Field("los_to_home_event", description="0 censored, `event` = event of interest, `competing` = competing event.")
+    event_column: str = Field("los_to_home_event", description="0 censored, `event` = event of interest, each of `competing` a competing event.")
     event: int = 1
-    competing: int = 2
+    competing: tuple[int, ...] = Field((2,), description="Codes of the competing events (one code or a list).")
+    state_labels: dict[int, str] = Field(default_factory=dict, description="Names of the event codes in the report, e.g. {1 = \"discharge home\"}.")
     exposures: tuple[str, ...] | None = Field(None, description="Exposures to analyse; all of `exposures` when null.")
     models: tuple[Literal["cause_specific", "fine_gray"], ...] = CR_MODELS
     horizon: float | None = Field(None, gt=0, description="Last time of the cumulative-incidence curves (days); all when null.")
     adjusted: bool = Field(True, description="Adjust the Cox models for the covariate set.")
 
+    @field_validator("competing", mode="before")
+    @classmethod
+    def _one_or_more(cls, v):
+        return (v,) if isinstance(v, int) and not isinstance(v, bool) else v
+
     @model_validator(mode="after")
     def _codes(self):
-        if len({0, self.event, self.competing}) != 3:
-            raise ValueError(f"event ({self.event}) and competing ({self.competing}) must differ from each other and from 0 (censored)")
+        codes = [0, self.event, *self.competing]
+        if not self.competing or len(set(codes)) != len(codes):
+            raise ValueError(f"event ({self.event}) and competing ({list(self.competing)}) must differ from each other and from 0 (censored)")
+        extra = sorted(set(self.state_labels) - set(codes[1:]))
+        if extra:
+            raise ValueError(f"state_labels names codes {extra} that are neither event nor competing")
         return self
+
+    @property
+    def causes(self) -> list[int]:
+        """The event of interest, then the competing events."""
+        return [self.event, *self.competing]
+
+    def state_label(self, code: int) -> str:
+        default = {self.event: "event of interest"}.get(code, "competing event")
+        return self.state_labels.get(code, default)
 
 
 class ProfilingSpec(_Settings):

@@ -8,6 +8,7 @@ from hospstudy.privacy.checker import Violation, check_disclosure, check_file
 from hospstudy.privacy.rules import (
     DEFAULT_THRESHOLD,
     IDENTIFIER_NAMES,
+    coarsen_at_risk,
     coarsen_cif_steps,
     fmt_count,
     is_count_name,
@@ -19,6 +20,6 @@ from hospstudy.privacy.rules import (
 )
 
 __all__ = [
-    "DEFAULT_THRESHOLD", "IDENTIFIER_NAMES", "Violation", "check_disclosure", "check_file", "coarsen_cif_steps",
+    "DEFAULT_THRESHOLD", "IDENTIFIER_NAMES", "Violation", "check_disclosure", "check_file", "coarsen_at_risk", "coarsen_cif_steps",
     "fmt_count", "is_count_name", "is_small", "safe_attrition", "sanitize_json", "suppress_chain", "suppress_table",
 ]

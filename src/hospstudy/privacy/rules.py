@@ -237,17 +237,19 @@ def sanitize_json(obj: Any, threshold: int = DEFAULT_THRESHOLD, _key: str | None
 def safe_attrition(attrition: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd.DataFrame:
     """The attrition table with every count disclosure-safe (strings), for ``OUT/attrition.csv``.
 
-    Both chains (admissions and patients) are suppressed with :func:`suppress_chain`.
+    Each chain (admissions, patients and, when counted, hospitals) is suppressed with :func:`suppress_chain`.
     """
     a = attrition.sort_values("step").reset_index(drop=True)
     out = a[["step", "name", "description"]].copy()
-    for unit in ("admissions", "patients"):
+    units = ("admissions", "patients") + (("hospitals",) if "hospitals" in a.columns else ())
+    for unit in units:
         rem = a[unit].astype("int64").tolist()
         hide_rem, hide_rmv = suppress_chain(rem, threshold)
         removed = [0] + [rem[k - 1] - rem[k] for k in range(1, len(rem))]
         out[unit] = [fmt_count(v, threshold, h) for v, h in zip(rem, hide_rem)]
         out[f"{unit}_removed"] = ["" if k == 0 else fmt_count(v, threshold, h) for k, (v, h) in enumerate(zip(removed, hide_rmv))]
-    return out[["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]]
+    cols = ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]
+    return out[cols + (["hospitals", "hospitals_removed"] if "hospitals" in units else [])]
 
 
 def coarsen_cif_steps(n_risk, n_events, threshold: int = 10) -> np.ndarray:
@@ -303,3 +305,27 @@ def coarsen_cif_steps(n_risk, n_events, threshold: int = 10) -> np.ndarray:
             keep.append(j)
             since = 0.0
     return np.asarray(keep, dtype=int)
+
+
+def coarsen_at_risk(n_at_risk, threshold: int = DEFAULT_THRESHOLD) -> list:
+    """Numbers at risk safe to publish under a curve: a count is shown when it is at least
+    ``threshold`` and at least ``threshold`` below the last count shown (or equal to it), so
+    that no difference between two shown counts (patients who left in between) is small.
+    Counts below ``threshold`` are kept (the publisher prints them as ``<10``); the others
+    are None (hidden).
+
+    Examples
+    --------
+    >>> coarsen_at_risk([502, 497, 426, 285, 15, 12, 2], 10)
+    [502, None, 426, 285, 15, None, 2]
+    """
+    out, last = [], None
+    for n in (int(x) for x in n_at_risk):
+        if n < threshold:
+            out.append(n)
+        elif last is None or n == last or last - n >= threshold:
+            out.append(n)
+            last = n
+        else:
+            out.append(None)
+    return out

@@ -18,13 +18,37 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.text  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+def _japanese_font() -> str | None:
+    """Register the IPAexGothic font that matplotlib-fontja ships (without importing that
+    package, which would change matplotlib's global settings); None when it is not installed."""
+    import importlib.util
+
+    from matplotlib import font_manager
+
+    spec = importlib.util.find_spec("matplotlib_fontja")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "fonts" / "ipaexg.ttf"
+    if not path.is_file():
+        return None
+    font_manager.fontManager.addfont(str(path))
+    return "IPAexGothic"
+
+
+_JA = _japanese_font()
+#: Figures are written at this resolution (journals ask for 300 dpi or more).
+PNG_DPI = 300
 
 _RC = {
     "svg.fonttype": "none",
     "svg.hashsalt": "hospstudy",
-    "font.family": "DejaVu Sans",
+    # Latin text in DejaVu Sans; glyphs it lacks (Japanese) fall back to IPAexGothic
+    "font.family": ["DejaVu Sans"] + ([_JA] if _JA else []),
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -56,11 +80,17 @@ def save(fig, name: str, fig_dir: Path) -> str:
     the XML prolog). Closes the figure."""
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
-    with plt.rc_context(_RC):
+    # text that a reader's browser may have no font for (Japanese) is drawn as paths in the SVG
+    cjk = any(ord(ch) >= 0x2E80 for t in fig.findobj(matplotlib.text.Text) for ch in t.get_text())
+    with plt.rc_context({**_RC, "svg.fonttype": "path" if cjk else "none"}):
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
         svg = buf.getvalue()
-        fig.savefig(fig_dir / f"{name}.png", format="png", dpi=150, metadata={"Software": None})
+        # the layout is solved: keep it for the PNG instead of solving it again
+        fig.set_layout_engine("none")
+        # fast zlib level: at 300 dpi the default level spends more time compressing than drawing
+        fig.savefig(fig_dir / f"{name}.png", format="png", dpi=PNG_DPI, metadata={"Software": None},
+                    pil_kwargs={"compress_level": 1})
     plt.close(fig)
     (fig_dir / f"{name}.svg").write_text(svg, encoding="utf-8")
     inline = re.sub(r"^<\?xml[^>]*>\s*(<!DOCTYPE[^>]*>\s*)?", "", svg)
@@ -72,32 +102,38 @@ def save(fig, name: str, fig_dir: Path) -> str:
     return inline.replace("<svg ", f'<svg role="img" aria-label="{name}" class="figure-svg" ', 1)
 
 
-def flow_diagram(steps: Sequence[dict]):
-    """Cohort flow: one box per remaining population, side boxes for the exclusions.
+def flow_diagram(boxes: Sequence[dict], units: Sequence[str] = ("admissions", "patients")):
+    """Cohort flow: one box per remaining population, side boxes for what each step excluded.
 
-    ``steps``: dicts with ``description``, ``admissions``, ``patients`` (remaining, strings),
-    ``admissions_removed``, ``patients_removed`` (strings, empty for the first step).
+    ``boxes``: dicts with ``title``, the remaining counts per unit (strings) and, after the
+    first, ``excluded`` (what was excluded, in words, wrapped here and never cut) and
+    ``<unit>_removed`` (strings).
     """
-    n = len(steps)
-    fig, ax = _figure(7.0, max(1.6, 0.85 * n))
+    import textwrap
+
+    def counts(b, suffix=""):
+        return "; ".join(f"{b[u + suffix]} {u}" for u in units)
+
+    side_text = [None] + ["Excluded: " + "\n".join(textwrap.wrap(str(b["excluded"]), 46)) + "\n" + counts(b, "_removed")
+                          for b in boxes[1:]]
+    heights = [max(2, (t or "").count("\n") + 1) for t in side_text]
+    gap = [0.0] + [0.42 + 0.17 * h for h in heights[1:]]
+    ys = list(np.cumsum(gap) * -1)
+    total = -ys[-1] + 0.9
+    fig, ax = _figure(7.4, max(1.8, 0.62 * total + 0.4))
     ax.set_axis_off()
     ax.set_xlim(0, 10)
-    ax.set_ylim(-(n - 1) - 0.45, 0.45)
+    ax.set_ylim(ys[-1] - 0.45, 0.45)
     box = dict(boxstyle="round,pad=0.4", fc="#eef3f8", ec=_BLUE, lw=1)
     side = dict(boxstyle="round,pad=0.3", fc="#fbf1e6", ec=_ORANGE, lw=1)
-    for k, s in enumerate(steps):
-        y = -k
-        title = "All admissions in the database" if k == 0 else ("Study cohort" if k == n - 1 else f"After step {k}")
-        ax.text(3.0, y, f"{title}\n{s['admissions']} admissions; {s['patients']} patients",
-                ha="center", va="center", bbox=box, fontsize=8.5)
+    for k, b in enumerate(boxes):
+        y = ys[k]
+        ax.text(2.3, y, f"{b['title']}\n" + "\n".join(textwrap.wrap(counts(b), 34)), ha="center", va="center", bbox=box, fontsize=8)
         if k > 0:
-            ax.annotate("", xy=(3.0, y + 0.28), xytext=(3.0, y + 0.72), arrowprops=dict(arrowstyle="-|>", color=_GREY))
-            desc = str(s["description"])
-            if len(desc) > 48:
-                desc = desc[:46].rsplit(" ", 1)[0] + "…"
-            ax.text(6.2, y + 0.5, f"Excluded: {desc}\n{s['admissions_removed']} admissions; {s['patients_removed']} patients",
-                    ha="left", va="center", bbox=side, fontsize=7.5)
-            ax.plot([3.0, 6.05], [y + 0.5, y + 0.5], color=_GREY, lw=0.8)
+            ax.annotate("", xy=(2.3, y + 0.3), xytext=(2.3, ys[k - 1] - 0.3), arrowprops=dict(arrowstyle="-|>", color=_GREY))
+            ym = (y + ys[k - 1]) / 2
+            ax.text(4.9, ym, side_text[k], ha="left", va="center", bbox=side, fontsize=7)
+            ax.plot([2.3, 4.75], [ym, ym], color=_GREY, lw=0.8)
     return fig
 
 
@@ -184,18 +220,20 @@ def love_plot(rows: Sequence[dict], methods: Sequence[str]):
     return fig
 
 
-def cif_plot(curves: Sequence[dict], xlabel: str = "Days after surgery"):
+def cif_plot(curves: Sequence[dict], xlabel: str = "Days after surgery", ylabel: str = "Cumulative incidence"):
     """Cumulative incidence curves. ``curves``: dicts with ``label``, ``time``, ``cif`` and
-    optional ``linestyle``."""
-    fig, ax = _figure()
-    colours = [_BLUE, _ORANGE, _GREEN, _RED]
+    optional ``linestyle`` and ``colour`` (an index: one colour per group, one line style per
+    state)."""
+    fig, ax = _figure(6.4, 3.9)
+    colours = [_BLUE, _ORANGE, _GREEN, _RED, _GREY]
     for i, c in enumerate(curves):
-        ax.step(c["time"], c["cif"], where="post", color=colours[(i // 2 if c.get("linestyle") else i) % 4],
+        k = c["colour"] if "colour" in c else (i // 2 if c.get("linestyle") else i)
+        ax.step(c["time"], c["cif"], where="post", color=colours[k % len(colours)],
                 ls=c.get("linestyle", "-"), lw=1.5, label=c["label"])
     ax.set_ylim(0, 1)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("Cumulative incidence")
-    ax.legend(frameon=False, fontsize=7.5)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, fontsize=7.5, ncols=2 if len(curves) > 4 else 1)
     return fig
 
 

@@ -9,6 +9,7 @@ absent, so each report section can say plainly that its analysis did not run.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hospstudy.errors import InputError
+from hospstudy.report.labels import label
 
 RESULT_COLUMNS = [
     "analysis", "outcome", "exposure", "model", "scale", "term", "estimate", "std_error", "conf_low", "conf_high",
@@ -94,7 +96,8 @@ class Results:
         for f in self.failures:
             name = str(f.get("analysis", f.get("name", "")))
             if not words or any(w in name for w in words):
-                out.append(f"{name}: {f.get('error', f.get('message', ''))}")
+                readable = ", ".join(label(x) for x in re.split(r"[/ ]+", name) if x)
+                out.append(f"Not estimated ({readable}): {f.get('error', f.get('message', ''))}")
         return out
 
 

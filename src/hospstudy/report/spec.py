@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hospstudy.errors import StudyFileError
 from hospstudy.privacy import DEFAULT_THRESHOLD
 from hospstudy.settings import Settings, validate_section
 
 DEFAULT_DISCLOSURE_THRESHOLD = DEFAULT_THRESHOLD
+
+#: The report's sections in the default order (ids of hospstudy.report.sections' modules).
+DEFAULT_SECTIONS = ("overview", "cohort-flow", "table1", "crude", "adjusted", "volume", "weighting", "los", "variation",
+                    "trends", "reference", "methods", "checklist", "appendix")
 
 
 class ReportSpec(Settings):
@@ -18,6 +22,27 @@ class ReportSpec(Settings):
         DEFAULT_DISCLOSURE_THRESHOLD, strict=True, ge=1,
         description="Smallest count shown outside OUT/private/ (smaller counts print as '<N').",
     )
+    sections: tuple[str, ...] | None = Field(
+        None, description="Sections of report.html in order, from " + ", ".join(DEFAULT_SECTIONS) + "; a section not "
+                          "named is not rendered (the overview always comes first). All, in that order, when absent.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Readable names that extend the report's label map: a column, model or "
+                                          "adjustment set (death_30d = \"Death within 30 days\") or a level (\"sex=M\" = \"Male\").",
+    )
+
+    @field_validator("sections")
+    @classmethod
+    def _known_sections(cls, v):
+        if v is None:
+            return v
+        unknown = [x for x in v if x not in DEFAULT_SECTIONS]
+        if unknown:
+            raise ValueError(f"unknown section(s) {unknown}; allowed {list(DEFAULT_SECTIONS)}")
+        dup = sorted({x for x in v if v.count(x) > 1})
+        if dup:
+            raise ValueError(f"{dup} named more than once")
+        return v
 
 
 def report_settings(raw: dict | None, path=None) -> ReportSpec:

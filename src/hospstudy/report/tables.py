@@ -16,35 +16,16 @@ import pandas as pd
 from scipy import stats
 
 from hospstudy.privacy import DEFAULT_THRESHOLD, fmt_count, safe_attrition, suppress_table
+from hospstudy.report.labels import LABELS, label, level_label  # noqa: F401  (LABELS, label: public here too)
 
 SUPPRESSION_NOTE = (
     "Counts of 1–{m} are shown as <{t}; “—” marks a cell hidden so that a small count cannot be "
     "recovered from totals (secondary suppression)."
 )
 
-#: Readable names of the flagship's columns (a study's own columns fall back to the name).
-LABELS = {
-    "age": "Age, years", "age_group": "Age group", "sex": "Sex", "bmi": "BMI, kg/m²", "bmi_group": "BMI group",
-    "charlson": "Charlson comorbidity index", "barthel_adm": "Barthel index at admission",
-    "walking_adm": "Walking at admission", "jcs_group": "Japan Coma Scale", "emergency": "Emergency admission",
-    "ambulance": "Arrival by ambulance", "primary_site": "Primary tumour site", "katagiri_group": "Katagiri growth group",
-    "visceral_mets": "Visceral metastasis", "brain_mets": "Brain metastasis", "spinal_level": "Spinal level",
-    "surgery_type": "Surgery type", "teaching": "Teaching hospital", "fiscal_year": "Fiscal year",
-    "cancer_center": "Cancer center", "volume": "Annual spine-surgery volume", "volume_per50": "Volume, per 50 cases",
-    "volume_quartile": "Volume quartile", "death_30d": "30-day mortality", "in_hospital_death": "In-hospital mortality",
-    "complication": "Postoperative complication", "unfavorable_ambulatory": "Unfavorable ambulatory status",
-    "discharged_home": "Discharged home", "postop_los": "Postoperative length of stay, days",
-    "los_to_home": "Length of stay until discharge home",
-}
-
-
 def as_bool(s: pd.Series) -> np.ndarray:
     """A boolean column (plain, nullable or object) as a numpy bool array, missing as False."""
     return s.astype("boolean").fillna(False).to_numpy(dtype=bool)
-
-
-def label(name: str) -> str:
-    return LABELS.get(name, name.replace("_", " ").capitalize())
 
 
 @dataclass
@@ -247,7 +228,7 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
             overall = fmt_count(int(total[i]), threshold, total_hide[i])
             if not total_hide[i]:
                 overall = f"{int(total[i]):,} ({100 * total[i] / sizes.sum():.1f}%)"
-            level_name = "yes" if kind == "binary" else str(v)
+            level_name = "yes" if kind == "binary" else level_label(var, v)
             first = len(rows) == starts[-1]
             rows.append([label(var) if first else "", level_name, overall, *cells,
                          fmt_num(smd) if first else "", fmt_count(int(miss.sum()), threshold, total_hide[-1]) if first else ""])
@@ -263,7 +244,7 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
     if len(levels) > 2:
         notes.append("With more than two groups, the SMD column is the largest of the pairwise SMDs.")
     notes.append(_note(threshold))
-    title = f"Table 1. Baseline characteristics by {label(by).lower()}"
+    title = f"Baseline characteristics by {label(by).lower()}"
     return ReportTable(key or f"table1_{by}", title, frame, notes, starts)
 
 

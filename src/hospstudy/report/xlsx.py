@@ -1,7 +1,9 @@
 """``OUT/tables.xlsx``: one sheet per report table, formatted for manuscripts (openpyxl).
 
-Cells are the report's already disclosure-safe strings; numbers stay text so that ``<10`` and
-``—`` sit beside them unchanged. Each sheet: title in A1, header row in bold with a rule,
+Cells are the report's already disclosure-safe strings; a cell that is one number (``1,033``,
+``0.840``, ``12.5%``, ``2012``) is written as a number with a matching number format, so Excel
+computes with it and flags nothing; ``<10``, ``—``, ``<0.001`` and estimates with intervals stay
+text. Each sheet: title in A1, header row in bold with a rule,
 notes under the table, column widths fitted to the content, header frozen. Reproducible: the
 workbook's creation and modification dates are fixed.
 """
@@ -28,6 +30,26 @@ def _sheet_name(key: str, used: set[str]) -> str:
     return name
 
 
+_INT = re.compile(r"^-?\d{1,3}(,\d{3})+$|^-?\d+$")
+_DEC = re.compile(r"^-?\d+\.(\d+)$")
+_PCT = re.compile(r"^-?\d+(\.(\d+))?%$")
+
+
+def as_number(text: str):
+    """(value, number format) of a cell that is one number, else None."""
+    t = text.strip().replace("−", "-")
+    if _INT.match(t):
+        return int(t.replace(",", "")), "#,##0" if "," in t or len(t.lstrip("-")) > 4 else "0"
+    m = _DEC.match(t)
+    if m:
+        return float(t), "0." + "0" * len(m.group(1))
+    m = _PCT.match(t)
+    if m:
+        digits = len(m.group(2) or "")
+        return float(t[:-1]) / 100, "0" + ("." + "0" * digits if digits else "") + "%"
+    return None
+
+
 def write_tables(tables: Sequence[ReportTable], path: str | Path, title: str = "", synthetic: bool = False) -> Path:
     """Write each table to its own sheet (named by ``ReportTable.key``) and return the path."""
     from openpyxl import Workbook
@@ -51,9 +73,13 @@ def write_tables(tables: Sequence[ReportTable], path: str | Path, title: str = "
             cell.alignment = Alignment(wrap_text=True, vertical="top")
         for i, row in enumerate(t.frame.itertuples(index=False), start=4):
             for j, v in enumerate(row, start=1):
-                cell = ws.cell(row=i, column=j, value="" if v is None else str(v))
+                text = "" if v is None else str(v)
+                num = as_number(text) if j > 1 else None
+                cell = ws.cell(row=i, column=j, value=text if num is None else num[0])
+                if num is not None:
+                    cell.number_format = num[1]
                 if j > 1:
-                    cell.alignment = Alignment(horizontal="right" if str(v)[:1].isdigit() or str(v)[:1] in "<—" else "left")
+                    cell.alignment = Alignment(horizontal="right" if text[:1].isdigit() or text[:1] in "<—-" else "left")
         last = 3 + len(t.frame)
         for j in range(1, len(cols) + 1):
             ws.cell(row=last, column=j).border = Border(bottom=rule)

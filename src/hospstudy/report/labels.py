@@ -1,0 +1,92 @@
+"""The report's readable names: one label map for columns, levels, models and adjustment sets.
+
+Every name a reader sees goes through :func:`label` (a column or analysis name) or
+:func:`level_label` (a value of a categorical column). The study file can add or override
+entries in ``[report.labels]`` (``death_30d = "Death within 30 days"``; a level as
+``"sex=M" = "Male"``); :func:`study_labels` applies them for one rendering.
+
+:data:`CODE_LIKE` lists the internal spellings that must never reach the visible text of a
+report (the browser test checks it): keep it beside the map when adding a label.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from contextlib import contextmanager
+from typing import Iterator, Mapping
+
+#: Readable names of the flagship's columns (a study's own columns fall back to the name,
+#: underscores as spaces). American spelling, as the journals of the flagship use.
+LABELS: dict[str, str] = {
+    "age": "Age, years", "age_group": "Age group", "sex": "Sex", "bmi": "BMI, kg/m²", "bmi_group": "BMI group, kg/m²",
+    "charlson": "Charlson comorbidity index", "barthel_adm": "Barthel index at admission", "barthel_group": "Barthel index at admission",
+    "walking_adm": "Walking at admission", "walking_dis": "Walking at discharge", "jcs_group": "Japan Coma Scale",
+    "emergency": "Emergency admission", "ambulance": "Arrival by ambulance", "primary_site": "Primary tumor site",
+    "katagiri_group": "Katagiri growth group", "visceral_mets": "Visceral metastasis", "brain_mets": "Brain metastasis",
+    "spinal_level": "Spinal level", "surgery_type": "Surgery type", "teaching": "Teaching hospital", "fiscal_year": "Fiscal year",
+    "cancer_center": "Cancer center", "volume": "Annual hospital volume", "volume_per50": "Volume, per 50 cases",
+    "volume_quartile": "Volume quartile", "death_30d": "30-day mortality", "in_hospital_death": "In-hospital mortality",
+    "complication": "Postoperative complication", "unfavorable_ambulatory": "Unfavorable ambulatory status",
+    "discharged_home": "Discharged home", "postop_los": "Postoperative length of stay, days",
+    "los_to_home": "Length of stay until discharge home",
+    # models and adjustment sets (result rows)
+    "mixed_logit": "Random-intercept logistic", "gee_logit": "GEE logistic", "logit": "Logistic",
+    "weighted_logit": "Weighted logistic", "cause_specific": "Cause-specific Cox", "fine_gray": "Fine–Gray",
+    "alone": "each exposure alone", "mutual": "exposures mutually adjusted", "weighting_iptw": "IPTW",
+    "weighting_overlap": "overlap weights", "volume_quartiles": "volume quartiles", "volume_spline": "volume spline",
+}
+
+#: Readable names of levels, keyed ``column=value`` (any column) or ``=value`` (every column).
+LEVEL_LABELS: dict[str, str] = {
+    "sex=M": "Male", "sex=F": "Female",
+    "primary_site=myeloma_lymphoma": "Myeloma or lymphoma", "surgery_type=tumour_resection": "Tumor resection",
+    "surgery_type=tumor_resection": "Tumor resection", "surgery_type=fusion": "Fusion",
+    "surgery_type=decompression": "Decompression", "surgery_type=vertebroplasty": "Vertebroplasty",
+    "cancer_center=True": "Cancer center", "cancer_center=False": "Other hospital",
+    "cancer_center=1": "Cancer center", "cancer_center=0": "Other hospital",
+}
+
+#: Internal spellings that must not appear in a report's visible text (checked by the
+#: browser test and tests/test_report_sections.py).
+CODE_LIKE: tuple[str, ...] = (
+    "tumour_resection", "myeloma_lymphoma", "volume_quartiles", "weighting_iptw", "weighting_overlap",
+    "cause_specific_mutual", "fine_gray_mutual", "sex[T.M]", "[T.", "death_30d", "in_hospital_death", "los_to_home",
+    "volume_per50", "cancer_center", "mixed_logit", "gee_logit", "unfavorable_ambulatory", "docs/architecture.md",
+)
+
+_EXTRA: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("hospstudy_report_labels", default={})
+
+
+@contextmanager
+def study_labels(extra: Mapping[str, str] | None) -> Iterator[None]:
+    """Apply a study's ``[report.labels]`` for the duration of one rendering."""
+    token = _EXTRA.set({str(k): str(v) for k, v in (extra or {}).items()})
+    try:
+        yield
+    finally:
+        _EXTRA.reset(token)
+
+
+def label(name: str) -> str:
+    """The readable name of a column, model or adjustment set."""
+    name = str(name)
+    extra = _EXTRA.get()
+    if name in extra:
+        return extra[name]
+    return LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def level_label(column: str, value) -> str:
+    """The readable name of one value of a column (``sex``, ``"M"`` → ``Male``)."""
+    v = value
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    key = f"{column}={v}"
+    extra = _EXTRA.get()
+    for k in (key, f"={v}"):
+        if k in extra:
+            return extra[k]
+    if key in LEVEL_LABELS:
+        return LEVEL_LABELS[key]
+    s = str(v)
+    return s.replace("_", " ").capitalize() if "_" in s else s

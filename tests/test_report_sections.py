@@ -1,0 +1,186 @@
+"""The report's structure: sections a study file can reorder or drop, the label map a study
+can extend, and autoescaping (issue 11, class 9: a study's text never reaches the page as
+markup)."""
+
+import copy
+import json
+import re
+
+import pytest
+
+from hospstudy.errors import StudyFileError
+from hospstudy.report.html import ReportInputs, published_reference, render_report
+from hospstudy.report.labels import CODE_LIKE, label, level_label, study_labels
+from hospstudy.report.results import Results
+from hospstudy.report.sections import DEFAULT_ORDER, section_order
+from test_report import STUDY, TRUTH, make_analytic, make_attrition, make_results
+
+ATTACK = "<img src=x onerror=alert(1)>"
+
+
+def _inputs(study, n=600, hospitals=30):
+    df = make_analytic(n=n, hospitals=hospitals)
+    return ReportInputs(study=study, attrition=make_attrition(len(df), len(df)), analytic=df,
+                        results=Results.from_dict(json.loads(json.dumps(make_results()))), truth=TRUTH,
+                        run_info={"run_date": "2026-01-01T00:00:00Z", "seed": 1}, published=published_reference())
+
+
+def _visible(html: str) -> str:
+    html = re.sub(r"<style.*?</style>", "", html, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def test_class_9_autoescape_study_text_is_text(tmp_path):
+    study = copy.deepcopy(STUDY)
+    study["study"]["title"] = ATTACK
+    study["study"]["description"] = "<script>alert(2)</script>"
+    study["cohort"]["steps"][2]["description"] = f"Aged 18 or over {ATTACK}"
+    study["codelists"]["spinal_metastasis"]["description"] = ATTACK
+    study["report"] = {"labels": {"death_30d": ATTACK}}
+    html = render_report(_inputs(study), tmp_path).html.read_text(encoding="utf-8")
+    assert "<img" not in html and "<script" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown, as text
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+    # our own markup still renders: tables, figures (inline SVG), sections
+    assert html.count("<svg") >= 5 and "<table" in html and '<section id="methods">' in html
+
+
+def test_sections_follow_the_study_order_and_drop_the_rest(tmp_path):
+    study = copy.deepcopy(STUDY)
+    study["report"] = {"sections": ["table1", "cohort-flow", "checklist"]}
+    art = render_report(_inputs(study), tmp_path)
+    html = art.html.read_text(encoding="utf-8")
+    ids = re.findall(r'<section id="([\w-]+)">', html)
+    assert ids == ["overview", "table1", "cohort-flow", "checklist"]
+    heads = re.findall(r"<h2>(\d+)\. ([^<]+)</h2>", html)
+    assert [int(n) for n, _ in heads] == [2, 3, 4]
+    assert 'id="fig-forest"' not in html and not (tmp_path / "figures" / "forest.svg").exists()
+    # the checklist points only to sections rendered: no Methods (dropped) for the code lists
+    check = html.split('<section id="checklist">', 1)[1]
+    assert "(Methods)" not in check and "Section 3 (Cohort flow): flow diagram" in check
+    assert "7.1</td><td>Complete list of codes and algorithms for exposures, outcomes, confounders</td><td>Not in this report" in check
+
+
+@pytest.mark.parametrize("bad, words", [
+    (["overview", "tabel1"], "unknown section(s) ['tabel1']"),
+    (["table1", "table1"], "['table1'] named more than once"),
+    ("table1", "must be a list of section names"),
+])
+def test_bad_section_lists_are_named_errors(bad, words):
+    with pytest.raises(StudyFileError) as e:
+        section_order({"report": {"sections": bad}})
+    assert words in str(e.value)
+
+
+def test_default_order_holds_every_registered_section():
+    assert [s.id for s in section_order({})] == list(DEFAULT_ORDER)
+
+
+def test_study_labels_extend_and_override_the_map():
+    assert label("death_30d") == "30-day mortality" and level_label("sex", "M") == "Male"
+    with study_labels({"death_30d": "Death within 30 days", "sex=M": "Men", "my_col": "My column"}):
+        assert label("death_30d") == "Death within 30 days"
+        assert level_label("sex", "M") == "Men" and label("my_col") == "My column"
+    assert label("death_30d") == "30-day mortality" and label("my_col") == "My col"
+
+
+def test_no_code_like_identifier_in_visible_text(tmp_path):
+    html = render_report(_inputs(copy.deepcopy(STUDY)), tmp_path).html.read_text(encoding="utf-8")
+    text = _visible(html.split('<section id="methods">', 1)[0])  # Methods lists column names on purpose
+    found = [c for c in CODE_LIKE if c in text]
+    assert found == [], found
+
+
+def test_study_file_with_an_unknown_section_fails_at_load(tmp_path):
+    from hospstudy.report.spec import report_settings
+
+    with pytest.raises(StudyFileError) as e:
+        report_settings({"report": {"sections": ["overview", "tabel1"]}}, tmp_path / "s.toml")
+    assert "report.sections" in str(e.value) and "unknown section(s) ['tabel1']" in str(e.value)
+    ok = report_settings({"report": {"sections": ["overview", "table1"], "labels": {"sex=M": "Men"}}})
+    assert ok.sections == ("overview", "table1") and ok.labels == {"sex=M": "Men"}
+
+
+def _methods_text(study, attrition=None):
+    from hospstudy.report.sections.methods import methods_html
+
+    html = str(methods_html(study, 10, attrition))
+    return re.sub(r"<[^>]+>", " ", html.split("<table", 1)[0])
+
+
+def test_methods_are_written_from_the_settings_that_ran():
+    study = copy.deepcopy(STUDY)
+    study["analyses"].update({"nagq": 7, "gee_corr": "independence", "models": ["gee_logit", "mixed_logit", "logit"],
+                              "reference": {"sex": "F"}})
+    text = _methods_text(study)
+    assert "nAGQ = 7 quadrature points" in text and "independence working correlation" in text
+    assert "The GEE logistic model is primary" in text
+    assert "ordinary logistic regression by maximum likelihood, ignoring clustering" in text
+    assert "sex: Female" in text and "complete-case analysis" in text
+    assert "study question is answered by the mutually adjusted primary model" in text
+    study["analyses"].update({"nagq": 1, "adjustment": ["alone"]})
+    text = _methods_text(study)
+    assert "nAGQ = 1, the Laplace approximation" in text and "single-exposure primary model" in text
+    for leak in ("docs/", "The study file defines", "clustered by hospital); the first is primary"):
+        assert leak not in text
+
+
+def test_methods_number_the_steps_as_the_flow_diagram_does():
+    att = make_attrition(3000, 3000)
+    text = _methods_text(copy.deepcopy(STUDY), att)
+    n = len(att) - 1
+    assert f"selected in {n} ordered steps, numbered as in the flow diagram" in text
+    assert f"({n}) First admission per patient" in text and "(step 0 of the flow diagram)" in text
+
+
+def test_xlsx_numbers_are_numbers_and_definitions_have_sheets(tmp_path):
+    import openpyxl
+
+    art = render_report(_inputs(copy.deepcopy(STUDY)), tmp_path)
+    wb = openpyxl.load_workbook(art.xlsx)
+    assert {"definitions", "codelists"} <= set(wb.sheetnames)
+    numeric_text, numbers = [], 0
+    for ws in wb.worksheets:
+        for row in ws.iter_rows(min_row=4, min_col=2):
+            for c in row:
+                if isinstance(c.value, (int, float)):
+                    numbers += 1
+                elif isinstance(c.value, str) and re.fullmatch(r"-?[\d,]+(\.\d+)?%?", c.value.strip()):
+                    numeric_text.append((ws.title, c.coordinate, c.value))
+    assert numeric_text == [] and numbers > 100
+    ws = wb["attrition"]
+    header = [c.value for c in ws[3]]
+    col = header.index("Admissions excluded") + 1
+    assert isinstance(ws.cell(row=4, column=col).value, int) and ws.cell(row=4, column=col).number_format == "#,##0"
+
+
+def test_figures_at_300_dpi_and_japanese_text_has_glyphs(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from hospstudy.report import figures as F
+
+    fig, ax = F._figure()
+    ax.set_title("脊椎転移の手術 (spinal metastasis)")
+    ax.plot([0, 1], [0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)" for an empty box
+        svg = F.save(fig, "ja", tmp_path)
+    assert "<text" not in svg  # Japanese drawn as paths: no font needed in the reader's browser
+    dpi = Image.open(tmp_path / "ja.png").info["dpi"]
+    assert min(dpi) >= 299.9
+    fig, ax = F._figure()
+    ax.set_title("Latin only")
+    assert "<text" in F.save(fig, "latin", tmp_path)  # searchable text kept when no font is missing
+
+
+def test_key_results_box_at_the_top(tmp_path):
+    html = render_report(_inputs(copy.deepcopy(STUDY)), tmp_path).html.read_text(encoding="utf-8")
+    overview = html.split('<section id="overview">', 1)[1].split("</section>", 1)[0]
+    box = overview.split('id="key-results"', 1)[1].split("</div>", 1)[0]
+    lines = re.findall(r"<li>([^<]+)</li>", box)
+    assert lines[0].startswith("600 patients in 30 hospitals, fiscal years 2012–2020")
+    # the hand-built results: mixed_logit, mutual, OR 0.84 (1.96 x 0.08 on the log scale)
+    assert "30-day mortality, cancer center: OR 0.84 (0.72–0.98) (Random-intercept logistic, exposures mutually adjusted)." in lines
+    assert "SHA-256" not in overview  # checksums live in the appendix
