@@ -149,7 +149,7 @@ def fit_outcome(d: pd.DataFrame, outcome: str, effects: dict, nagq: int = 1) -> 
         warnings.simplefilter("always")
         try:
             fit = mixed_logit(f"{outcome} ~ cancer_center + volume_per50 + {rhs}", data,
-                              group="hospital_id", nagq=nagq)
+                              cluster="hospital_id", nagq=nagq)
         except (HospstudyError, np.linalg.LinAlgError, FloatingPointError) as e:
             return [{**b, "error": f"{type(e).__name__}: {e}"} for b in base]
     tidy = fit.tidy().set_index("term")

@@ -518,6 +518,13 @@ def test_class17_small_cell_rule_by_hand(tmp_path, threshold, hidden, shown):
         assert fmt_count(v, t) == f"{v:,}"
     assert fmt_count(0, t) == "0"
 
+    # a two-way table with published margins: a small cell and its complements are hidden
+    from hospstudy.privacy import suppress_table
+
+    small, big = hidden[-1], shown[0]
+    assert suppress_table([[120, small], [80, 30]], t).tolist() == [[True, True], [True, True]]
+    assert suppress_table([[120, big], [80, 30]], t).tolist() == [[False, False], [False, False]]
+
     # attrition: a last step removing threshold-1, then one removing threshold
     for removed, expect_removed, expect_left in ((t - 1, f"<{t}", "—"), (t, str(t), str(1000 - t))):
         att = pd.DataFrame({"step": [0, 1], "name": ["database", "adults"], "description": ["all", "age >= 18"],

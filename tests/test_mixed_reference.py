@@ -193,7 +193,7 @@ def test_no_false_boundary_fit(q):
     with warnings.catch_warnings():
         warnings.simplefilter("error", BoundaryWarning)
         fit = mixed_logit("unfavorable_ambulatory ~ cancer_center + volume_per50 + emergency + rapid_growth"
-                          " + age_per10 + nonambulatory_adm + complication", d, group="hospital_id", nagq=q)
+                          " + age_per10 + nonambulatory_adm + complication", d, cluster="hospital_id", nagq=q)
     ref = FALSE_BOUNDARY[f"nagq{q}"]
     np.testing.assert_allclose(fit.estimate, ref["fixef"], rtol=0, atol=TOL_FIXEF)
     np.testing.assert_allclose(fit.std_error, ref["se"], rtol=TOL_SE_REL, atol=0)

@@ -33,17 +33,16 @@ def test_run_writes_every_artifact(run):
     for name in ("report.html", "tables.xlsx", "results.json", "results.csv", "attrition.csv", "dictionary.csv", "run.json",
                  "study.toml", "private/analytic.parquet", "private/attrition.csv", "private/analyses/results.json"):
         assert (out / name).is_file(), name
+    # on the synthetic data no analysis may fail (a report that says "failed" is not a pass);
+    # separated fits on this small database are reported with their warnings, not dropped
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["failures"] == [], doc["failures"]
+    assert not doc["table"] or all(r.get("error") in (None, "") for r in doc["table"])
     figs = {p.name for p in (out / "figures").iterdir()}
     html = (out / "report.html").read_text()
+    assert 'class="failed"' not in html
     for f in ("flow", "forest", "volume_curve", "love_plot", "cif", "funnel", "trends"):
-        if f"{f}.svg" not in figs:
-            # an analysis may fail on a tiny database; the report must then say why, in its section
-            section = {"funnel": "variation", "love_plot": "weighting", "cif": "los", "volume_curve": "volume", "forest": "adjusted"}.get(f)
-            assert section is not None, f"figure {f} missing"
-            body = html.split(f'<section id="{section}">', 1)[1].split("</section>", 1)[0]
-            assert 'class="failed"' in body or 'class="absent"' in body, f"{f} missing without a statement"
-        else:
-            assert f"{f}.png" in figs and f'id="fig-{f}"' in html, f
+        assert f"{f}.svg" in figs and f"{f}.png" in figs and f'id="fig-{f}"' in html, f
     assert res.report == out / "report.html"
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from hospstudy.errors import ConvergenceWarning, ModelError, param_error
 from hospstudy.models.base import ModelResult, model_function
-from hospstudy.models.glm import _irls, check_rank, prepare, separation_check
+from hospstudy.models.glm import _irls, check_rank, prepare, safe_inverse, separation_check
 
 CORR = ("exchangeable", "independence")
 
@@ -90,7 +90,12 @@ def fit_gee_binomial(X, y, groups, w=None, corr: str = "exchangeable", tol: floa
 
     for it in range(1, max_iter + 1):
         mu, r, H, Ug = pieces(beta, alpha)
-        step = np.linalg.solve(H, Ug.sum(axis=0))
+        try:
+            step = np.linalg.solve(H, Ug.sum(axis=0))
+        except np.linalg.LinAlgError:
+            # singular under separation (estimates running off): a least-squares step keeps
+            # going, and the separation check of gee_logit flags the result, as logit's does
+            step = np.linalg.pinv(H) @ Ug.sum(axis=0)
         beta = beta + step
         eta = X @ beta
         mu = 1.0 / (1.0 + np.exp(-eta))
@@ -123,7 +128,7 @@ def fit_gee_binomial(X, y, groups, w=None, corr: str = "exchangeable", tol: floa
             converged = True
             break
     mu, r, H, Ug = pieces(beta, alpha)
-    Hinv = np.linalg.inv(H)
+    Hinv, _ = safe_inverse(H)  # the pseudo-inverse when singular (separation: flagged by the caller)
     cov_robust = Hinv @ (Ug.T @ Ug) @ Hinv
     return {
         "beta": beta, "cov_robust": cov_robust, "cov_naive": phi * Hinv, "alpha": alpha if corr == "exchangeable" else None,
