@@ -77,7 +77,8 @@ def test_results_json_and_xlsx_schema(run):
                   "record_checklist"):
         assert sheet in wb.sheetnames, sheet
     a = pd.read_csv(out / "attrition.csv", dtype=str)
-    assert list(a.columns) == ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed"]
+    assert list(a.columns) == ["step", "name", "description", "admissions", "patients", "admissions_removed", "patients_removed",
+                               "hospitals", "hospitals_removed"]
 
 
 def test_cif_three_states_end_at_the_observed_proportions(run):
@@ -159,8 +160,8 @@ def test_cache_reuses_stages_and_rebuilds_only_what_changed(run, monkeypatch):
     # only the [report] threshold changes: the cohort stays; the analyses re-run (the threshold
     # shapes their published curves and funnel points) and the report re-renders
     text = (studies / FLAGSHIP.name).read_text()
-    assert "[report]" not in text
-    (studies / FLAGSHIP.name).write_text(text + "\n[report]\ndisclosure_threshold = 11\n")
+    assert text.count("[report]\n") == 1 and "disclosure_threshold" not in text
+    (studies / FLAGSHIP.name).write_text(text.replace("[report]\n", "[report]\ndisclosure_threshold = 11\n"))
     fourth = run_study(studies / FLAGSHIP.name, data, out, seed=20240601)
     assert fourth.stages["cohort"] == "cached" and fourth.stages["analyses"] == "ran"
     assert fourth.stages["report"] == "ran"

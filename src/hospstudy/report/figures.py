@@ -111,6 +111,14 @@ def flow_diagram(boxes: Sequence[dict], units: Sequence[str] = ("admissions", "p
     """
     import textwrap
 
+    boxes = [dict(b) for b in boxes]
+    n = len(boxes)
+    for k, b in enumerate(boxes):  # rows of a safe attrition table: step titles and exclusions derived
+        b.setdefault("title", "All admissions in the database" if k == 0 else ("Study cohort" if k == n - 1 else f"After step {k}"))
+        if k > 0:
+            b.setdefault("excluded", b.get("description", ""))
+    units = [u for u in units if u in boxes[0]]
+
     def counts(b, suffix=""):
         return "; ".join(f"{b[u + suffix]} {u}" for u in units)
 

@@ -13,14 +13,25 @@ from hospstudy.report.results import MODEL_LABELS, SCALE_LABELS, Results, classi
 from hospstudy.report.tables import ReportTable
 
 
+def exposure_rows(results: Results) -> pd.DataFrame:
+    """The results' exposure rows with their kind (``_kind``), computed once per results object:
+    the sections and the published comparison look rows up many times."""
+    cached = getattr(results, "_exposure_rows", None)
+    if cached is None:
+        t = results.table
+        cached = t[exposure_term_mask(t)].assign(_kind=classify(t)[exposure_term_mask(t)])
+        results._exposure_rows = cached
+    return cached
+
+
 def result_rows(ctx, kind: str) -> pd.DataFrame:
     """The exposure rows of one kind of analysis (``adjusted``, ``quartile``, ``weighted``,
     ``competing``)."""
     r = ctx.inp.results
     if r is None or r.table.empty:
         return pd.DataFrame()
-    t = r.table
-    return t[(classify(t) == kind) & exposure_term_mask(t)]
+    e = exposure_rows(r)
+    return e[e["_kind"] == kind].drop(columns="_kind")
 
 
 def term_label(term: str, exposure: str) -> str:
@@ -99,8 +110,8 @@ def primary_row(results: Results | None, outcome: str, exposure: str, analyses: 
     (``cause_specific`` for competing risks), mutually adjusted when that analysis exists."""
     if results is None or results.table.empty:
         return None
-    t = results.table
-    rows = t[(classify(t) == kind) & exposure_term_mask(t) & (t["outcome"] == outcome) & (t["exposure"] == exposure)]
+    e = exposure_rows(results)
+    rows = e[(e["_kind"] == kind) & (e["outcome"] == outcome) & (e["exposure"] == exposure)]
     if rows.empty:
         return None
     models = (["cause_specific", "fine_gray"] if kind == "competing"

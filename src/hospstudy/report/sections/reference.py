@@ -13,9 +13,9 @@ import pandas as pd
 from hospstudy.privacy import DEFAULT_THRESHOLD, fmt_count
 from hospstudy.report.format import absent, fmt_ci, fmt_p, ratio
 from hospstudy.report.labels import label
-from hospstudy.report.results import Results, exposure_term_mask
+from hospstudy.report.results import Results
 from hospstudy.report.sections import Context, SectionSpec
-from hospstudy.report.sections._results import adjustment, model_label, primary_row
+from hospstudy.report.sections._results import adjustment, exposure_rows, model_label, primary_row
 from hospstudy.report.tables import ReportTable, as_bool
 
 
@@ -265,7 +265,8 @@ def _estimate_row(results, outcome, exposure, analyses, kind, model=None, term=N
                 return (mutual if len(mutual) else h).iloc[0]
         return None
     if model is not None:
-        rows = t[exposure_term_mask(t) & (t["outcome"] == outcome) & (t["exposure"] == exposure) & (t["model"] == model)]
+        e = exposure_rows(results)
+        rows = e[(e["outcome"] == outcome) & (e["exposure"] == exposure) & (e["model"] == model)]
         if rows.empty:
             return None
         mutual = rows[rows["analysis"].astype(str).str.contains("mutual")]
@@ -295,8 +296,7 @@ def planted_vs_estimated(truth: dict, results: Results | None, analyses: dict) -
     rows = []
     if results is None or results.table.empty or not isinstance(effects, dict):
         return ReportTable("planted_vs_estimated", "Planted vs estimated", pd.DataFrame())
-    t = results.table
-    pairs = t.loc[exposure_term_mask(t), ["outcome", "exposure"]].drop_duplicates().astype(str)
+    pairs = exposure_rows(results)[["outcome", "exposure"]].drop_duplicates().astype(str)
     for outcome, exposure in pairs.itertuples(index=False):
         planted_block = effects.get(outcome)
         if not isinstance(planted_block, dict):
