@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test bench install install-dev browser clean
+.PHONY: demo test bench install install-dev browser clean spark-cluster spark-cluster-stop
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ test: install-dev browser
 
 bench: install-dev
 	$(PY) bench/run.py
+
+# A local Spark standalone cluster (master, two workers) and a Spark Connect server, from the
+# installed pyspark's own jars, all on 127.0.0.1 (tools/spark_cluster.py; state in build/spark-cluster).
+spark-cluster: install-dev
+	$(PY) tools/spark_cluster.py start
+
+spark-cluster-stop:
+	$(PY) tools/spark_cluster.py stop
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info
