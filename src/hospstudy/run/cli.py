@@ -101,13 +101,19 @@ def register(app: typer.Typer) -> None:
         study_file: Path = typer.Argument(..., help="Study file (TOML), e.g. studies/spinal_metastasis.toml."),
         data: Path = typer.Option(..., "--data", help="Database folder (DPC layout)."),
         out: Path = typer.Option(..., "--out", help="Output folder (patient-level files only under OUT/private/)."),
-        engine: str = typer.Option("duckdb", "--engine", callback=_engine, help="duckdb or spark."),
+        engine: Optional[str] = typer.Option(None, "--engine", help="duckdb or spark; default: the study file's [engine] name, else duckdb."),
         seed: int = typer.Option(_pl.DEFAULT_SEED, "--seed", help="Seed of the analyses."),
         force: bool = typer.Option(False, "--force", help="Rebuild every stage, ignoring the cache."),
         threshold: Optional[int] = typer.Option(None, "--threshold", min=1, help="Smallest count shown (default: the study file [report] disclosure_threshold, else 10)."),
+        spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL: local[N], spark://HOST:PORT, yarn, k8s://https://HOST:PORT (default: $HOSPSTUDY_SPARK_MASTER, the study file's [engine], local[2]); implies --engine spark."),
+        spark_remote: Optional[str] = typer.Option(None, "--spark-remote", help="Spark Connect server sc://HOST:PORT (default: $SPARK_REMOTE, the study file's [engine]); implies --engine spark."),
+        spark_conf: Optional[list[str]] = typer.Option(None, "--spark-conf", help="A Spark setting key=value (repeatable), e.g. spark.executor.memory=8g."),
     ):
         """validate → cohort → analyses → report → check-disclosure; cached by settings and input hashes."""
-        res = _pl.run_study(study_file, data, out, engine=engine, seed=seed, force=force, threshold=threshold)
+        from hospstudy.cohort.spec import parse_spark_conf
+
+        res = _pl.run_study(study_file, data, out, engine=engine, seed=seed, force=force, threshold=threshold,
+                            spark_master=spark_master, spark_remote=spark_remote, spark_conf=parse_spark_conf(spark_conf))
         console.print(f"[bold green]report:[/] {res.report.resolve()}")
         if res.violations:
             raise typer.Exit(1)
