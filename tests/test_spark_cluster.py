@@ -257,7 +257,7 @@ def test_tiny_database_on_the_cluster(cluster, tiny_db, tmp_path, where):
     r = cohort_cli("--data", tiny_db, "--out", tmp_path / where, *opts)
     assert r.returncode == 0, r.stdout + r.stderr
     url = cluster["master"] if where == "standalone" else cluster["remote"]
-    assert f"(spark {url})" in r.stdout
+    assert f"(spark {url})" in " ".join((r.stdout + r.stderr).split())
     t = _same(ref, tmp_path / where)
     assert sorted(t.column("patient_id").to_pylist()) == sorted(EXPECTED)
 
