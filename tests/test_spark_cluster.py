@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from hospstudy.cohort import Study
+from hospstudy import Study
 from hospstudy.cohort.spec import EngineSpec, engine_settings, parse_spark_conf, resolve_engine
 from hospstudy.errors import InputError, StudyFileError
 from test_cohort_tinydb import EXPECTED, write_tiny_db
