@@ -36,6 +36,8 @@ demo: install
 test: install-dev browser
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile -q
 
+# BENCH_ONLY=area runs one area; BENCH_FULL=1 adds scale 10 and the Spark cluster; BENCH_SCALE40=1
+# adds the nationwide size (bench/bench_scale.py; databases in bench/_work, git-ignored).
 bench: install-dev
 	$(PY) bench/run.py
 
