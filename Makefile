@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test bench install install-dev browser clean
+.PHONY: demo test bench install install-dev browser clean spark-cluster spark-cluster-stop
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,18 @@ demo: install
 test: install-dev browser
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile -q
 
+# BENCH_ONLY=area runs one area; BENCH_FULL=1 adds scale 10 and the Spark cluster; BENCH_SCALE40=1
+# adds the nationwide size (bench/bench_scale.py; databases in bench/_work, git-ignored).
 bench: install-dev
 	$(PY) bench/run.py
+
+# A local Spark standalone cluster (master, two workers) and a Spark Connect server, from the
+# installed pyspark's own jars, all on 127.0.0.1 (tools/spark_cluster.py; state in build/spark-cluster).
+spark-cluster: install-dev
+	$(PY) tools/spark_cluster.py start
+
+spark-cluster-stop:
+	$(PY) tools/spark_cluster.py stop
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

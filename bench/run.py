@@ -6,6 +6,8 @@ keeps one section per area with the date, machine and command that measured it, 
 run (``BENCH_ONLY=cohort,mixed make bench``) replaces only its own sections. Timings vary up
 to 2x between runs on shared machines (ENGINE_NOTES.md): compare ratios measured in one run.
 BENCH_FULL=1 adds the slow full-scale cases (scale 10, 50 M billing lines).
+BENCH_SCALE40=1 adds the nationwide size to bench_scale.py (scale 40: generated once into
+bench/_work, about 15 minutes and 8 GB of disk; then the cohort on DuckDB and the whole run).
 """
 
 from __future__ import annotations

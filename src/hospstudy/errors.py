@@ -53,6 +53,13 @@ class EngineError(RuntimeError, HospstudyError):
     exit_code = 1
 
 
+class EngineConnectionError(EngineError):
+    """A Spark master or Spark Connect server that cannot be reached or used as given (a
+    malformed URL, no answer, Java missing): one line naming the URL."""
+
+    exit_code = 2
+
+
 class ModelError(ValueError, HospstudyError):
     """Bad arguments to a model function (one template: 'The X parameter of f must be ... Got ...')."""
 

@@ -10,6 +10,7 @@ section                                                         parsed by
 ``[covariates]``, ``[outcomes]``
 ``[analyses]``                                                  :class:`hospstudy.models.spec.AnalysesSpec`
 ``[report]``                                                    :class:`hospstudy.report.spec.ReportSpec`
+``[engine]`` (where the cohort runs)                            :class:`hospstudy.cohort.spec.EngineSpec`
 ==============================================================  ==========================================
 
 :meth:`Study.load` reports every problem of every section at once (one
@@ -22,7 +23,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hospstudy.cohort.spec import SECTION_KEYS, CohortDefinition
+from hospstudy.cohort.spec import SECTION_KEYS, CohortDefinition, EngineSpec
 from hospstudy.errors import StudyFileError
 from hospstudy.models.spec import AnalysesSpec
 from hospstudy.report.spec import ReportSpec
@@ -31,13 +32,14 @@ from hospstudy.settings import read_study_file, validate_section
 __all__ = ["Study", "read_study_file", "TOP_KEYS"]
 
 #: Every section a study file may hold, in the order the problems are reported.
-TOP_KEYS = (*SECTION_KEYS, "analyses", "report")
+TOP_KEYS = (*SECTION_KEYS, "analyses", "report", "engine")
 
 
 class Study(CohortDefinition):
     """A validated study file: the cohort definition (what :meth:`build_cohort` runs) plus the
     other stages' settings, ``analyses`` (:class:`~hospstudy.models.spec.AnalysesSpec`, or None
-    when the file has no ``[analyses]``) and ``report`` (:class:`~hospstudy.report.spec.ReportSpec`).
+    when the file has no ``[analyses]``), ``report`` (:class:`~hospstudy.report.spec.ReportSpec`)
+    and ``engine`` (:class:`~hospstudy.cohort.spec.EngineSpec`: where the cohort runs).
 
     Examples
     --------
@@ -47,10 +49,12 @@ class Study(CohortDefinition):
     >>> study.analyses.outcomes, study.report.disclosure_threshold  # doctest: +SKIP
     """
 
-    def __init__(self, path, raw, info, codelists, codelist_meta, cohort, derivations, analyses, report=None):
+    def __init__(self, path, raw, info, codelists, codelist_meta, cohort, derivations, analyses, report=None,
+                 engine=None):
         super().__init__(path, raw, info, codelists, codelist_meta, cohort, derivations)
         self.analyses = analyses
         self.report = report if report is not None else ReportSpec()
+        self.engine = engine if engine is not None else EngineSpec()
 
     @classmethod
     def load(cls, path) -> "Study":
@@ -66,11 +70,12 @@ class Study(CohortDefinition):
                 problems.append(f"{k}: unknown section; allowed: {', '.join(TOP_KEYS)}")
         *cohort_parts, (have, defined) = CohortDefinition.parse(raw, path, problems)
         report = validate_section(ReportSpec, raw.get("report"), "report", problems)
+        engine = validate_section(EngineSpec, raw.get("engine"), "engine", problems)
         analyses = _analyses(raw.get("analyses"), have, defined, problems)
         if problems:
             where = str(path) if path is not None else "study file"
             raise StudyFileError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
-        return cls(path, raw, *cohort_parts, analyses, report)
+        return cls(path, raw, *cohort_parts, analyses, report, engine)
 
 
 def _analyses(table, have: set[str], defined: list[str], problems: list[str]) -> AnalysesSpec | None:

@@ -29,7 +29,7 @@ hand as one DuckDB query and as plain pandas; the tests run one suite on both en
 
 from __future__ import annotations
 
-import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +72,10 @@ class CohortResult:
     engine : str
     timings : dict
         Seconds per stage.
+    notes : list of str
+        What the user should know about this build (e.g. validation skipped on a cluster path).
+    where : str
+        Where it ran: 'duckdb', 'spark local[2]', 'spark spark://HOST:PORT', 'spark sc://HOST:PORT'.
     """
 
     analytic: pd.DataFrame
@@ -82,6 +86,8 @@ class CohortResult:
     timings: dict = field(default_factory=dict)
     #: code-list entries that match no row of the table they are used with (a typo selects nobody)
     unmatched_codes: pd.DataFrame | None = None
+    notes: list = field(default_factory=list)
+    where: str = ""
 
     def write(self, out_dir, threshold: int = 10) -> dict[str, Path]:
         """Write ``private/analytic.parquet`` and ``private/attrition.csv`` (exact counts), and
@@ -109,44 +115,61 @@ class CohortResult:
 
 # ---- engines --------------------------------------------------------------------------------
 
-def spark_session(master: str | None = None):
-    """A local SparkSession with the settings ENGINE_NOTES.md found reliable (4 GB driver,
-    8 shuffle partitions, Arrow, loopback address, no UI)."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        raise EngineError("the Spark engine needs pyspark: pip install 'hospstudy[spark]'") from None
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = (
-        SparkSession.builder.master(master or "local[2]")
-        .appName("hospstudy-cohort")
-        .config("spark.driver.memory", "4g")
-        .config("spark.sql.shuffle.partitions", "8")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-    )
-    try:
-        session = builder.getOrCreate()
-    except Exception as e:  # Java missing, port blocked, ...
-        raise EngineError(f"could not start Spark ({master or 'local[2]'}): {e}") from None
-    session.sparkContext.setLogLevel("ERROR")
-    return session
+def spark_session(master: str | None = None, remote: str | None = None, conf: dict | None = None,
+                  timeout: float = 20.0):
+    """A SparkSession: local (default ``local[2]``), a cluster's ``master``, or Spark Connect
+    (``remote``); see :func:`hospstudy.cohort.spark.spark_session`."""
+    from hospstudy.cohort.spark import spark_session as make
+
+    return make(master, remote=remote, conf=conf, timeout=timeout)
 
 
-def connect(engine: str = "duckdb", spark=None, spark_master: str | None = None):
-    """An Ibis connection for ``engine`` ('duckdb' or 'spark')."""
+def connect(engine: str = "duckdb", spark=None, spark_master: str | None = None, settings=None):
+    """An Ibis connection for ``engine`` ('duckdb' or 'spark'); ``settings`` (an
+    :class:`~hospstudy.cohort.spec.EngineSpec`) gives DuckDB's memory limit, spill folder and
+    threads, and where Spark runs."""
     import ibis
 
     if engine == "duckdb":
-        return ibis.duckdb.connect()
+        config = {}
+        if settings is not None:
+            if settings.duckdb_memory_limit:
+                config["memory_limit"] = settings.duckdb_memory_limit
+            if settings.duckdb_temp_directory:
+                Path(settings.duckdb_temp_directory).mkdir(parents=True, exist_ok=True)
+                config["temp_directory"] = settings.duckdb_temp_directory
+            if settings.duckdb_threads:
+                config["threads"] = settings.duckdb_threads
+        return ibis.duckdb.connect(**config)
     if engine == "spark":
-        session = spark if spark is not None else spark_session(spark_master)
-        return ibis.pyspark.connect(session)
+        if spark is None:
+            if settings is not None:
+                spark = spark_session(settings.spark_master or spark_master, remote=settings.spark_remote,
+                                      conf=settings.spark_conf, timeout=settings.connect_timeout)
+            else:
+                spark = spark_session(spark_master)
+        return ibis.pyspark.connect(spark)
     raise InputError(f"The 'engine' parameter of build_cohort must be one of {list(ENGINES)}. Got {engine!r} instead.")
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_cluster_path(data) -> bool:
+    """Whether ``data`` is a URI (s3a://, hdfs://, abfss://, gs://, dbfs:/, file://) rather
+    than a local folder: such a database is read by Spark where it runs, never listed here."""
+    text = str(data)
+    return bool(_SCHEME.match(text)) or text.startswith("dbfs:/")
+
+
+def _local_path(data) -> Path | None:
+    """The local folder of ``data`` (a path, or a file:// URI), None for other URIs."""
+    text = str(data)
+    if text.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(text).path))
+    return None if is_cluster_path(text) else Path(text)
 
 
 class _Layers:
@@ -167,6 +190,7 @@ class _Layers:
         self.prefix = f"hs_{uuid.uuid4().hex[:10]}_"
         self.parts: list[tuple[str, str, bool]] = []
         self.tables: list[str] = []
+        self.cached: list = []  # Spark: (view name, cached DataFrame)
         self.count = 0  # every name unique, also across statements
 
     def __call__(self, t, materialize: bool = False):
@@ -215,25 +239,42 @@ class _Layers:
             self.tables.append(name)
             return self.con.table(name)
         # Spark caches lazily: count now, so the stage that does the work is the one timed
-        # and no later query recomputes it
-        out = self.con.sql(sql, schema=t.schema()).cache()
-        out.count().execute()
-        return out
+        # and no later query recomputes it. Cached and named here, not by Ibis' ``.cache()``,
+        # which does not work on Spark Connect (it checks ``is_cached``, always false there)
+        name = f"{self.prefix}{self.count}"
+        self.count += 1
+        df = self.con._session.sql(sql).persist()
+        df.count()
+        df.createOrReplaceTempView(name)
+        self.cached.append((name, df))
+        return self.con.table(name)
 
     def close(self) -> None:
-        """Drop the tables made by :meth:`table` (DuckDB; Spark's cache is released by Ibis)."""
+        """Drop the tables made by :meth:`table` (DuckDB) or their cached views (Spark)."""
         for name in self.tables:
             try:
                 self.con.drop_table(name, force=True)
             except Exception:  # the connection goes with the build anyway
                 pass
         self.tables.clear()
+        for name, df in self.cached:
+            try:
+                df.unpersist()
+                self.con._session.catalog.dropTempView(name)
+            except Exception:
+                pass
+        self.cached.clear()
 
 
 # ---- staging --------------------------------------------------------------------------------
 
 def stage_tables(con, data_dir, engine: str, workdir) -> dict:
     """One Ibis table per canonical table: the data model's columns, cast to its types.
+
+    ``data_dir`` is a local folder, or with Spark a cluster path (s3a://, hdfs://, abfss://,
+    file://, ...) holding ``NAME/`` Parquet folders or ``NAME.parquet`` files: such a path is
+    not listed here but read where Spark runs, and a table the cluster cannot find is named
+    with the paths it tried.
 
     The casts are the data layer's (:func:`hospstudy.data.readers.cast_expression`), the
     very rules validation accepts, on both engines: a Parquet table whose every file stores
@@ -246,7 +287,16 @@ def stage_tables(con, data_dir, engine: str, workdir) -> dict:
 
     from hospstudy.data.readers import check_casts, check_parquet, is_exact, locate_tables, plan_scan, quote, sql_str
 
-    sources = locate_tables(data_dir)
+    local = _local_path(data_dir)
+    if engine == "spark" and (local is None or not local.is_dir()):
+        # a cluster path, or a folder this machine does not hold (the Connect server's own)
+        return _stage_cluster(con, str(data_dir).rstrip("/"))
+    if local is None:
+        raise DataUnusableError(
+            f"{data_dir}: DuckDB reads a local database folder; a cluster path (s3a://, hdfs://, abfss://) "
+            f"needs --engine spark"
+        )
+    sources = locate_tables(local)
     workdir = Path(workdir)
     duck = con.con if engine == "duckdb" else None
     out = {}
@@ -291,16 +341,53 @@ def stage_tables(con, data_dir, engine: str, workdir) -> dict:
                         t = con.read_parquet(str(dest), table_name=f"hs_raw_{name}")
                 except duckdb.Error as e:
                     raise DataUnusableError(f"table {name}: cannot read its files ({str(e).splitlines()[0]})") from None
-            missing = [c.name for c in cols if c.name not in t.columns]
-            if missing:
-                raise DataUnusableError(
-                    f"{src.root}: table '{name}' lacks column(s) {', '.join(missing)} of the data model "
-                    f"(run `hospstudy validate` for every finding)"
-                )
-            out[name] = t.select(**{c.name: t[c.name].cast(_IBIS_TYPES[c.type]) for c in cols})
+            out[name] = _typed(t, name, src.root)
     finally:
         if duck is not None and engine != "duckdb":
             duck.close()
+    return out
+
+
+def _typed(t, name: str, where):
+    cols = TABLES[name]
+    missing = [c.name for c in cols if c.name not in t.columns]
+    if missing:
+        raise DataUnusableError(
+            f"{where}: table '{name}' lacks column(s) {', '.join(missing)} of the data model "
+            f"(run `hospstudy validate` for every finding)"
+        )
+    return t.select(**{c.name: t[c.name].cast(_IBIS_TYPES[c.type]) for c in cols})
+
+
+def _spark_read(con, paths: list[str], name: str, recursive: bool):
+    """``con.read_parquet`` of the first of ``paths`` Spark finds; DataUnusableError naming
+    every path tried when it finds none (as the cluster sees them: the driver's or the Connect
+    server's file system, not necessarily this machine's)."""
+    errors = []
+    for path in paths:
+        try:
+            kwargs = {"recursiveFileLookup": "true"} if recursive or not path.endswith(".parquet") else {}
+            return con.read_parquet(path, table_name=f"hs_raw_{name}", **kwargs)
+        except Exception as e:
+            text = str(e)
+            if "PATH_NOT_FOUND" in text or "Path does not exist" in text or "FileNotFoundException" in text:
+                errors.append(path)
+                continue
+            if "UNABLE_TO_INFER_SCHEMA" in text:
+                errors.append(f"{path} (no Parquet parts)")
+                continue
+            raise
+    raise DataUnusableError(
+        f"table '{name}': the Spark cluster cannot see {' or '.join(errors)} "
+        f"(a path must be readable where Spark runs: a shared or object-storage path for a cluster)"
+    )
+
+
+def _stage_cluster(con, root: str) -> dict:
+    out = {}
+    for name in TABLES:
+        t = _spark_read(con, [f"{root}/{name}", f"{root}/{name}.parquet"], name, recursive=False)
+        out[name] = _typed(t, name, root)
     return out
 
 
@@ -538,24 +625,34 @@ def _quantile_groups(values: pd.Series, groups: int) -> pd.Series:
 
 # ---- the pipeline ---------------------------------------------------------------------------
 
-def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_master: str | None = None,
-                 validate: bool = True, progress: Callable[[str], None] | None = None) -> CohortResult:
+def build_cohort(study, data_dir, engine: str | None = None, spark=None, spark_master: str | None = None,
+                 validate: bool = True, progress: Callable[[str], None] | None = None,
+                 spark_remote: str | None = None, spark_conf: dict | None = None, settings=None) -> CohortResult:
     """Build the analytic dataset and attrition of ``study`` on the database in ``data_dir``.
 
     Parameters
     ----------
     study : hospstudy.cohort.spec.CohortDefinition (or the whole hospstudy.Study)
-    data_dir : path
-        A database folder (see :func:`hospstudy.data.readers.locate_tables`).
-    engine : {'duckdb', 'spark'}
+    data_dir : path or str
+        A database folder (see :func:`hospstudy.data.readers.locate_tables`); with Spark also a
+        cluster path (``s3a://``, ``hdfs://``, ``abfss://``, ``file://``) of ``NAME/`` Parquet
+        folders, which is not validated here (a note says so).
+    engine : {'duckdb', 'spark'}, optional
+        Default: the study's ``[engine]`` section (DuckDB when it has none).
     spark : pyspark.sql.SparkSession, optional
-        An existing session (a cluster's); a local one is started otherwise.
+        An existing session (a cluster's, or Spark Connect's); one is started otherwise.
     spark_master : str, optional
-        Master URL of the session to start (default ``local[2]``).
+        Master URL of the session to start (default ``local[2]``; ``HOSPSTUDY_SPARK_MASTER``).
     validate : bool
         Run :func:`hospstudy.data.validate.validate_database` first and stop on errors.
     progress : callable, optional
         Called with each stage name of :data:`STAGES` as it starts.
+    spark_remote : str, optional
+        Spark Connect URL ``sc://HOST:PORT`` (default ``SPARK_REMOTE``).
+    spark_conf : dict, optional
+        Spark settings over the study's ``[engine] spark_conf``.
+    settings : hospstudy.cohort.spec.EngineSpec, optional
+        Where to run, already resolved (the arguments above and the study's section are then ignored).
 
     Returns
     -------
@@ -563,8 +660,27 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
     """
     import ibis
 
-    if engine not in ENGINES:
+    if engine is not None and engine not in ENGINES:
         raise InputError(f"The 'engine' parameter of build_cohort must be one of {list(ENGINES)}. Got {engine!r} instead.")
+    if settings is None:
+        if engine is None and spark is not None:
+            engine = "spark"
+        settings = S.resolve_engine(getattr(study, "engine", None), engine=engine, spark_master=spark_master,
+                                    spark_remote=spark_remote, spark_conf=spark_conf)
+    engine = settings.name
+    notes: list[str] = []
+    local = _local_path(data_dir)
+    if engine == "duckdb" and local is None:
+        raise DataUnusableError(
+            f"{data_dir}: DuckDB reads a local database folder; a cluster path (s3a://, hdfs://, abfss://) "
+            f"needs --engine spark"
+        )
+    if validate and (local is None or not local.is_dir()) and engine == "spark":
+        # the files are where the cluster runs, not here: the data-model checks of `hospstudy
+        # validate` need the files; the cohort still checks every table's columns
+        validate = False
+        notes.append(f"validation skipped: {data_dir} is not a folder on this machine (Spark reads it where it runs); "
+                     f"validate a copy with `hospstudy validate` before trusting the counts")
     timings: dict[str, float] = {}
     note = progress or (lambda s: None)
     current: list = [None, time.perf_counter()]
@@ -580,9 +696,9 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
 
     tick(STAGES[0])
     if validate:
-        run_validation(data_dir)
+        run_validation(local)
     tick("staging")
-    con = connect(engine, spark=spark, spark_master=spark_master)
+    con = connect(engine, spark=spark, settings=settings)
     layers = None
     import tempfile
 
@@ -607,7 +723,7 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
         tick("analytic dataset")
         arrow = layers.fetch(analytic_expr)
         unmatched = unmatched_codes(study, tables, layers.fetch)
-    except (DataUnusableError, InputError):
+    except (DataUnusableError, InputError, EngineError):
         raise
     except Exception as e:
         if type(e).__module__.startswith(("ibis", "duckdb", "pyspark", "py4j")):
@@ -620,7 +736,16 @@ def build_cohort(study, data_dir, engine: str = "duckdb", spark=None, spark_mast
     table, frame = _finish(study, arrow)
     tick(None)
     dictionary = data_dictionary(study, table)
-    return CohortResult(frame, attrition, dictionary, table, engine, timings, unmatched)
+    return CohortResult(frame, attrition, dictionary, table, engine, timings, unmatched, notes,
+                        settings.where if spark is None else _session_where(spark))
+
+
+def _session_where(spark) -> str:
+    """'spark MASTER' or 'spark sc://...' of a session handed in."""
+    try:
+        return f"spark {spark.sparkContext.master}"
+    except Exception:  # Spark Connect has no SparkContext
+        return "spark connect"
 
 
 def run_validation(data_dir) -> None:

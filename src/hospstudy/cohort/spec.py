@@ -32,7 +32,7 @@ exit code 2), each naming its field path and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
@@ -227,6 +227,144 @@ class Step(_Settings):
 class CohortSpec(_Settings):
     index: IndexSpec
     steps: tuple[Step, ...] = ()
+
+
+ENGINE_NAMES = ("duckdb", "spark")
+_MEMORY = r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+
+
+class EngineSpec(_Settings):
+    """The optional ``[engine]`` section: where the cohort runs. Owned by the cohort engine;
+    the command line (``--engine``, ``--spark-master``, ``--spark-remote``, ``--spark-conf``)
+    and the environment (``HOSPSTUDY_SPARK_MASTER``, ``SPARK_REMOTE``) override it
+    (:func:`resolve_engine`). None of it changes the analytic dataset."""
+
+    name: Literal["duckdb", "spark"] = Field("duckdb", description="duckdb (embedded, default) or spark.")
+    spark_master: Optional[str] = Field(
+        None, description="Spark master URL: local[N], spark://HOST:PORT, yarn, k8s://https://HOST:PORT (default local[2]).")
+    spark_remote: Optional[str] = Field(None, description="Spark Connect URL sc://HOST:PORT (instead of a master).")
+    spark_conf: dict[str, Union[str, int, float, bool]] = Field(
+        default_factory=dict, description="Spark settings, e.g. {\"spark.executor.memory\" = \"8g\"}.")
+    connect_timeout: float = Field(
+        20.0, gt=0, le=600, description="Seconds to wait for a Spark master or Connect server before giving up.")
+    duckdb_memory_limit: Optional[str] = Field(
+        None, pattern=_MEMORY, description="DuckDB's memory_limit, e.g. '6GB' (beyond it DuckDB spills to duckdb_temp_directory).")
+    duckdb_temp_directory: Optional[str] = Field(None, description="Folder DuckDB spills to (default: DuckDB's own, .tmp beside the database or in the working folder).")
+    duckdb_threads: Optional[int] = Field(None, ge=1, description="DuckDB's threads (default: one per core).")
+
+    @field_validator("spark_master")
+    @classmethod
+    def _master(cls, v):
+        if v is not None:
+            from hospstudy.cohort.spark import _MASTER
+
+            if not _MASTER.match(v):
+                raise ValueError("must be local[N], spark://HOST:PORT, yarn or k8s://https://HOST:PORT "
+                                 "(Spark Connect goes in spark_remote)")
+        return v
+
+    @field_validator("spark_remote")
+    @classmethod
+    def _remote(cls, v):
+        if v is not None and not v.startswith("sc://"):
+            raise ValueError("must be a Spark Connect URL sc://HOST:PORT")
+        return v
+
+    @model_validator(mode="after")
+    def _one_place(self):
+        if self.spark_master and self.spark_remote:
+            raise ValueError("give spark_master or spark_remote, not both")
+        return self
+
+    @property
+    def where(self) -> str:
+        """Where the cohort runs, for messages: 'duckdb', 'spark local[2]', 'spark sc://h:p'."""
+        if self.name == "duckdb":
+            return "duckdb"
+        return f"spark {self.spark_remote or self.spark_master or 'local[2]'}"
+
+
+def engine_settings(raw: dict | None, path=None) -> EngineSpec:
+    """The validated ``[engine]`` section of a parsed study file (defaults when absent)."""
+    problems: list[str] = []
+    spec = _validate(EngineSpec, (raw or {}).get("engine"), "engine", problems)
+    if problems:
+        where = str(path) if path is not None else "study file"
+        raise StudyFileError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
+    return spec
+
+
+def resolve_engine(spec: EngineSpec | None = None, *, engine: str | None = None, spark_master: str | None = None,
+                   spark_remote: str | None = None, spark_conf: dict | None = None, environ=None) -> EngineSpec:
+    """Where the cohort runs: the command line over the environment over the study file.
+
+    ``engine``, ``spark_master``, ``spark_remote`` (and ``spark_conf``, merged over the
+    file's) come from the command line or the Python call; ``HOSPSTUDY_SPARK_MASTER`` and
+    ``SPARK_REMOTE`` from ``environ`` (default ``os.environ``) apply when neither is given
+    there. A master or Connect URL given on the command line implies ``--engine spark``;
+    the environment alone never switches the engine.
+
+    Raises
+    ------
+    InputError
+        ``--engine duckdb`` with Spark options, both a master and a Connect URL, or a malformed one.
+    """
+    import os
+
+    from hospstudy.errors import InputError
+
+    spec = spec or EngineSpec()
+    env = os.environ if environ is None else environ
+    if engine is not None and engine not in ENGINE_NAMES:
+        raise InputError(f"--engine must be one of {', '.join(ENGINE_NAMES)}; got {engine!r}")
+    if spark_master and spark_remote:
+        raise InputError("give --spark-master or --spark-remote, not both")
+    if engine == "duckdb" and (spark_master or spark_remote or spark_conf):
+        raise InputError("--spark-master, --spark-remote and --spark-conf apply to --engine spark, not duckdb")
+    from hospstudy.cohort.spark import _MASTER
+
+    def check(value, source, remote):
+        ok = value.startswith("sc://") if remote else bool(_MASTER.match(value))
+        if not ok:
+            want = "a Spark Connect URL sc://HOST:PORT" if remote else "local[N], spark://HOST:PORT, yarn or k8s://https://HOST:PORT"
+            raise InputError(f"{source} {value!r}: must be {want}")
+
+    if spark_master:
+        check(spark_master, "--spark-master", False)
+    if spark_remote:
+        check(spark_remote, "--spark-remote", True)
+    update: dict = {}
+    if engine is not None:
+        update["name"] = engine
+    if spark_master or spark_remote:
+        update.update(name="spark", spark_master=spark_master, spark_remote=spark_remote)
+    elif env.get("HOSPSTUDY_SPARK_MASTER"):
+        check(env["HOSPSTUDY_SPARK_MASTER"], "HOSPSTUDY_SPARK_MASTER", False)
+        update.update(spark_master=env["HOSPSTUDY_SPARK_MASTER"], spark_remote=None)
+    elif env.get("SPARK_REMOTE"):
+        check(env["SPARK_REMOTE"], "SPARK_REMOTE", True)
+        update.update(spark_remote=env["SPARK_REMOTE"], spark_master=None)
+    if spark_conf:
+        update["spark_conf"] = {**spec.spark_conf, **spark_conf}
+    merged = {**spec.model_dump(), **update}
+    try:
+        return EngineSpec.model_validate(merged)
+    except ValidationError as e:
+        problems = format_errors(e, "engine", EngineSpec)
+        raise InputError("; ".join(problems)) from None
+
+
+def parse_spark_conf(items) -> dict[str, str]:
+    """``--spark-conf key=value`` (repeatable) as a dict; InputError naming a malformed one."""
+    from hospstudy.errors import InputError
+
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not key.strip().startswith("spark."):
+            raise InputError(f"--spark-conf {item!r}: must be key=value with a Spark setting key (spark.…)")
+        out[key.strip()] = value.strip()
+    return out
 
 
 # ---- derivations: one column each ------------------------------------------------------------
@@ -569,13 +707,18 @@ class CohortDefinition:
         analytic_columns = [c for c in defined if c not in kept]
         return info, lists, meta, cohort, derivations, (have - kept, analytic_columns)
 
-    def build_cohort(self, data_dir, engine: str = "duckdb", spark=None, spark_master: str | None = None,
-                     validate: bool = True, progress=None):
-        """Run the cohort on a database folder; returns a :class:`~hospstudy.cohort.engine.CohortResult`."""
+    def build_cohort(self, data_dir, engine: str | None = None, spark=None, spark_master: str | None = None,
+                     validate: bool = True, progress=None, spark_remote: str | None = None,
+                     spark_conf: dict | None = None, settings: "EngineSpec | None" = None):
+        """Run the cohort on a database; returns a :class:`~hospstudy.cohort.engine.CohortResult`.
+        Where it runs: ``settings`` if given, else the study's ``[engine]`` section (``engine``
+        attribute, when the study file was read by :class:`hospstudy.study.Study`) overridden by
+        the environment and the arguments (:func:`resolve_engine`)."""
         from hospstudy.cohort.engine import build_cohort
 
         return build_cohort(self, data_dir, engine=engine, spark=spark, spark_master=spark_master,
-                            validate=validate, progress=progress)
+                            validate=validate, progress=progress, spark_remote=spark_remote,
+                            spark_conf=spark_conf, settings=settings)
 
     def source_codes(self, column: str) -> str:
         """Code lists (with their entries) behind a column, for the data dictionary."""

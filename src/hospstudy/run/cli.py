@@ -103,13 +103,19 @@ def register(app: typer.Typer) -> None:
         study_file: Path = typer.Argument(..., help="Study file (TOML), e.g. studies/spinal_metastasis.toml."),
         data: Path = typer.Option(..., "--data", help="Database folder (DPC layout)."),
         out: Path = typer.Option(..., "--out", help="Output folder (patient-level files only under OUT/private/)."),
-        engine: str = typer.Option("duckdb", "--engine", callback=_engine, help="duckdb or spark."),
+        engine: Optional[str] = typer.Option(None, "--engine", help="duckdb or spark; default: the study file's [engine] name, else duckdb."),
         seed: int = typer.Option(_pl.DEFAULT_SEED, "--seed", help="Seed of the analyses."),
         force: bool = typer.Option(False, "--force", help="Rebuild every stage, ignoring the cache."),
         threshold: Optional[int] = typer.Option(None, "--threshold", min=1, help="Smallest count shown (default: the study file [report] disclosure_threshold, else 10)."),
+        spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL: local[N], spark://HOST:PORT, yarn, k8s://https://HOST:PORT (default: $HOSPSTUDY_SPARK_MASTER, the study file's [engine], local[2]); implies --engine spark."),
+        spark_remote: Optional[str] = typer.Option(None, "--spark-remote", help="Spark Connect server sc://HOST:PORT (default: $SPARK_REMOTE, the study file's [engine]); implies --engine spark."),
+        spark_conf: Optional[list[str]] = typer.Option(None, "--spark-conf", help="A Spark setting key=value (repeatable), e.g. spark.executor.memory=8g."),
     ):
         """validate → cohort → analyses → report → check-disclosure; cached by settings and input hashes."""
-        res = _pl.run_study(study_file, data, out, engine=engine, seed=seed, force=force, threshold=threshold)
+        from hospstudy.cohort.spec import parse_spark_conf
+
+        res = _pl.run_study(study_file, data, out, engine=engine, seed=seed, force=force, threshold=threshold,
+                            spark_master=spark_master, spark_remote=spark_remote, spark_conf=parse_spark_conf(spark_conf))
         console.print(f"[bold green]report:[/] {res.report.resolve()}")
         if res.violations:
             raise typer.Exit(1)
@@ -117,10 +123,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def cohort(
         study_file: Path = typer.Argument(..., help="Study file (TOML), e.g. studies/spinal_metastasis.toml."),
-        data: Path = typer.Option(..., "--data", help="Database folder (DPC layout: Parquet tables or CSV)."),
+        data: str = typer.Option(..., "--data", help="Database folder (DPC layout: Parquet tables or CSV); with --engine spark also a cluster path (s3a://, hdfs://, abfss://, file://) of Parquet tables."),
         out: Path = typer.Option(..., "--out", help="Output folder: private/analytic.parquet and private/attrition.csv (exact), attrition.csv (counts under the disclosure threshold suppressed), dictionary.csv."),
-        engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded, default) or spark."),
-        spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL (default local[2])."),
+        engine: Optional[str] = typer.Option(None, "--engine", help="duckdb (embedded) or spark; default: the study file's [engine] name, else duckdb."),
+        spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL: local[N], spark://HOST:PORT, yarn, k8s://https://HOST:PORT (default: $HOSPSTUDY_SPARK_MASTER, the study file's [engine], local[2]); implies --engine spark."),
+        spark_remote: Optional[str] = typer.Option(None, "--spark-remote", help="Spark Connect server sc://HOST:PORT (default: $SPARK_REMOTE, the study file's [engine]); implies --engine spark."),
+        spark_conf: Optional[list[str]] = typer.Option(None, "--spark-conf", help="A Spark setting key=value (repeatable), e.g. spark.executor.memory=8g."),
         skip_validation: bool = typer.Option(False, "--skip-validation", help="Do not validate the database first (faster; for databases already validated)."),
         revalidate: bool = typer.Option(False, "--revalidate", help="Validate even when the database's files are unchanged since they last validated clean into OUT."),
     ):
@@ -128,21 +136,22 @@ def register(app: typer.Typer) -> None:
 
         The database is validated first; a database whose files (by content hash) validated
         clean in an earlier run into the same OUT is not validated again."""
-        from hospstudy.cohort.engine import ENGINES, STAGES
+        from hospstudy.cohort.engine import STAGES
+        from hospstudy.cohort.spec import parse_spark_conf, resolve_engine
         from hospstudy.console import progress
         from hospstudy.errors import DataValidationError
         from hospstudy.study import Study
 
-        if engine not in ENGINES:
-            raise typer.BadParameter(f"--engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         study = Study.load(study_file)
+        settings = resolve_engine(study.engine, engine=engine, spark_master=spark_master, spark_remote=spark_remote,
+                                  spark_conf=parse_spark_conf(spark_conf))
         prepare_out(out, data)
         with OutLock(out):
             validated, record = (False, None) if skip_validation else _validation_record(data, out)
             validated = validated and not revalidate
             stages = list(STAGES)
             with progress() as bar:
-                task = bar.add_task(f"cohort {study.name} on {engine}", total=len(stages))
+                task = bar.add_task(f"cohort {study.name} on {settings.where}", total=len(stages))
                 seen: list[str] = []
 
                 def note(stage: str) -> None:
@@ -152,8 +161,8 @@ def register(app: typer.Typer) -> None:
                     bar.update(task, description=f"cohort {study.name}: {stage}")
 
                 try:
-                    result = study.build_cohort(data, engine=engine, spark_master=spark_master,
-                                                validate=not (skip_validation or validated), progress=note)
+                    result = study.build_cohort(data, settings=settings, validate=not (skip_validation or validated),
+                                                progress=note)
                 except DataValidationError as e:
                     if e.report is not None:
                         e.report.render(console)
@@ -164,6 +173,8 @@ def register(app: typer.Typer) -> None:
                 # it validated clean (build_cohort stops otherwise): remember these files
                 _memo_path(out).parent.mkdir(parents=True, exist_ok=True)
                 _memo_path(out).write_text(json.dumps(record))
+            for n in result.notes:
+                console.print(f"[yellow]note:[/] {n}", soft_wrap=True)
             for stage, secs in result.timings.items():
                 shown = f"{secs:.1f} s"
                 if stage == "validate" and skip_validation:
@@ -185,7 +196,7 @@ def register(app: typer.Typer) -> None:
             _pl.warn_unmatched(result.unmatched_codes, study, Path(out) / "code_list_check.csv")
             require_patients(result.attrition, paths["attrition_exact"])
             console.print(
-                f"[green]✓[/] {len(result.analytic):,} patients; analytic dataset {paths['analytic']}, "
+                f"[green]✓[/] {len(result.analytic):,} patients ({result.where}); analytic dataset {paths['analytic']}, "
                 f"attrition {paths['attrition_exact']} (exact; shareable with counts under "
                 f"{study.report.disclosure_threshold} suppressed: {paths['attrition']}), dictionary {paths['dictionary']}"
             )

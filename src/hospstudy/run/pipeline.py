@@ -329,8 +329,10 @@ def publish_results(raw: dict, out_dir: Path, threshold: int) -> None:
     table.to_csv(out_dir / "results.csv", index=False)
 
 
-def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path, engine: str = "duckdb",
-              seed: int | None = None, force: bool = False, threshold: int | None = None, validated=None) -> RunResult:
+def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path, engine: str | None = None,
+              seed: int | None = None, force: bool = False, threshold: int | None = None, validated=None,
+              spark_master: str | None = None, spark_remote: str | None = None,
+              spark_conf: dict | None = None) -> RunResult:
     """Run a study from a database folder to a checked, shareable output folder.
 
     Parameters
@@ -341,7 +343,8 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         The database folder (DPC layout).
     out_dir : path
         Output folder (created). Patient-level files go to ``out_dir/private/`` only.
-    engine : {'duckdb', 'spark'}
+    engine : {'duckdb', 'spark'}, optional
+        Default: the study file's ``[engine]`` section, else DuckDB.
     seed : int, optional
         Seed of the analyses (bootstrap, resampling); default :data:`DEFAULT_SEED`.
     force : bool
@@ -350,6 +353,10 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         Smallest count shown; default the study's ``[report] disclosure_threshold`` or 10.
     validated : optional
         A validation report of ``data_dir`` already obtained (skips the validate stage).
+    spark_master, spark_remote, spark_conf : optional
+        Where Spark runs (see :func:`hospstudy.cohort.spec.resolve_engine`): over the study
+        file's ``[engine]`` section and the environment. They do not change the analytic
+        dataset, so they are not part of the cohort's cache key (the engine's name is).
 
     Returns
     -------
@@ -364,17 +371,23 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     # every input is checked before any work: the whole study file, the database folder, OUT
     study = Study.load(study_path)
     if not data_dir.is_dir():
-        raise InputError(f"{data_dir}: no such database folder")
+        raise InputError(f"{data_dir}: no such database folder (hospstudy run hashes the database's files for its cache; "
+                         f"for a cluster path such as s3a://... run `hospstudy cohort --engine spark`, then `hospstudy analyze`)")
+    from hospstudy.cohort.spec import resolve_engine
+
+    where = resolve_engine(study.engine, engine=engine, spark_master=spark_master, spark_remote=spark_remote,
+                           spark_conf=spark_conf)
     prepare_out(out_dir, data_dir)
     with OutLock(out_dir):
-        return _run_locked(study, study_path, data_dir, out_dir, engine, seed, force, threshold, validated)
+        return _run_locked(study, study_path, data_dir, out_dir, where, seed, force, threshold, validated)
 
 
-def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, engine: str, seed: int, force: bool,
+def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, where, seed: int, force: bool,
                 threshold: int | None, validated) -> RunResult:
     from hospstudy.privacy import check_disclosure
     from hospstudy.report.html import build_report
 
+    engine = where.name
     cohort_settings, analyses_settings = split_study_settings(study_path)
     if threshold is None:
         threshold = study.report.disclosure_threshold
@@ -401,7 +414,8 @@ def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, engine: 
     study_sha = sha256_file(study_path)
     k_validate = validation_key(hashes)
     # [report] settings (the disclosure threshold) do not change the cohort: left out of its key
-    k_cohort = settings_key("cohort", {k: v for k, v in cohort_settings.items() if k != "report"}, engine, k_validate)
+    k_cohort = settings_key("cohort", {k: v for k, v in cohort_settings.items() if k not in ("report", "engine")},
+                            engine, k_validate)
     # the threshold shapes the published extras (curve steps, funnel points): part of the key
     k_analyses = settings_key("analyses", analyses_settings, seed, threshold, k_cohort)
     keys = state.setdefault("keys", {})
@@ -457,8 +471,8 @@ def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, engine: 
         import pyarrow.parquet as pq
 
         invalidate("cohort", "analyses", "report")
-        with console.status(f"[bold]building the cohort on {engine}…") as status:
-            res = study.build_cohort(data_dir, engine=engine, validate=False,
+        with console.status(f"[bold]building the cohort on {where.where}…") as status:
+            res = study.build_cohort(data_dir, settings=where, validate=False,
                                      progress=lambda s: status.update(f"[bold]cohort: {s}…"))
         _atomic(analytic_path, lambda tmp: pq.write_table(res.table, tmp))
         _atomic(attrition_path, lambda tmp: res.attrition.to_csv(tmp, index=False))
@@ -510,7 +524,7 @@ def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, engine: 
         (priv / "truth.json").unlink(missing_ok=True)
     run_info = {
         "study": str(study_path.resolve()), "study_sha256": study_sha, "data": str(data_dir.resolve()),
-        "engine": engine, "seed": seed, "threshold": threshold,
+        "engine": engine, "engine_where": where.where, "seed": seed, "threshold": threshold,
         "run_date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "versions": _versions(engine), "input_hashes": hashes, "stage_keys": dict(keys),
     }
