@@ -14,8 +14,9 @@ from hospstudy.models.splines import harrell_knots, rcs_basis
 
 REF = json.loads((Path(__file__).parent / "reference" / "rms_rcspline.json").read_text())
 CASES = [k for k, v in REF.items() if isinstance(v, dict)]
+# about 1000x / 200x above the largest difference measured (2026-12-05): knots 5.7e-14, basis 5.1e-13
 KNOT_TOL = 1e-10
-BASIS_TOL = 1e-9
+BASIS_TOL = 1e-10
 
 
 @pytest.mark.parametrize("case", CASES)

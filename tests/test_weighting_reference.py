@@ -14,7 +14,11 @@ import pytest
 
 from hospstudy.models.weighting import balance_table, propensity_weights, weighted_logit
 
-TOL = 1e-8
+# A power of ten about 500x above the largest difference measured (2026-12-05,
+# docs/statistics.md: coefficients 1.5e-14, weights and SMD 2e-15 absolute, 2.1e-14 relative),
+# room for another BLAS or platform.
+TOL = 1e-11
+SE_RTOL = 1e-11  # measured 9.3e-15 relative
 REF_DIR = Path(__file__).parent / "reference"
 PS = "urban ~ age + age2 + C(livch, contr.treatment('0'))"
 
@@ -65,7 +69,7 @@ def test_balance_table_matches_r(data, ref, pw):
 def test_weighted_outcome_model(data, ref, pw, method, key):
     r = weighted_logit("use ~ urban", data, pw[method])
     np.testing.assert_allclose(r.estimate, ref[key]["coef"], atol=TOL)
-    np.testing.assert_allclose(r.std_error, ref[key]["se_hc0"], rtol=1e-6)
+    np.testing.assert_allclose(r.std_error, ref[key]["se_hc0"], rtol=SE_RTOL)
     rc = weighted_logit("use ~ urban", data, pw[method], cluster="district")
-    np.testing.assert_allclose(rc.std_error, ref[key]["se_cluster"], rtol=1e-6)
+    np.testing.assert_allclose(rc.std_error, ref[key]["se_cluster"], rtol=SE_RTOL)
     assert rc.scale == "marginal" and rc.extra["estimand"] == ("ATE" if method == "iptw" else "ATO")
