@@ -28,8 +28,24 @@ def test_knots_match_hmisc(case):
 @pytest.mark.parametrize("case", CASES)
 def test_basis_matches_hmisc(case):
     c = REF[case]
+    # ours also equals Harrell's published truncated-power formula, evaluated here (the fixture's
+    # max_diff_formula is R checking Hmisc against it, a constant our code cannot change)
+    np.testing.assert_allclose(rcs_basis(c["grid"], c["knots"]), _harrell(c["grid"], c["knots"]), rtol=0, atol=BASIS_TOL)
     np.testing.assert_allclose(rcs_basis(c["grid"], c["knots"]), np.array(c["basis"]), rtol=0, atol=BASIS_TOL)
-    assert c["max_diff_formula"] < 1e-9  # Hmisc agrees with Harrell's published formula
+    assert c["max_diff_formula"] < 1e-9
+
+
+def _harrell(x, k):
+    """Harrell (2015), Regression Modeling Strategies, eq. 2.25, with x and norm = 2 (as the R script)."""
+    x, k = np.asarray(x, float), np.asarray(k, float)
+    nk, kd = len(k), (k[-1] - k[0]) ** (2 / 3)
+
+    def p3(u):
+        return np.maximum(u, 0) ** 3
+
+    cols = [p3((x - k[j]) / kd) + ((k[-2] - k[j]) * p3((x - k[-1]) / kd) - (k[-1] - k[j]) * p3((x - k[-2]) / kd))
+            / (k[-1] - k[-2]) for j in range(nk - 2)]
+    return np.column_stack([x, *cols])
 
 
 def test_default_quantiles_are_harrells():
