@@ -31,11 +31,14 @@ REF = Path(__file__).parent / "reference"
 FIXTURE = json.loads((REF / "lme4_reference.json").read_text())["fits"]
 NAGQ = [1, 5, 10, 25]
 
-# Tolerances (absolute unless said otherwise)
+# Tolerances (absolute unless said otherwise). Agreement is limited by the two optimizers
+# (bobyqa in lme4, ours), not by arithmetic; largest differences measured 2026-12-05
+# (docs/statistics.md): fixed effects 4.2e-6, SE 4.4e-5 relative, SD 1.4e-6, modes 3.2e-6,
+# conditional SD 1.2e-6, log-likelihood 6.7e-9 (flat at the optimum, so far tighter).
 TOL_FIXEF = 1e-5
 TOL_SE_REL = 1e-4
 TOL_SD = 1e-5
-TOL_LOGLIK = 1e-5
+TOL_LOGLIK = 1e-6
 TOL_RANEF = 1e-5
 # Contraception in lme4's raw parametrisation: bobyqa cannot resolve the badly scaled I(age^2)
 # column (restarting glmer from its own optimum moves the intercept by ~1e-5 with logLik
