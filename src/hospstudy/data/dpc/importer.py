@@ -206,17 +206,45 @@ def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progre
                 continue
             parser = (("hospstudy.data.dpc.form1", "parse_chunk", (f.file_id,)) if f.kind == "form1" else
                       ("hospstudy.data.dpc.ef", "parse_chunk", (f.file_id, keep_identifiers)))
-            done = 0
-            for _, chunk in R.iter_tables(f, parser, workers):
-                con.register("chunk", chunk)
+            # One INSERT per file, streaming its blocks through an Arrow reader: an INSERT per
+            # block cost DuckDB ~5x the CPU time (a fixed cost per statement of ~0.15 s).
+            chunks = R.iter_tables(f, parser, workers)
+            first = next(chunks, None)
+            if first is None:
+                continue
+            schema = first[1].schema
+            failed: list[BaseException] = []
+
+            def batches(first=first, chunks=chunks, schema=schema, f=f, failed=failed):
+                done = 0
+                try:
+                    for _, chunk in _chain(first, chunks):
+                        yield from chunk.cast(schema).to_batches()
+                        step = min(R.CHUNK_BYTES, max(f.size - done, 0))
+                        done += step
+                        bar.advance(task, step)
+                except BaseException as e:  # re-raised below: DuckDB would wrap it in its own error
+                    failed.append(e)
+                    raise
+
+            reader = pa.RecordBatchReader.from_batches(schema, batches())
+            con.register("chunks", reader)
+            try:
                 if f.kind == "form1":
-                    con.execute(f"INSERT INTO f1_stage {F1.stage_sql('chunk')}")
+                    con.execute(f"INSERT INTO f1_stage {F1.stage_sql('chunks')}")
                 else:
-                    con.execute("INSERT INTO ef_stage SELECT * FROM chunk")
-                con.unregister("chunk")
-                step = min(R.CHUNK_BYTES, max(f.size - done, 0))
-                done += step
-                bar.advance(task, step)
+                    con.execute("INSERT INTO ef_stage SELECT * FROM chunks")
+            except Exception:
+                if failed:
+                    raise failed[0] from None
+                raise
+            finally:
+                con.unregister("chunks")
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
 
 
 def _select_list(table: str) -> str:
