@@ -148,7 +148,7 @@ def build(con) -> None:
         WHEN s.status IN ('outside_fiscal_years', 'stay_not_discharged') THEN s.status
         WHEN s.status = 'unknown_facility' THEN 'unknown_facility'
         WHEN s.status <> 'ok' THEN 'stay_not_imported'
-        WHEN e.service_date < a.admit_date OR e.service_date > a.discharge_date THEN 'date_outside_stay'
+        WHEN e.service_date < s.a_admit OR e.service_date > s.a_discharge THEN 'date_outside_stay'
       END AS reason,
       CASE
         WHEN e.reason IS NOT NULL THEN e.detail
@@ -156,14 +156,19 @@ def build(con) -> None:
              || e.data_id || ', 入院年月日 ' || e.admit_ymd
         WHEN s.status = 'unknown_facility' THEN '施設コード ' || e.facility_code || ' has no row for the stay''s fiscal year in the facilities file'
         WHEN s.status <> 'ok' THEN 'the stay''s Form 1 was not imported (' || s.status || ')'
-        WHEN e.service_date < a.admit_date OR e.service_date > a.discharge_date THEN
-             '実施年月日 ' || strftime(e.service_date, '%Y%m%d') || ' outside the stay ' || strftime(a.admit_date, '%Y%m%d')
-             || '-' || strftime(a.discharge_date, '%Y%m%d')
+        WHEN e.service_date < s.a_admit OR e.service_date > s.a_discharge THEN
+             '実施年月日 ' || strftime(e.service_date, '%Y%m%d') || ' outside the stay ' || strftime(s.a_admit, '%Y%m%d')
+             || '-' || strftime(s.a_discharge, '%Y%m%d')
       END AS detail,
-      a.admission_id, a.fiscal_year
+      s.admission_id, s.fiscal_year
     FROM ef_stage e
-    LEFT JOIN stays s ON s.facility_code = e.facility_code AND s.data_id = e.data_id AND s.admit_ymd = e.admit_ymd
-    LEFT JOIN admissions_out a ON a.admission_id = e.facility_code || '-' || e.data_id || '-' || e.admit_ymd
+    -- one join on the three key fields: the stays with their admission (if imported), not a
+    -- second join of every EF line on a concatenated admission_id
+    LEFT JOIN (SELECT s.facility_code, s.data_id, s.admit_ymd, s.status, a.admission_id, a.fiscal_year,
+                      a.admit_date AS a_admit, a.discharge_date AS a_discharge
+               FROM stays s LEFT JOIN admissions_out a
+                 ON a.admission_id = s.facility_code || '-' || s.data_id || '-' || s.admit_ymd) s
+      ON s.facility_code = e.facility_code AND s.data_id = e.data_id AND s.admit_ymd = e.admit_ymd
     """)
     con.execute(f"""
     CREATE VIEW billing_out AS

@@ -183,7 +183,9 @@ def _boundaries(path: Path, size: int, chunk: int) -> list[tuple[int, int]]:
 
 
 def _decode_block(args) -> tuple[bytes, bool, str]:
-    """Read one byte range and return it as UTF-8 with LF line ends (runs in a worker)."""
+    """Read one byte range and return it as UTF-8 (runs in a worker). Line ends stay as in the
+    file: :func:`hospstudy.data.dpc.split.split` drops the CR of a CRLF (rewriting the block
+    without them cost 5% of the import's CPU time)."""
     path, start, end, encoding = args
     with open(path, "rb") as fh:
         fh.seek(start)
@@ -208,8 +210,6 @@ def _decode_block(args) -> tuple[bytes, bool, str]:
                     return b"", False, f"byte {start + e.start:,}: neither UTF-8 nor CP932"
             else:
                 return b"", False, f"byte {start + e.start:,}: not UTF-8"
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n")
     return data, True, used
 
 
