@@ -339,3 +339,49 @@ def test_published_vs_run_never_reveals_a_small_count():
     assert t["Postoperative complications"].startswith("suppressed")
     assert t["Patients at cancer centers"] == "—"
     assert t["30-day mortality OR, cancer center"] == "not estimated"
+
+
+def _with_ambulatory_missing_for_deaths(df, unknown=40):
+    u = df["unfavorable_ambulatory"].astype("boolean").copy()
+    u[:] = np.random.default_rng(5).random(len(df)) < 0.4
+    u[df["in_hospital_death"].to_numpy()] = pd.NA
+    alive = np.flatnonzero(~df["in_hospital_death"].to_numpy())
+    u[alive[:unknown]] = pd.NA
+    df["unfavorable_ambulatory"] = u
+    return df
+
+
+CRUDE_CONT = ["postop_los", ("time_to_home", "los_to_home", "discharged_home", "Time to discharge home, days")]
+
+
+def test_crude_outcomes_state_each_denominator_and_time_to_home():
+    df = _with_ambulatory_missing_for_deaths(make_analytic(n=1500, hospitals=60))
+    t = crude_outcomes(df, "cancer_center", ["death_30d", "unfavorable_ambulatory", "discharged_home"],
+                       continuous=CRUDE_CONT).frame.set_index("Outcome")
+    dead = df["in_hospital_death"].to_numpy()
+    n_amb = int(df["unfavorable_ambulatory"].notna().sum())
+    assert n_amb == len(df) - dead.sum() - 40
+    assert t.loc["Unfavorable ambulatory status", "Denominator"] == (
+        f"All patients, excluding in-hospital deaths and those with the outcome unknown (n = {n_amb:,})")
+    ev = int(df["unfavorable_ambulatory"].fillna(False).sum())
+    assert t.loc["Unfavorable ambulatory status"].iloc[1] == f"{ev:,} ({100 * ev / n_amb:.1f}%)"
+    assert t.loc["30-day mortality", "Denominator"] == f"All patients (n = {len(df):,})"
+    home = df["discharged_home"].to_numpy()
+    assert t.loc["Discharged home"].iloc[1] == f"{home.sum():,} ({100 * home.mean():.1f}%)"
+    row = t.loc["Time to discharge home, days"]
+    q1, med, q3 = np.percentile(df.loc[home, "los_to_home"], [25, 50, 75])
+    assert row.iloc[1] == f"{med:.0f} [{q1:.0f}–{q3:.0f}]" and row["Denominator"] == f"Patients discharged home (n = {home.sum():,})"
+    cc = df["cancer_center"].to_numpy()
+    p = stats_p = __import__("scipy.stats", fromlist=["x"]).mannwhitneyu(
+        df.loc[home & cc, "los_to_home"], df.loc[home & ~cc, "los_to_home"]).pvalue
+    assert row["p"] == (f"{stats_p:.3f}" if p >= 0.001 else "<0.001")
+
+
+def test_crude_denominator_hides_its_size_when_it_reveals_a_small_count():
+    # 3 patients alive with the outcome unknown: the denominator's n would reveal them
+    df = _with_ambulatory_missing_for_deaths(make_analytic(n=800, hospitals=40), unknown=3)
+    t = crude_outcomes(df, "cancer_center", ["unfavorable_ambulatory"], continuous=()).frame
+    den = t.iloc[0]["Denominator"]
+    assert den == "All patients, excluding in-hospital deaths and those with the outcome unknown"
+    # the unknown row itself is suppressed in the table's arithmetic: no cell shows 3
+    assert not any(re.search(r"(?<![\d,.])3(?![\d,.%])", str(v)) for v in t.iloc[0])

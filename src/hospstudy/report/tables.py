@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hospstudy.privacy import DEFAULT_THRESHOLD, fmt_count, safe_attrition, suppress_table
+from hospstudy.privacy import DEFAULT_THRESHOLD, fmt_count, is_small, safe_attrition, suppress_table
 from hospstudy.report.labels import LABELS, label, level_label  # noqa: F401  (LABELS, label: public here too)
 
 SUPPRESSION_NOTE = (
@@ -264,21 +264,57 @@ def _binary_test(table: np.ndarray) -> tuple[float, str]:
     return float(p), "chi-square"
 
 
+def _denominator(data: pd.DataFrame, out: str, valid: np.ndarray, among: str | None, n_shown: str | None,
+                 death_col: str = "in_hospital_death", threshold: int = DEFAULT_THRESHOLD) -> str:
+    """Who an outcome's percentages or medians are of, in words, with its size when that can be
+    shown (``n_shown`` is None when the size would reveal a suppressed count; it is also left out
+    when a group it excludes, such as the patients alive with the outcome unknown, is small,
+    since the deaths are published elsewhere)."""
+    if among is not None:
+        words = f"Patients {label(among).lower()}" if label(among) != among else f"Patients with {among}"
+        if not valid.all():
+            words += ", excluding those with the value unknown"
+    elif valid.all():
+        words = "All patients"
+    else:
+        parts = []
+        other = ~valid
+        if death_col in data.columns and death_col != out:
+            dead = as_bool(data[death_col])
+            if dead.any() and not valid[dead].any():
+                parts.append("in-hospital deaths")
+                other = ~valid & ~dead
+        if other.any():
+            parts.append("those with the outcome unknown")
+            if is_small(int(other.sum()), threshold):
+                n_shown = None
+        words = "All patients, excluding " + " and ".join(parts)
+    return words if n_shown is None else f"{words} (n = {n_shown})"
+
+
 def crude_outcomes(df: pd.DataFrame, exposure: str, outcomes: Sequence[str], threshold: int = DEFAULT_THRESHOLD,
-                   continuous: Sequence[str] = ("postop_los",)) -> ReportTable:
+                   continuous: Sequence[str | tuple[str, str, str | None, str]] = ("postop_los",)) -> ReportTable:
     """Crude outcomes by exposure group with tests: n (%) with chi-square or Fisher's exact test
     for binary outcomes; median [IQR] with Wilcoxon rank-sum (two groups) or Kruskal–Wallis for
-    continuous ones."""
+    continuous ones. A continuous entry is a column name or ``(key, column, among, title)``: the
+    column among patients with the boolean ``among`` (e.g. days to discharge among patients
+    discharged home). Each row states its denominator: patients with the outcome recorded,
+    naming who is excluded (in-hospital deaths when the outcome is missing for all of them)."""
     data = df[df[exposure].notna()]
     levels, names = _groups(data, exposure)
     masks = [(data[exposure] == lv).to_numpy() for lv in levels]
     sizes = np.array([m.sum() for m in masks])
     rows = []
-    for out in list(outcomes) + [c for c in continuous if c not in outcomes]:
-        if out not in data.columns:
+    cont = [c if isinstance(c, tuple) else (c, c, None, label(c)) for c in continuous]
+    for out in list(outcomes) + [c for c in cont if c[0] not in outcomes]:
+        if isinstance(out, tuple):
+            key, col, among, title = out
+        else:
+            key, col, among, title = out, out, None, label(out)
+        if col not in data.columns or (among is not None and among not in data.columns):
             continue
-        s = data[out]
-        if _kind(s, out, ()) == "binary":
+        s = data[col]
+        if among is None and _kind(s, col, ()) == "binary":
             valid = s.notna().to_numpy()
             ev = as_bool(s) & valid
             table = np.array([[(ev & m).sum() for m in masks], [(valid & ~ev & m).sum() for m in masks],
@@ -291,10 +327,15 @@ def crude_outcomes(df: pd.DataFrame, exposure: str, outcomes: Sequence[str], thr
                 cells.append(fmt_count(n, threshold, True) if hide[0, g] else f"{n:,} ({100 * n / d:.1f}%)" if d else "0")
             tot = int(table[0].sum()); dtot = int(table[:2].sum())
             overall = fmt_count(tot, threshold, True) if total_hide[0] else f"{tot:,} ({100 * tot / max(dtot, 1):.1f}%)"
-            rows.append([label(out), "n (%)", overall, *cells, fmt_p(p), test])
+            # the denominator is the patients minus the missing row: shown only when that row's total is
+            n_den = None if total_hide[2] or (table[2].sum() and is_small(int(table[2].sum()), threshold)) \
+                else fmt_count(dtot, threshold)
+            rows.append([title, "n (%)", overall, *cells, fmt_p(p), test, _denominator(data, col, valid, None, n_den, threshold=threshold)])
         else:
             x = pd.to_numeric(s, errors="coerce")
-            groups = [x[m].dropna().to_numpy() for m in masks]
+            sub = as_bool(data[among]) if among is not None else np.ones(len(data), bool)
+            valid = x.notna().to_numpy()[sub]
+            groups = [x[m & sub].dropna().to_numpy() for m in masks]
             p, test = float("nan"), ""
             if all(len(g) > 0 for g in groups):
                 if len(groups) == 2:
@@ -302,11 +343,19 @@ def crude_outcomes(df: pd.DataFrame, exposure: str, outcomes: Sequence[str], thr
                 else:
                     p, test = float(stats.kruskal(*groups).pvalue), "Kruskal–Wallis"
             cells = ["—" if len(g) < threshold else _median_iqr(pd.Series(g)) for g in groups]
-            rows.append([label(out), "median [IQR]", _median_iqr(x), *cells, fmt_p(p), test])
+            n_sub, n_val = int(sub.sum()), int(valid.sum())
+            overall = "—" if n_val < threshold else _median_iqr(x[sub])
+            # its size is shown when it is not small and reveals no small difference
+            small_gap = 0 < n_sub - n_val < threshold or (among is None and 0 < len(data) - n_val < threshold)
+            n_den = None if is_small(n_val, threshold) or small_gap else fmt_count(n_val, threshold)
+            rows.append([title, "median [IQR]", overall, *cells, fmt_p(p), test,
+                         _denominator(data, col, valid, among, n_den, threshold=threshold)])
     size_hide = suppress_table(sizes[None, :], threshold, margins=(True, False))[0]
     cols = ["Outcome", "Statistic", f"Overall (n = {fmt_count(int(sizes.sum()), threshold)})",
-            *[f"{n} (n = {fmt_count(int(k), threshold, h)})" for n, k, h in zip(names, sizes, size_hide)], "p", "Test"]
-    notes = ["Percentages of patients with the outcome recorded. Binary outcomes: Pearson's chi-square test "
+            *[f"{n} (n = {fmt_count(int(k), threshold, h)})" for n, k, h in zip(names, sizes, size_hide)], "p", "Test",
+            "Denominator"]
+    notes = ["Percentages and medians are of each outcome's denominator (last column): the patients with the outcome "
+             "recorded. Binary outcomes: Pearson's chi-square test "
              "(Fisher's exact test for a 2×2 table with an expected count below 5); continuous outcomes: "
              "Wilcoxon rank-sum test (Kruskal–Wallis for more than two groups). Unadjusted.", _note(threshold)]
     return ReportTable(f"crude_{exposure}", f"Crude outcomes by {label(exposure).lower()}", pd.DataFrame(rows, columns=cols), notes)
