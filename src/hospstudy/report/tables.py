@@ -164,7 +164,8 @@ def _median_iqr(x: pd.Series) -> str:
 
 def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int = DEFAULT_THRESHOLD,
            categorical: Iterable[str] = ("fiscal_year",), key: str | None = None,
-           orders: dict[str, Sequence] | None = None) -> ReportTable:
+           orders: dict[str, Sequence] | None = None, missing_levels: dict[str, object] | None = None,
+           hospital_col: str | None = None, volume_col: str | None = None) -> ReportTable:
     """Baseline characteristics by a grouping column, with SMDs and missing counts.
 
     Categorical and binary variables show n (%) of the group (binary ones their "yes" row);
@@ -172,6 +173,11 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
     Suppression runs on each variable's full levels × groups table (including the missing
     row and the levels not displayed, since group sizes are published). The SMD column is the
     absolute SMD between the two groups, or the largest pairwise SMD across more groups.
+
+    ``missing_levels`` maps a categorical column to the value the study gives its missing
+    patients (a cut's ``missing_label``): that level is counted as missing, so the Missing
+    column and the Missing row agree. ``hospital_col`` adds the number of hospitals per group
+    and ``volume_col`` the annual hospital volume (median [IQR] over the patients) at the top.
     """
     if by not in df.columns:
         raise KeyError(f"table1: grouping column {by!r} not in the analytic dataset")
@@ -182,12 +188,25 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
     size_hide = suppress_table(sizes[None, :], threshold, margins=(True, False))[0]
     rows: list[list[str]] = []
     starts: list[int] = []
+    if hospital_col is not None and hospital_col in data.columns:
+        starts.append(len(rows))
+        rows.append(_hospital_row(data, hospital_col, masks, threshold, len(levels)))
+    for var in ([volume_col] if volume_col and volume_col != by and volume_col in data.columns else []):
+        starts.append(len(rows))
+        num = pd.to_numeric(data[var], errors="coerce")
+        cells = ["—" if num[m].notna().sum() < threshold else _median_iqr(num[m]) for m in masks]
+        smd = _max_pairwise([num[m].to_numpy() for m in masks], smd_continuous)
+        rows.append([label(var), "median [IQR]", _median_iqr(num), *cells, fmt_num(smd), ""])
     for var in covariates:
-        if var not in data.columns or var == by:
+        if var not in data.columns or var == by or var == volume_col:
             continue
         s = data[var]
         kind = _kind(s, var, categorical)
         miss = s.isna().to_numpy()
+        ml = (missing_levels or {}).get(var)
+        if ml is not None and kind == "categorical":
+            miss = miss | (s == ml).to_numpy()
+            s = s.where(s != ml)
         starts.append(len(rows))
         if kind == "continuous":
             num = pd.to_numeric(s, errors="coerce")
@@ -243,9 +262,34 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
              "difference (categorical variables: multivariate SMD of Yang & Dalton); < 0.1 is usually read as balance."]
     if len(levels) > 2:
         notes.append("With more than two groups, the SMD column is the largest of the pairwise SMDs.")
+    if hospital_col is not None and hospital_col in data.columns:
+        notes.append("Hospitals: hospitals with at least one patient in the group; a hospital whose group changed over "
+                     "the years counts in each, so the groups may add up to more than the overall number.")
+    if volume_col and volume_col != by and volume_col in data.columns:
+        notes.append(f"{label(volume_col)}: the annual case volume of each patient's hospital in the year of surgery, "
+                     "summarized over the patients.")
+    if missing_levels and any(v in data.columns for v in missing_levels):
+        notes.append("Missing: patients with the value unknown (for grouped variables, the study's missing group).")
     notes.append(_note(threshold))
     title = f"Baseline characteristics by {label(by).lower()}"
     return ReportTable(key or f"table1_{by}", title, frame, notes, starts)
+
+
+def _hospital_row(data: pd.DataFrame, col: str, masks: list[np.ndarray], threshold: int, k: int) -> list[str]:
+    """Hospitals with patients in each group and overall. Where the groups partition the
+    hospitals (their counts add up to the overall), suppression is done on the row with its
+    total so no small group can be recovered by subtraction."""
+    h = data[col].to_numpy()
+    counts = np.array([len(pd.unique(h[m])) for m in masks])
+    overall = int(pd.Series(h).nunique())
+    if counts.sum() == overall:
+        hide, total_hide = _suppress_with_overall(counts[None, :], threshold)
+        cells = [fmt_count(int(n), threshold, hide[0, g]) for g, n in enumerate(counts)]
+        tot = fmt_count(overall, threshold, total_hide[0])
+    else:
+        cells = [fmt_count(int(n), threshold) for n in counts]
+        tot = fmt_count(overall, threshold)
+    return ["Hospitals", "n", tot, *cells, "", ""]
 
 
 # --------------------------------------------------------------------------------------------
