@@ -92,7 +92,7 @@ def build(ctx: Context) -> list[str]:
                + _range_text(ctx, v) + (f" {adjust}" if adjust else "")
                + f" Ticks at the bottom: annual volumes of the hospital-years with at least {ctx.t} cases within the "
                  "curve's range.")
-        fig = F.volume_curve(v, est, lo, hi, rug, to_float(ref), ylabel=f"Odds ratio of {name} (95% CI)")
+        fig = F.volume_curve(v, est, lo, hi, rug, to_float(ref), ylabel=f"Odds ratio of {name}" + ("\n" if len(name) > 22 else " ") + "(95% CI)")
         blocks.append(ctx.add_figure("volume_curve" if k == 0 else f"volume_curve_{outcome}", fig, cap))
     if not curves:
         msg = r.failed("spline") if r else []
