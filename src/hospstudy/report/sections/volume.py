@@ -87,7 +87,7 @@ def build(ctx: Context) -> list[str]:
         cap = (f"Odds ratio of {name} against annual hospital volume "
                f"(restricted cubic spline{', ' + str(len(curve['knots'])) + ' knots' if curve.get('knots') else ''}"
                f"{', ' + model.lower() if model else ''}; 95% CI band), relative to "
-               f"{f'{to_float(ref):.0f}' if to_float(ref) is not None else 'the reference'} cases a year"
+               f"{f'{to_float(ref):.0f}' if to_float(ref) is not None else 'the reference'} cases a year (dotted line)"
                + (f"; test of non-linearity p = {fmt_p(nl)}" if nl is not None else "") + ". "
                + _range_text(ctx, v) + (f" {adjust}" if adjust else "")
                + f" Ticks at the bottom: annual volumes of the hospital-years with at least {ctx.t} cases within the "
