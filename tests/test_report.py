@@ -12,6 +12,7 @@ from hospstudy.privacy import check_disclosure
 from hospstudy.report.html import SECTION_TITLES, ReportInputs, published_reference, render_report
 from hospstudy.report.results import Results
 from hospstudy.report.tables import crude_outcomes, safe_attrition, smd_categorical, smd_continuous, table1
+from hospstudy.report.labels import label
 
 STUDY = {
     "study": {"name": "spinal_metastasis", "title": "Spinal metastasis surgery: cancer centers, volume and outcomes",
@@ -339,3 +340,97 @@ def test_published_vs_run_never_reveals_a_small_count():
     assert t["Postoperative complications"].startswith("suppressed")
     assert t["Patients at cancer centers"] == "—"
     assert t["30-day mortality OR, cancer center"] == "not estimated"
+
+
+def _with_ambulatory_missing_for_deaths(df, unknown=40):
+    u = df["unfavorable_ambulatory"].astype("boolean").copy()
+    u[:] = np.random.default_rng(5).random(len(df)) < 0.4
+    u[df["in_hospital_death"].to_numpy()] = pd.NA
+    alive = np.flatnonzero(~df["in_hospital_death"].to_numpy())
+    u[alive[:unknown]] = pd.NA
+    df["unfavorable_ambulatory"] = u
+    return df
+
+
+CRUDE_CONT = ["postop_los", ("time_to_home", "los_to_home", "discharged_home", "Time to discharge home, days")]
+
+
+def test_crude_outcomes_state_each_denominator_and_time_to_home():
+    df = _with_ambulatory_missing_for_deaths(make_analytic(n=1500, hospitals=60))
+    t = crude_outcomes(df, "cancer_center", ["death_30d", "unfavorable_ambulatory", "discharged_home"],
+                       continuous=CRUDE_CONT).frame.set_index("Outcome")
+    dead = df["in_hospital_death"].to_numpy()
+    n_amb = int(df["unfavorable_ambulatory"].notna().sum())
+    assert n_amb == len(df) - dead.sum() - 40
+    assert t.loc["Unfavorable ambulatory status", "Denominator"] == (
+        f"All patients, excluding in-hospital deaths and those with the outcome unknown (n = {n_amb:,})")
+    ev = int(df["unfavorable_ambulatory"].fillna(False).sum())
+    assert t.loc["Unfavorable ambulatory status"].iloc[1] == f"{ev:,} ({100 * ev / n_amb:.1f}%)"
+    assert t.loc["30-day mortality", "Denominator"] == f"All patients (n = {len(df):,})"
+    home = df["discharged_home"].to_numpy()
+    assert t.loc["Discharged home"].iloc[1] == f"{home.sum():,} ({100 * home.mean():.1f}%)"
+    row = t.loc["Time to discharge home, days"]
+    q1, med, q3 = np.percentile(df.loc[home, "los_to_home"], [25, 50, 75])
+    assert row.iloc[1] == f"{med:.0f} [{q1:.0f}–{q3:.0f}]" and row["Denominator"] == f"Patients discharged home (n = {home.sum():,})"
+    cc = df["cancer_center"].to_numpy()
+    p = stats_p = __import__("scipy.stats", fromlist=["x"]).mannwhitneyu(
+        df.loc[home & cc, "los_to_home"], df.loc[home & ~cc, "los_to_home"]).pvalue
+    assert row["p"] == (f"{stats_p:.3f}" if p >= 0.001 else "<0.001")
+
+
+def test_crude_denominator_hides_its_size_when_it_reveals_a_small_count():
+    # 3 patients alive with the outcome unknown: the denominator's n would reveal them
+    df = _with_ambulatory_missing_for_deaths(make_analytic(n=800, hospitals=40), unknown=3)
+    t = crude_outcomes(df, "cancer_center", ["unfavorable_ambulatory"], continuous=()).frame
+    den = t.iloc[0]["Denominator"]
+    assert den == "All patients, excluding in-hospital deaths and those with the outcome unknown"
+    # the unknown row itself is suppressed in the table's arithmetic: no cell shows 3
+    assert not any(re.search(r"(?<![\d,.])3(?![\d,.%])", str(v)) for v in t.iloc[0])
+
+
+def test_table1_hospitals_volume_walking_levels_and_missing_agree():
+    df = make_analytic(n=1500, hospitals=60)
+    rng = np.random.default_rng(3)
+    walk = rng.integers(0, 4, len(df)).astype(float)
+    walk[:25] = np.nan
+    df["walking_adm"] = walk
+    grp = np.where(rng.random(len(df)) < 0.5, "<18.5", "18.5-24.9").astype(object)
+    grp[30:70] = "missing"
+    df["bmi_group"] = grp
+    t = table1(df, "cancer_center", ["age", "walking_adm", "bmi_group"], categorical=["walking_adm"],
+               missing_levels={"bmi_group": "missing"}, hospital_col="hospital_id", volume_col="volume").frame
+    cc = df["cancer_center"].to_numpy()
+    hosp = t[t["Characteristic"] == "Hospitals"].iloc[0]
+    n_cc, n_oth = df.loc[cc, "hospital_id"].nunique(), df.loc[~cc, "hospital_id"].nunique()
+    assert (hosp.iloc[2], hosp.iloc[3], hosp.iloc[4]) == (f"{df.hospital_id.nunique()}", f"{n_cc}", f"{n_oth}")
+    vol = t[t["Characteristic"] == label("volume")].iloc[0]
+    q1, med, q3 = np.percentile(df.loc[cc, "volume"], [25, 50, 75])
+    assert vol.iloc[3] == f"{med:.0f} [{q1:.0f}–{q3:.0f}]"
+    # walking level: one row per level, no median
+    start = t.index[t["Characteristic"] == label("walking_adm")][0]
+    block = t.iloc[start:start + 5]
+    assert list(block["Level"]) == ["0, unable to walk", "1, wheelchair", "2, walks with help", "3, walks independently", "Missing"]
+    assert block.iloc[0]["Missing"] == "25" and block.iloc[4].iloc[2] == "25"
+    # the study's missing group is the Missing row, and the Missing column agrees with it
+    start = t.index[t["Characteristic"] == label("bmi_group")][0]
+    block = t.iloc[start:start + 3]
+    assert sorted(block["Level"][:2]) == ["18.5-24.9", "<18.5"] and block.iloc[2]["Level"] == "Missing"
+    assert "missing" not in set(t["Level"])
+    assert block.iloc[0]["Missing"] == "40" == block.iloc[2].iloc[2]
+    for _, r in t.iterrows():  # every Missing column value equals its variable's Missing row
+        if r["Missing"] not in ("", "0"):
+            nxt = t.loc[r.name:]
+            miss_row = nxt[nxt["Level"] == "Missing"].iloc[0]
+            assert miss_row.iloc[2] == r["Missing"]
+
+
+def test_table1_hospital_counts_suppressed_with_their_total():
+    df = make_analytic(n=600, hospitals=40)
+    cc_h = df.groupby("hospital_id")["cancer_center"].first()
+    few = cc_h[cc_h].index[:4]  # cancer centers: 4 hospitals only
+    df = df[~df["cancer_center"] | df["hospital_id"].isin(few)]
+    t = table1(df, "cancer_center", ["age"], hospital_col="hospital_id").frame
+    hosp = t[t["Characteristic"] == "Hospitals"].iloc[0]
+    assert hosp.iloc[3] == "<10"
+    # overall minus the other hospitals would give the 4: one of them is hidden
+    assert "—" in (hosp.iloc[2], hosp.iloc[4])

@@ -184,3 +184,38 @@ def test_key_results_box_at_the_top(tmp_path):
     # the hand-built results: mixed_logit, mutual, OR 0.84 (1.96 x 0.08 on the log scale)
     assert "30-day mortality, cancer center: OR 0.84 (0.72–0.98) (Random-intercept logistic, exposures mutually adjusted)." in lines
     assert "SHA-256" not in overview  # checksums live in the appendix
+
+
+def test_crude_section_has_discharge_home_and_time_to_home_with_denominators(tmp_path):
+    study = copy.deepcopy(STUDY)
+    study.setdefault("analyses", {})["outcomes"] = ["death_30d", "in_hospital_death", "unfavorable_ambulatory"]
+    study["report"] = {"sections": ["crude"]}
+    html = render_report(_inputs(study), tmp_path).html.read_text(encoding="utf-8")
+    crude = _visible(html.split('<section id="crude">', 1)[1])
+    assert "Discharged home" in crude and "Time to discharge home, days" in crude
+    assert "Patients discharged home (n = " in crude and "Denominator" in crude
+
+
+def test_volume_curve_for_every_outcome_with_range_and_adjustment(tmp_path):
+    import numpy as np
+
+    inp = _inputs(copy.deepcopy(STUDY))
+    vol = inp.analytic["volume"].to_numpy(float)
+    lo, hi = np.nanquantile(vol, [0.01, 0.99])
+    curves = []
+    for o in ("complication", "death_30d"):  # out of order: the profiling outcome comes first
+        v = np.unique(np.round(np.linspace(lo, hi, 60), 1))
+        curves.append({"outcome": o, "model": "mixed_logit", "volume": v.tolist(), "or": [1.0] * len(v),
+                       "conf_low": [0.8] * len(v), "conf_high": [1.25] * len(v), "reference_volume": float(np.median(vol)),
+                       "knots": [1, 2, 3, 4], "nonlinearity_p": 0.4})
+    inp.results.extras["volume_curve"] = curves
+    inp.study["report"] = {"sections": ["volume"]}
+    html = render_report(inp, tmp_path).html.read_text(encoding="utf-8")
+    assert (tmp_path / "figures" / "volume_curve.svg").exists() and (tmp_path / "figures" / "volume_curve_complication.svg").exists()
+    caps = re.findall(r"<figcaption>(.*?)</figcaption>", html, flags=re.S)
+    caps = [__import__("html").unescape(_visible(c)) for c in caps]
+    assert len(caps) == 2 and "30-day mortality" in caps[0] and "complication" in caps[1]
+    for c in caps:
+        assert f"1st to the 99th percentile of the patients' annual hospital volume ({lo:.0f}–{hi:.0f} cases)" in c
+        assert "Adjusted for cancer center and the covariates (age, sex, Charlson" in c
+        assert "within the curve's range" in c

@@ -44,6 +44,8 @@ LEVEL_LABELS: dict[str, str] = {
     "surgery_type=decompression": "Decompression", "surgery_type=vertebroplasty": "Vertebroplasty",
     "cancer_center=True": "Cancer center", "cancer_center=False": "Other hospital",
     "cancer_center=1": "Cancer center", "cancer_center=0": "Other hospital",
+    **{f"{c}={k}": v for c in ("walking_adm", "walking_dis") for k, v in
+       ((0, "0, unable to walk"), (1, "1, wheelchair"), (2, "2, walks with help"), (3, "3, walks independently"))},
 }
 
 #: Internal spellings that must not appear in a report's visible text (checked by the

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hospstudy.privacy import DEFAULT_THRESHOLD, fmt_count, safe_attrition, suppress_table
+from hospstudy.privacy import DEFAULT_THRESHOLD, fmt_count, is_small, safe_attrition, suppress_table
 from hospstudy.report.labels import LABELS, label, level_label  # noqa: F401  (LABELS, label: public here too)
 
 SUPPRESSION_NOTE = (
@@ -164,7 +164,8 @@ def _median_iqr(x: pd.Series) -> str:
 
 def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int = DEFAULT_THRESHOLD,
            categorical: Iterable[str] = ("fiscal_year",), key: str | None = None,
-           orders: dict[str, Sequence] | None = None) -> ReportTable:
+           orders: dict[str, Sequence] | None = None, missing_levels: dict[str, object] | None = None,
+           hospital_col: str | None = None, volume_col: str | None = None) -> ReportTable:
     """Baseline characteristics by a grouping column, with SMDs and missing counts.
 
     Categorical and binary variables show n (%) of the group (binary ones their "yes" row);
@@ -172,6 +173,11 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
     Suppression runs on each variable's full levels × groups table (including the missing
     row and the levels not displayed, since group sizes are published). The SMD column is the
     absolute SMD between the two groups, or the largest pairwise SMD across more groups.
+
+    ``missing_levels`` maps a categorical column to the value the study gives its missing
+    patients (a cut's ``missing_label``): that level is counted as missing, so the Missing
+    column and the Missing row agree. ``hospital_col`` adds the number of hospitals per group
+    and ``volume_col`` the annual hospital volume (median [IQR] over the patients) at the top.
     """
     if by not in df.columns:
         raise KeyError(f"table1: grouping column {by!r} not in the analytic dataset")
@@ -182,12 +188,25 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
     size_hide = suppress_table(sizes[None, :], threshold, margins=(True, False))[0]
     rows: list[list[str]] = []
     starts: list[int] = []
+    if hospital_col is not None and hospital_col in data.columns:
+        starts.append(len(rows))
+        rows.append(_hospital_row(data, hospital_col, masks, threshold, len(levels)))
+    for var in ([volume_col] if volume_col and volume_col != by and volume_col in data.columns else []):
+        starts.append(len(rows))
+        num = pd.to_numeric(data[var], errors="coerce")
+        cells = ["—" if num[m].notna().sum() < threshold else _median_iqr(num[m]) for m in masks]
+        smd = _max_pairwise([num[m].to_numpy() for m in masks], smd_continuous)
+        rows.append([label(var), "median [IQR]", _median_iqr(num), *cells, fmt_num(smd), ""])
     for var in covariates:
-        if var not in data.columns or var == by:
+        if var not in data.columns or var == by or var == volume_col:
             continue
         s = data[var]
         kind = _kind(s, var, categorical)
         miss = s.isna().to_numpy()
+        ml = (missing_levels or {}).get(var)
+        if ml is not None and kind == "categorical":
+            miss = miss | (s == ml).to_numpy()
+            s = s.where(s != ml)
         starts.append(len(rows))
         if kind == "continuous":
             num = pd.to_numeric(s, errors="coerce")
@@ -243,9 +262,34 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
              "difference (categorical variables: multivariate SMD of Yang & Dalton); < 0.1 is usually read as balance."]
     if len(levels) > 2:
         notes.append("With more than two groups, the SMD column is the largest of the pairwise SMDs.")
+    if hospital_col is not None and hospital_col in data.columns:
+        notes.append("Hospitals: hospitals with at least one patient in the group; a hospital whose group changed over "
+                     "the years counts in each, so the groups may add up to more than the overall number.")
+    if volume_col and volume_col != by and volume_col in data.columns:
+        notes.append(f"{label(volume_col)}: the annual case volume of each patient's hospital in the year of surgery, "
+                     "summarized over the patients.")
+    if missing_levels and any(v in data.columns for v in missing_levels):
+        notes.append("Missing: patients with the value unknown (for grouped variables, the study's missing group).")
     notes.append(_note(threshold))
     title = f"Baseline characteristics by {label(by).lower()}"
     return ReportTable(key or f"table1_{by}", title, frame, notes, starts)
+
+
+def _hospital_row(data: pd.DataFrame, col: str, masks: list[np.ndarray], threshold: int, k: int) -> list[str]:
+    """Hospitals with patients in each group and overall. Where the groups partition the
+    hospitals (their counts add up to the overall), suppression is done on the row with its
+    total so no small group can be recovered by subtraction."""
+    h = data[col].to_numpy()
+    counts = np.array([len(pd.unique(h[m])) for m in masks])
+    overall = int(pd.Series(h).nunique())
+    if counts.sum() == overall:
+        hide, total_hide = _suppress_with_overall(counts[None, :], threshold)
+        cells = [fmt_count(int(n), threshold, hide[0, g]) for g, n in enumerate(counts)]
+        tot = fmt_count(overall, threshold, total_hide[0])
+    else:
+        cells = [fmt_count(int(n), threshold) for n in counts]
+        tot = fmt_count(overall, threshold)
+    return ["Hospitals", "n", tot, *cells, "", ""]
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,21 +308,57 @@ def _binary_test(table: np.ndarray) -> tuple[float, str]:
     return float(p), "chi-square"
 
 
+def _denominator(data: pd.DataFrame, out: str, valid: np.ndarray, among: str | None, n_shown: str | None,
+                 death_col: str = "in_hospital_death", threshold: int = DEFAULT_THRESHOLD) -> str:
+    """Who an outcome's percentages or medians are of, in words, with its size when that can be
+    shown (``n_shown`` is None when the size would reveal a suppressed count; it is also left out
+    when a group it excludes, such as the patients alive with the outcome unknown, is small,
+    since the deaths are published elsewhere)."""
+    if among is not None:
+        words = f"Patients {label(among).lower()}" if label(among) != among else f"Patients with {among}"
+        if not valid.all():
+            words += ", excluding those with the value unknown"
+    elif valid.all():
+        words = "All patients"
+    else:
+        parts = []
+        other = ~valid
+        if death_col in data.columns and death_col != out:
+            dead = as_bool(data[death_col])
+            if dead.any() and not valid[dead].any():
+                parts.append("in-hospital deaths")
+                other = ~valid & ~dead
+        if other.any():
+            parts.append("those with the outcome unknown")
+            if is_small(int(other.sum()), threshold):
+                n_shown = None
+        words = "All patients, excluding " + " and ".join(parts)
+    return words if n_shown is None else f"{words} (n = {n_shown})"
+
+
 def crude_outcomes(df: pd.DataFrame, exposure: str, outcomes: Sequence[str], threshold: int = DEFAULT_THRESHOLD,
-                   continuous: Sequence[str] = ("postop_los",)) -> ReportTable:
+                   continuous: Sequence[str | tuple[str, str, str | None, str]] = ("postop_los",)) -> ReportTable:
     """Crude outcomes by exposure group with tests: n (%) with chi-square or Fisher's exact test
     for binary outcomes; median [IQR] with Wilcoxon rank-sum (two groups) or Kruskal–Wallis for
-    continuous ones."""
+    continuous ones. A continuous entry is a column name or ``(key, column, among, title)``: the
+    column among patients with the boolean ``among`` (e.g. days to discharge among patients
+    discharged home). Each row states its denominator: patients with the outcome recorded,
+    naming who is excluded (in-hospital deaths when the outcome is missing for all of them)."""
     data = df[df[exposure].notna()]
     levels, names = _groups(data, exposure)
     masks = [(data[exposure] == lv).to_numpy() for lv in levels]
     sizes = np.array([m.sum() for m in masks])
     rows = []
-    for out in list(outcomes) + [c for c in continuous if c not in outcomes]:
-        if out not in data.columns:
+    cont = [c if isinstance(c, tuple) else (c, c, None, label(c)) for c in continuous]
+    for out in list(outcomes) + [c for c in cont if c[0] not in outcomes]:
+        if isinstance(out, tuple):
+            key, col, among, title = out
+        else:
+            key, col, among, title = out, out, None, label(out)
+        if col not in data.columns or (among is not None and among not in data.columns):
             continue
-        s = data[out]
-        if _kind(s, out, ()) == "binary":
+        s = data[col]
+        if among is None and _kind(s, col, ()) == "binary":
             valid = s.notna().to_numpy()
             ev = as_bool(s) & valid
             table = np.array([[(ev & m).sum() for m in masks], [(valid & ~ev & m).sum() for m in masks],
@@ -291,10 +371,15 @@ def crude_outcomes(df: pd.DataFrame, exposure: str, outcomes: Sequence[str], thr
                 cells.append(fmt_count(n, threshold, True) if hide[0, g] else f"{n:,} ({100 * n / d:.1f}%)" if d else "0")
             tot = int(table[0].sum()); dtot = int(table[:2].sum())
             overall = fmt_count(tot, threshold, True) if total_hide[0] else f"{tot:,} ({100 * tot / max(dtot, 1):.1f}%)"
-            rows.append([label(out), "n (%)", overall, *cells, fmt_p(p), test])
+            # the denominator is the patients minus the missing row: shown only when that row's total is
+            n_den = None if total_hide[2] or (table[2].sum() and is_small(int(table[2].sum()), threshold)) \
+                else fmt_count(dtot, threshold)
+            rows.append([title, "n (%)", overall, *cells, fmt_p(p), test, _denominator(data, col, valid, None, n_den, threshold=threshold)])
         else:
             x = pd.to_numeric(s, errors="coerce")
-            groups = [x[m].dropna().to_numpy() for m in masks]
+            sub = as_bool(data[among]) if among is not None else np.ones(len(data), bool)
+            valid = x.notna().to_numpy()[sub]
+            groups = [x[m & sub].dropna().to_numpy() for m in masks]
             p, test = float("nan"), ""
             if all(len(g) > 0 for g in groups):
                 if len(groups) == 2:
@@ -302,11 +387,19 @@ def crude_outcomes(df: pd.DataFrame, exposure: str, outcomes: Sequence[str], thr
                 else:
                     p, test = float(stats.kruskal(*groups).pvalue), "Kruskal–Wallis"
             cells = ["—" if len(g) < threshold else _median_iqr(pd.Series(g)) for g in groups]
-            rows.append([label(out), "median [IQR]", _median_iqr(x), *cells, fmt_p(p), test])
+            n_sub, n_val = int(sub.sum()), int(valid.sum())
+            overall = "—" if n_val < threshold else _median_iqr(x[sub])
+            # its size is shown when it is not small and reveals no small difference
+            small_gap = 0 < n_sub - n_val < threshold or (among is None and 0 < len(data) - n_val < threshold)
+            n_den = None if is_small(n_val, threshold) or small_gap else fmt_count(n_val, threshold)
+            rows.append([title, "median [IQR]", overall, *cells, fmt_p(p), test,
+                         _denominator(data, col, valid, among, n_den, threshold=threshold)])
     size_hide = suppress_table(sizes[None, :], threshold, margins=(True, False))[0]
     cols = ["Outcome", "Statistic", f"Overall (n = {fmt_count(int(sizes.sum()), threshold)})",
-            *[f"{n} (n = {fmt_count(int(k), threshold, h)})" for n, k, h in zip(names, sizes, size_hide)], "p", "Test"]
-    notes = ["Percentages of patients with the outcome recorded. Binary outcomes: Pearson's chi-square test "
+            *[f"{n} (n = {fmt_count(int(k), threshold, h)})" for n, k, h in zip(names, sizes, size_hide)], "p", "Test",
+            "Denominator"]
+    notes = ["Percentages and medians are of each outcome's denominator (last column): the patients with the outcome "
+             "recorded. Binary outcomes: Pearson's chi-square test "
              "(Fisher's exact test for a 2×2 table with an expected count below 5); continuous outcomes: "
              "Wilcoxon rank-sum test (Kruskal–Wallis for more than two groups). Unadjusted.", _note(threshold)]
     return ReportTable(f"crude_{exposure}", f"Crude outcomes by {label(exposure).lower()}", pd.DataFrame(rows, columns=cols), notes)
