@@ -282,7 +282,7 @@ def test_cluster_path_and_a_path_the_cluster_cannot_see(cluster, tiny_db, tmp_pa
     env = _env(SPARK_REMOTE=cluster["remote"])
     r = cohort_cli("--data", uri, "--out", tmp_path / "uri", "--engine", "spark", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "validation skipped" in " ".join(r.stdout.split())
+    assert "validation skipped" in " ".join((r.stdout + r.stderr).split()), r.stdout + r.stderr
     _same(ref, tmp_path / "uri")
     missing = tmp_path / "nowhere"
     r = cohort_cli("--data", missing, "--out", tmp_path / "o2", "--engine", "spark", env=env)

@@ -48,6 +48,21 @@ def spark_home() -> Path:
 
 
 def _free_port() -> int:
+    """A free port below the kernel's ephemeral range (32768-60999 on Linux): a port the kernel
+    handed out (bind to 0) can be handed out again to the workers' and executors' own random
+    ports before the Connect server binds it (seen here: BindException, 'failed after 0
+    retries')."""
+    import random
+
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind((LOCAL, port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind((LOCAL, 0))
         return s.getsockname()[1]

@@ -288,8 +288,9 @@ def stage_tables(con, data_dir, engine: str, workdir) -> dict:
     from hospstudy.data.readers import check_casts, check_parquet, is_exact, locate_tables, plan_scan, quote, sql_str
 
     local = _local_path(data_dir)
-    if engine == "spark" and (local is None or not local.is_dir()):
-        # a cluster path, or a folder this machine does not hold (the Connect server's own)
+    if engine == "spark" and ("://" in str(data_dir) or local is None or not local.is_dir()):
+        # a cluster path (file:// included: read where Spark runs), or a folder this machine
+        # does not hold (the Connect server's own)
         return _stage_cluster(con, str(data_dir).rstrip("/"))
     if local is None:
         raise DataUnusableError(
@@ -675,7 +676,7 @@ def build_cohort(study, data_dir, engine: str | None = None, spark=None, spark_m
             f"{data_dir}: DuckDB reads a local database folder; a cluster path (s3a://, hdfs://, abfss://) "
             f"needs --engine spark"
         )
-    if validate and (local is None or not local.is_dir()) and engine == "spark":
+    if validate and ("://" in str(data_dir) or local is None or not local.is_dir()) and engine == "spark":
         # the files are where the cluster runs, not here: the data-model checks of `hospstudy
         # validate` need the files; the cohort still checks every table's columns
         validate = False
