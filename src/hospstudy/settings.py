@@ -131,3 +131,19 @@ def _model_at(model, loc):
             return None
         model = found
     return model
+
+
+def raise_problems(problems: list[str], path=None) -> None:
+    """Raise one StudyFileError listing every problem (naming the file), if there is any."""
+    if problems:
+        where = str(path) if path is not None else "study file"
+        raise StudyFileError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
+
+
+def load_section(model, raw: dict | None, name: str, path=None):
+    """The validated section ``name`` of a parsed study file (the model's defaults when it is
+    absent); a StudyFileError naming every problem otherwise."""
+    problems: list[str] = []
+    spec = validate_section(model, (raw or {}).get(name), name, problems)
+    raise_problems(problems, path)
+    return spec

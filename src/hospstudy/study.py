@@ -27,7 +27,7 @@ from hospstudy.cohort.spec import SECTION_KEYS, CohortDefinition, EngineSpec
 from hospstudy.errors import StudyFileError
 from hospstudy.models.spec import AnalysesSpec
 from hospstudy.report.spec import ReportSpec
-from hospstudy.settings import read_study_file, validate_section
+from hospstudy.settings import raise_problems, read_study_file, validate_section
 
 __all__ = ["Study", "read_study_file", "TOP_KEYS"]
 
@@ -72,9 +72,7 @@ class Study(CohortDefinition):
         report = validate_section(ReportSpec, raw.get("report"), "report", problems)
         engine = validate_section(EngineSpec, raw.get("engine"), "engine", problems)
         analyses = _analyses(raw.get("analyses"), have, defined, problems)
-        if problems:
-            where = str(path) if path is not None else "study file"
-            raise StudyFileError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
+        raise_problems(problems, path)
         return cls(path, raw, *cohort_parts, analyses, report, engine)
 
 

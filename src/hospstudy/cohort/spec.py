@@ -38,8 +38,7 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator, model
 
 from hospstudy.cohort import codelists as cl
 from hospstudy.data.schema import BILLING_KINDS, DIAGNOSIS_ROLES, TABLES
-from hospstudy.errors import StudyFileError
-from hospstudy.settings import Settings, format_errors
+from hospstudy.settings import Settings, format_errors, load_section, raise_problems
 from hospstudy.settings import validate_section as _validate
 
 
@@ -286,12 +285,7 @@ class EngineSpec(_Settings):
 
 def engine_settings(raw: dict | None, path=None) -> EngineSpec:
     """The validated ``[engine]`` section of a parsed study file (defaults when absent)."""
-    problems: list[str] = []
-    spec = _validate(EngineSpec, (raw or {}).get("engine"), "engine", problems)
-    if problems:
-        where = str(path) if path is not None else "study file"
-        raise StudyFileError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
-    return spec
+    return load_section(EngineSpec, raw, "engine", path)
 
 
 def resolve_engine(spec: EngineSpec | None = None, *, engine: str | None = None, spark_master: str | None = None,
@@ -592,9 +586,7 @@ class CohortDefinition:
         read here."""
         problems: list[str] = []
         parsed = cls.parse(raw, path, problems)
-        if problems:
-            where = str(path) if path is not None else "study file"
-            raise StudyFileError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
+        raise_problems(problems, path)
         return cls(path, raw, *parsed[:-1])
 
     @staticmethod

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from hospstudy.errors import StudyFileError
 from hospstudy.privacy import DEFAULT_THRESHOLD
-from hospstudy.settings import Settings, validate_section
+from hospstudy.settings import Settings, load_section
 
 DEFAULT_DISCLOSURE_THRESHOLD = DEFAULT_THRESHOLD
 
@@ -53,11 +52,6 @@ def report_settings(raw: dict | None, path=None) -> ReportSpec:
     StudyFileError
         The section is not a table or a value breaks its rule; the message names the field path.
     """
-    problems: list[str] = []
-    spec = validate_section(ReportSpec, (raw or {}).get("report"), "report", problems)
-    if problems:
-        where = str(path) if path is not None else "study file"
-        raise StudyFileError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
-    return spec
+    return load_section(ReportSpec, raw, "report", path)
 
 
