@@ -81,3 +81,15 @@ def test_every_published_figure_is_listed_with_a_verdict():
     for doi in ("10.1097/BSD.0000000000001885", "10.1007/s10147-024-02537-9", "10.1016/j.jos.2020.07.015"):
         assert doi in notes
     assert "Barthel" in notes  # the ambulatory definition that differs, stated once
+
+
+def test_a_median_volume_below_the_threshold_is_hidden():
+    """A hospital-year's volume is a count of its patients: a median under the disclosure
+    threshold is shown as '<threshold' (a whole run on a tiny database once published '2')."""
+    pub = published_reference()
+    df = make_analytic(n=3000, hospitals=120)
+    name = "Median annual spine-surgery volume per hospital"
+    for vol, shown in ((4, "<10"), (9, "<10"), (10, "10"), (37, "37")):
+        df["volume"] = vol
+        t = published_vs_run(pub, df, _results(), STUDY["analyses"], 10, STUDY).frame.set_index("Figure")
+        assert t.loc[name, "This run"] == shown, (vol, t.loc[name, "This run"])

@@ -12,6 +12,7 @@ state (SPARK_CONNECT_MODE_ENABLED) and one process holds one Spark driver.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -189,6 +190,14 @@ def test_duckdb_refuses_a_cluster_path(tmp_path):
     assert "s3a://bucket/dpc: DuckDB reads a local database folder" in r.stderr + r.stdout
 
 
+def test_run_on_duckdb_refuses_a_cluster_path(tmp_path):
+    r = subprocess.run([*HOSPSTUDY, "run", str(FLAGSHIP), "--data", "s3a://bucket/dpc", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, env=_env(), timeout=120, cwd=ROOT)
+    text = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 2 and "s3a://bucket/dpc: DuckDB reads a local database folder" in text, text
+    assert "Traceback" not in text and not (tmp_path / "o").exists()
+
+
 def test_run_takes_the_same_options(tiny_db, tmp_path):
     r = subprocess.run([*HOSPSTUDY, "run", str(FLAGSHIP), "--data", str(tiny_db), "--out", str(tmp_path / "o"),
                         "--engine", "duckdb", "--spark-master", "local[2]"], capture_output=True, text=True,
@@ -289,3 +298,44 @@ def test_cluster_path_and_a_path_the_cluster_cannot_see(cluster, tiny_db, tmp_pa
     assert r.returncode == 2, r.stdout + r.stderr
     text = " ".join((r.stdout + r.stderr).split())
     assert f"the Spark cluster cannot see {missing}/facilities" in text and "Traceback" not in text, text
+
+
+def run_cli(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([*HOSPSTUDY, "run", str(FLAGSHIP), *map(str, args)], capture_output=True, text=True,
+                          env=env or _env(), timeout=GUARD, cwd=ROOT)
+
+
+@pytest.mark.spark
+def test_whole_run_on_the_standalone_cluster(cluster, tiny_db, tmp_path):
+    """`hospstudy run --spark-master spark://...`: the cohort on the cluster, the rest here."""
+    ref = _duckdb(tiny_db, tmp_path / "duckdb")
+    r = run_cli("--data", tiny_db, "--out", tmp_path / "run", "--spark-master", cluster["master"], *APP_CONF)
+    assert r.returncode == 0, r.stdout + r.stderr
+    _same(ref, tmp_path / "run")
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["engine"] == "spark" and cluster["master"] in info["engine_where"]
+    assert info["input_hashes"]  # a local folder is hashed as with DuckDB
+    assert (tmp_path / "run" / "report.html").is_file()
+
+
+@pytest.mark.spark
+def test_whole_run_on_a_cluster_path(cluster, tiny_db, tmp_path):
+    """`hospstudy run --data file:///...` through Spark Connect: not hashed or validated here
+    (said so, and in the report's appendix), the cohort rebuilt on every run, the analyses
+    reused when it comes back the same."""
+    ref = _duckdb(tiny_db, tmp_path / "duckdb")
+    uri = Path(tiny_db).resolve().as_uri()
+    out = tmp_path / "uri"
+    r = run_cli("--data", uri, "--out", out, "--spark-remote", cluster["remote"])
+    text = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, text
+    assert "is a cluster path: its files are not hashed or validated here" in text
+    assert "validate (skipped" in text
+    _same(ref, out)
+    info = json.loads((out / "run.json").read_text())
+    assert info["data"] == uri and info["input_hashes"] == {} and uri in info["input_hashes_note"]
+    assert "Input file checksums were not recorded: the database (" in (out / "report.html").read_text()
+    r = run_cli("--data", uri, "--out", out, "--spark-remote", cluster["remote"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    stages = json.loads((out / "private" / "cache" / "state.json").read_text())["last_run"]["stages"]
+    assert stages["validate"] == "skipped" and stages["cohort"] == "ran" and stages["analyses"] == "cached", stages

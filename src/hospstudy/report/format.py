@@ -111,7 +111,8 @@ def ratio(x: pd.Series) -> tuple[float, float, float]:
     """A result row's ratio (OR/HR) and its interval."""
     est = x.get("exp_estimate")
     if est is None or not np.isfinite(float(est)):
-        return float(np.exp(x["estimate"])), float(np.exp(x["conf_low"])), float(np.exp(x["conf_high"]))
+        with np.errstate(over="ignore"):  # a separated fit's estimate: inf, shown as not estimable
+            return float(np.exp(x["estimate"])), float(np.exp(x["conf_low"])), float(np.exp(x["conf_high"]))
     return float(est), float(x["exp_conf_low"]), float(x["exp_conf_high"])
 
 

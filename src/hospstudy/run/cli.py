@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def run(
         study_file: Path = typer.Argument(..., help="Study file (TOML), e.g. studies/spinal_metastasis.toml."),
-        data: Path = typer.Option(..., "--data", help="Database folder (DPC layout)."),
+        data: str = typer.Option(..., "--data", help="Database folder (DPC layout); with --engine spark also a cluster path (s3a://, hdfs://, abfss://, file://) of Parquet tables (not hashed or validated here: the cohort is rebuilt on every run)."),
         out: Path = typer.Option(..., "--out", help="Output folder (patient-level files only under OUT/private/)."),
         engine: Optional[str] = typer.Option(None, "--engine", help="duckdb or spark; default: the study file's [engine] name, else duckdb."),
         seed: int = typer.Option(_pl.DEFAULT_SEED, "--seed", help="Seed of the analyses."),

@@ -366,17 +366,23 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     """
     from hospstudy.study import Study
 
-    study_path, data_dir, out_dir = Path(study_path), Path(data_dir), Path(out_dir)
+    from hospstudy.cohort.engine import is_cluster_path
+    from hospstudy.cohort.spec import resolve_engine
+
+    # a cluster path (s3a://, hdfs://, abfss://, file://) stays a string: Path() would fold "//"
+    cluster = is_cluster_path(data_dir)
+    study_path, out_dir = Path(study_path), Path(out_dir)
+    data_dir = str(data_dir).rstrip("/") if cluster else Path(data_dir)
     seed = DEFAULT_SEED if seed is None else int(seed)
     # every input is checked before any work: the whole study file, the database folder, OUT
     study = Study.load(study_path)
-    if not data_dir.is_dir():
-        raise InputError(f"{data_dir}: no such database folder (hospstudy run hashes the database's files for its cache; "
-                         f"for a cluster path such as s3a://... run `hospstudy cohort --engine spark`, then `hospstudy analyze`)")
-    from hospstudy.cohort.spec import resolve_engine
-
     where = resolve_engine(study.engine, engine=engine, spark_master=spark_master, spark_remote=spark_remote,
                            spark_conf=spark_conf)
+    if cluster and where.name != "spark":
+        raise InputError(f"{data_dir}: DuckDB reads a local database folder; a cluster path is read by Spark "
+                         "(--engine spark with --spark-master or --spark-remote)")
+    if not cluster and not data_dir.is_dir():
+        raise InputError(f"{data_dir}: no such database folder")
     prepare_out(out_dir, data_dir)
     with OutLock(out_dir):
         return _run_locked(study, study_path, data_dir, out_dir, where, seed, force, threshold, validated)
@@ -401,23 +407,35 @@ def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, where, s
     def done(name: str, how: str, t0: float) -> None:
         seconds[name] = round(time.perf_counter() - t0, 2)
         stages[name] = how
-        mark = "[green]✓[/]" if how == "ran" else "[cyan]↺[/]"
+        mark = {"ran": "[green]✓[/]", "skipped": "[yellow]–[/]"}.get(how, "[cyan]↺[/]")
         console.print(f"{mark} {name} [dim]({how}, {seconds[name]:.1f} s)[/]")
 
     # -- input hashes (memoised by size and mtime) and the stage keys
     t0 = time.perf_counter()
-    memo = state.get("hash_memo", {}) if state.get("data") == str(data_dir.resolve()) else {}
-    with console.status("[bold]hashing input files…"):
-        hashes = input_file_hashes(data_dir, memo)
-    state["hash_memo"], state["data"] = memo, str(data_dir.resolve())
+    cluster = not isinstance(data_dir, Path)
+    if cluster:
+        # The files are where the cluster runs: nothing here can hash or validate them. The
+        # validate and cohort stages then run every time (their key is new on each run); the
+        # stages after them are keyed on the analytic dataset itself, so they are reused when
+        # the cohort comes back the same.
+        hashes = {}
+        k_validate = settings_key("cluster", data_dir, _dt.datetime.now(_dt.timezone.utc).isoformat())
+        state.pop("hash_memo", None)
+        state["data"] = data_dir
+        console.print(f"[yellow]note:[/] {data_dir} is a cluster path: its files are not hashed or validated here "
+                      "(validate the database before uploading it: hospstudy validate DIR); the cohort is rebuilt "
+                      "on every run", soft_wrap=True)
+    else:
+        memo = state.get("hash_memo", {}) if state.get("data") == str(data_dir.resolve()) else {}
+        with console.status("[bold]hashing input files…"):
+            hashes = input_file_hashes(data_dir, memo)
+        state["hash_memo"], state["data"] = memo, str(data_dir.resolve())
+        k_validate = validation_key(hashes)
     seconds["hash inputs"] = round(time.perf_counter() - t0, 2)
     study_sha = sha256_file(study_path)
-    k_validate = validation_key(hashes)
     # [report] settings (the disclosure threshold) do not change the cohort: left out of its key
     k_cohort = settings_key("cohort", {k: v for k, v in cohort_settings.items() if k not in ("report", "engine")},
                             engine, k_validate)
-    # the threshold shapes the published extras (curve steps, funnel points): part of the key
-    k_analyses = settings_key("analyses", analyses_settings, seed, threshold, k_cohort)
     keys = state.setdefault("keys", {})
 
     outputs = state.setdefault("outputs", {})
@@ -455,6 +473,9 @@ def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, where, s
         done("validate", "cached" if same and not force else "ran", t0)
     elif fresh("validate", k_validate):
         done("validate", "cached", t0)
+    elif cluster:
+        keys["validate"] = k_validate
+        done("validate", "skipped", t0)
     else:
         with console.status("[bold]validating the database…"):
             validate_data(data_dir, render="findings")
@@ -470,7 +491,8 @@ def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, where, s
     else:
         import pyarrow.parquet as pq
 
-        invalidate("cohort", "analyses", "report")
+        # the analyses and the report are keyed on the analytic dataset's content: not forgotten here
+        invalidate("cohort")
         with console.status(f"[bold]building the cohort on {where.where}…") as status:
             res = study.build_cohort(data_dir, settings=where, validate=False,
                                      progress=lambda s: status.update(f"[bold]cohort: {s}…"))
@@ -484,8 +506,11 @@ def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, where, s
         done("cohort", "ran", t0)
         console.print(f"  [dim]{len(res.analytic):,} patients in the analytic dataset[/]")
 
-    # -- analyses
+    # -- analyses: keyed on the analytic dataset's content (not on the cohort's key), so a
+    # cohort rebuilt to the same rows (a cluster path, a validation-only change) reuses them;
+    # the threshold shapes the published extras (curve steps, funnel points): part of the key
     t0 = time.perf_counter()
+    k_analyses = settings_key("analyses", analyses_settings, seed, threshold, sha256_file(analytic_path))
     raw_results = priv / "analyses" / "results.json"
     if fresh("analyses", k_analyses, raw_results):
         done("analyses", "cached", t0)
@@ -518,16 +543,19 @@ def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, where, s
         return _finish(out_dir, report_path, stages, violations, seconds, t_all, state, state_path)
     invalidate("report")
     shutil.copyfile(study_path, out_dir / "study.toml")
-    if (data_dir / "truth.json").is_file():  # `hospstudy report OUT` must not depend on the data folder staying put
+    if not cluster and (data_dir / "truth.json").is_file():  # `hospstudy report OUT` must not depend on the data folder staying put
         shutil.copyfile(data_dir / "truth.json", priv / "truth.json")
     else:
         (priv / "truth.json").unlink(missing_ok=True)
     run_info = {
-        "study": str(study_path.resolve()), "study_sha256": study_sha, "data": str(data_dir.resolve()),
+        "study": str(study_path.resolve()), "study_sha256": study_sha, "data": data_dir if cluster else str(data_dir.resolve()),
         "engine": engine, "engine_where": where.where, "seed": seed, "threshold": threshold,
         "run_date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "versions": _versions(engine), "input_hashes": hashes, "stage_keys": dict(keys),
     }
+    if cluster:
+        run_info["input_hashes_note"] = (f"Input file checksums were not recorded: the database ({data_dir}) is a cluster "
+                                         "path read by Spark where it runs, not by this machine.")
     _write_json(out_dir / "run.json", run_info)
     with console.status("[bold]rendering the report…"):
         art = build_report(out_dir)

@@ -26,6 +26,8 @@ def build(ctx: Context) -> list[str]:
     if hashes:
         rows = pd.DataFrame({"File": list(hashes), "SHA-256": list(hashes.values())})
         blocks.append(ctx.add_table(ReportTable("input_hashes", "Input files and their SHA-256 checksums", rows)))
+    elif ri.get("input_hashes_note"):
+        blocks.append(absent(ri["input_hashes_note"]))
     else:
         blocks.append(absent("Input file checksums were not recorded (the report was rendered outside `hospstudy run`)."))
     return blocks

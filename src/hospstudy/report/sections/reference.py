@@ -163,7 +163,9 @@ def published_vs_run(published: dict, df: pd.DataFrame | None, results: Results 
             run = "not computed"
             if have and "volume" in df.columns:
                 keys = [c for c in ("hospital_id", "fiscal_year") if c in df.columns]
-                run = f"{df.drop_duplicates(keys)['volume'].median():.0f}"
+                med = float(df.drop_duplicates(keys)["volume"].median())
+                # a median volume is one hospital-year's count of patients: below the threshold it is hidden
+                run = f"{med:.0f}" if med >= threshold else f"<{threshold}"
             add(ia, "Median annual spine-surgery volume per hospital", str(cohort["median_annual_spine_surgery_volume"]), run,
                 "", "paper: per hospital; this run: per hospital-year of the cohort's hospitals")
     amb_diff, def_notes = "", []
