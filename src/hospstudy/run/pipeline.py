@@ -2,9 +2,11 @@
 
 Stages run in one direction: validate → cohort → analyses → report → check-disclosure.
 Each computing stage is cached under ``OUT/private/cache/state.json`` by a key that hashes
-its own settings and the keys of the stages before it (plus the input files' hashes for the
-first ones), so a re-run after changing only ``[analyses]`` reuses the cohort, and a re-run
-with nothing changed only re-renders the report. ``force=True`` rebuilds every stage.
+its own settings and what it reads: the input files' hashes for validate and cohort, the
+analytic dataset's content for the analyses, the analyses' key for the report. A re-run after
+changing only ``[analyses]`` reuses the cohort; a cohort rebuilt to the same rows reuses the
+analyses; a re-run with nothing changed only re-renders the report. ``force=True`` rebuilds
+every stage.
 
 Layout of OUT written here::
 
