@@ -201,21 +201,27 @@ def test_volume_curve_for_every_outcome_with_range_and_adjustment(tmp_path):
 
     inp = _inputs(copy.deepcopy(STUDY))
     vol = inp.analytic["volume"].to_numpy(float)
-    lo, hi = np.nanquantile(vol, [0.01, 0.99])
+    hy = inp.analytic.drop_duplicates(["hospital_id", "fiscal_year"])["volume"].to_numpy(float)
+    lo, hi = np.quantile(hy, [0.01, 0.99])
+    assert (round(lo), round(hi)) != tuple(np.round(np.quantile(vol, [0.01, 0.99])))  # the data tell them apart
     curves = []
-    for o in ("complication", "death_30d"):  # out of order: the profiling outcome comes first
-        v = np.unique(np.round(np.linspace(lo, hi, 60), 1))
+    for o, basis in (("complication", "hospital-years"), ("death_30d", "hospital-years"), ("in_hospital_death", "patients")):
+        v = np.unique(np.round(np.linspace(lo, hi, 60), 1))  # the profiling outcome (death) comes first
         curves.append({"outcome": o, "model": "mixed_logit", "volume": v.tolist(), "or": [1.0] * len(v),
                        "conf_low": [0.8] * len(v), "conf_high": [1.25] * len(v), "reference_volume": float(np.median(vol)),
-                       "knots": [1, 2, 3, 4], "nonlinearity_p": 0.4})
+                       "knots": [1, 2, 3, 4], "nonlinearity_p": 0.4, "range_basis": basis})
     inp.results.extras["volume_curve"] = curves
     inp.study["report"] = {"sections": ["volume"]}
     html = render_report(inp, tmp_path).html.read_text(encoding="utf-8")
     assert (tmp_path / "figures" / "volume_curve.svg").exists() and (tmp_path / "figures" / "volume_curve_complication.svg").exists()
     caps = re.findall(r"<figcaption>(.*?)</figcaption>", html, flags=re.S)
     caps = [__import__("html").unescape(_visible(c)) for c in caps]
-    assert len(caps) == 2 and "30-day mortality" in caps[0] and "complication" in caps[1]
+    assert len(caps) == 3 and "30-day mortality" in caps[0] and "complication" in caps[2]
+    for c in caps[0], caps[2]:
+        assert (f"The curve spans {lo:.0f}–{hi:.0f} cases: the 1st to the 99th percentile of the hospital-years' annual "
+                "volume, each hospital-year counted once;") in c
+    # a range the data do not bear out for the basis the results claim is stated without a source
+    assert "percentile" not in caps[1] and f"The curve spans {lo:.0f}–{hi:.0f} cases." in caps[1]
     for c in caps:
-        assert f"1st to the 99th percentile of the patients' annual hospital volume ({lo:.0f}–{hi:.0f} cases)" in c
         assert "Adjusted for cancer center and the covariates (age, sex, Charlson" in c
         assert "within the curve's range" in c

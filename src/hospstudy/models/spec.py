@@ -85,6 +85,9 @@ class VolumeSpec(_Settings):
     quartile_reference: int = Field(1, ge=1, le=4)
     spline: bool = True
     spline_knots: int = Field(4, ge=3, le=5, description="Harrell's knot placement, 3 to 5 knots.")
+    year_column: str = Field(
+        "fiscal_year", description="Year of the volume: the spline curve spans the 1st-99th percentile of hospital-years."
+    )
     reference_volume: float | Literal["median"] = Field(
         "median", description="Volume at which the spline OR is 1: a number of cases or 'median'."
     )
