@@ -10,7 +10,7 @@ import pytest
 
 from hospstudy.errors import StudyFileError
 from hospstudy.report.html import ReportInputs, published_reference, render_report
-from hospstudy.report.labels import CODE_LIKE, label, level_label, study_labels
+from hospstudy.report.labels import CODE_LIKE, code_like, label, level_label, study_labels
 from hospstudy.report.results import Results
 from hospstudy.report.sections import DEFAULT_ORDER, section_order
 from test_report import STUDY, TRUTH, make_analytic, make_attrition, make_results
@@ -87,7 +87,7 @@ def test_study_labels_extend_and_override_the_map():
 def test_no_code_like_identifier_in_visible_text(tmp_path):
     html = render_report(_inputs(copy.deepcopy(STUDY)), tmp_path).html.read_text(encoding="utf-8")
     text = _visible(html.split('<section id="methods">', 1)[0])  # Methods lists column names on purpose
-    found = [c for c in CODE_LIKE if c in text]
+    found = code_like(text)
     assert found == [], found
 
 
@@ -225,3 +225,56 @@ def test_volume_curve_for_every_outcome_with_range_and_adjustment(tmp_path):
     for c in caps:
         assert "Adjusted for cancer center and the covariates (age, sex, Charlson" in c
         assert "within the curve's range" in c
+
+
+def _grouped_inputs(choice=None):
+    """Inputs whose study cuts age and BMI into groups (the models use age and the BMI group)."""
+    import numpy as np
+    import pandas as pd
+
+    study = copy.deepcopy(STUDY)
+    study["covariates"].update({
+        "age_group": {"kind": "cut", "of": "age", "breaks": [50, 80], "labels": ["<50", "50-79", ">=80"]},
+        "bmi": {"kind": "bmi"},
+        "bmi_group": {"kind": "cut", "of": "bmi", "breaks": [18.5, 30], "labels": ["<18.5", "18.5-29.9", ">=30"]},
+    })
+    study["analyses"]["covariates"] = ["age", "sex", "bmi_group"]
+    study["report"] = {"sections": ["table1"], **({"table1_variables": choice} if choice is not None else {})}
+    inp = _inputs(study)
+    df = inp.analytic
+    df["age_group"] = pd.cut(df["age"], [-np.inf, 50, 80, np.inf], right=False, labels=["<50", "50-79", ">=80"]).astype(str)
+    df["bmi_group"] = pd.cut(df["bmi"], [-np.inf, 18.5, 30, np.inf], right=False,
+                             labels=["<18.5", "18.5-29.9", ">=30"]).astype(object).where(df["bmi"].notna())
+    assert (df["age_group"] == ">=80").sum() >= 10 and (df["bmi_group"] == "<18.5").sum() >= 10
+    return inp
+
+
+def _table1_variables(tmp_path, choice=None) -> tuple[list[str], str]:
+    rep = render_report(_grouped_inputs(choice), tmp_path)
+    t = next(t for t in rep.tables if t.key.startswith("table1_"))
+    names = [c for c in t.frame["Characteristic"] if c]
+    return names, __import__("html").unescape(_visible(rep.html.read_text(encoding="utf-8")))
+
+
+def test_table1_shows_each_variable_once_in_the_form_the_study_chooses(tmp_path):
+    names, text = _table1_variables(tmp_path / "default")
+    # as modelled: age as a number (the models use age), BMI as groups (the models use bmi_group)
+    assert "Age, years" in names and "Age group" not in names
+    assert "BMI group, kg/m²" in names and "BMI, kg/m²" not in names
+    assert "under 18.5" in text and "30 or more" in text and code_like(text) == []
+    names, text = _table1_variables(tmp_path / "both", "both")
+    assert {"Age, years", "Age group", "BMI group, kg/m²", "BMI, kg/m²"} <= set(names)
+    assert "80 or older" in text and "under 50" in text and code_like(text) == []
+    names, _ = _table1_variables(tmp_path / "continuous", "continuous")
+    assert "BMI, kg/m²" in names and "BMI group, kg/m²" not in names and "Age group" not in names
+    names, _ = _table1_variables(tmp_path / "grouped", "grouped")
+    assert "Age group" in names and "Age, years" not in names and "BMI, kg/m²" not in names
+    names, _ = _table1_variables(tmp_path / "list", ["sex", "age_group"])
+    assert names[-2:] == ["Sex", "Age group"] and "Age, years" not in names
+
+
+def test_code_like_catches_comparison_levels_not_the_reports_own_notation():
+    assert code_like("BMI >=30, age <50, 1.5-2") == [">=", "<50"]
+    assert code_like("<10 patients; p <0.001; 18.5–24.9") == []
+    assert code_like("<5 patients", threshold=5) == [] and code_like("<5 patients") == ["<5"]
+    assert level_label("age_group", ">=80") == "80 or older" and level_label("bmi_group", "<=17") == "17 or less"

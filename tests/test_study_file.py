@@ -249,7 +249,7 @@ def test_report_bad_threshold_names_field_path(tmp_path, value, message):
 def test_report_unknown_key_is_reported_with_the_others(tmp_path):
     text = MINIMAL.replace('procedures = "spine_surgery"', 'procedures = "spine_surgry"')
     problems = _problems(tmp_path, text + "\n[report]\nthreshold = 5\n")
-    assert "report.threshold: unknown key; allowed keys here: disclosure_threshold, labels, sections" in problems
+    assert "report.threshold: unknown key; allowed keys here: disclosure_threshold, labels, sections, table1_variables" in problems
     assert any(p.startswith("cohort.index.procedures: unknown code list 'spine_surgry'") for p in problems)
 
 

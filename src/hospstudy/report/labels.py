@@ -12,6 +12,7 @@ report (the browser test checks it): keep it beside the map when adding a label.
 from __future__ import annotations
 
 import contextvars
+import re
 from contextlib import contextmanager
 from typing import Iterator, Mapping
 
@@ -56,6 +57,20 @@ CODE_LIKE: tuple[str, ...] = (
     "volume_per50", "cancer_center", "mixed_logit", "gee_logit", "unfavorable_ambulatory", "docs/architecture.md",
 )
 
+#: Comparison spellings of grouped levels (``>=80``, ``<18.5``), which the label map turns into
+#: words; kept out of the visible text like :data:`CODE_LIKE`. ``<10`` (a suppressed count at the
+#: threshold) and ``<0.001`` (a p-value) are the report's own notation: :func:`code_like` skips them.
+CODE_LIKE_PATTERN = re.compile(r"[<>]=|(?<![\w.])[<>]\d+(?:\.\d+)?(?![\d.])")
+
+
+def code_like(text: str, threshold: int = 10) -> list[str]:
+    """The internal spellings in ``text``: entries of :data:`CODE_LIKE` and comparisons such as
+    ``>=80`` (not the suppression marker ``<threshold`` nor ``<0.001``)."""
+    found = [c for c in CODE_LIKE if c in text]
+    found += [m for m in CODE_LIKE_PATTERN.findall(text) if m not in (f"<{threshold}", "<0.001")]
+    return found
+
+
 _EXTRA: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("hospstudy_report_labels", default={})
 
 
@@ -91,4 +106,27 @@ def level_label(column: str, value) -> str:
     if key in LEVEL_LABELS:
         return LEVEL_LABELS[key]
     s = str(v)
+    words = _comparison_words(column, s)
+    if words is not None:
+        return words
     return s.replace("_", " ").capitalize() if "_" in s else s
+
+
+_NUM = r"(\d+(?:\.\d+)?)"
+_COMPARISON = re.compile(rf"^\s*(>=|<=|>|<)\s*{_NUM}\s*$")
+_RANGE = re.compile(rf"^\s*{_NUM}\s*-\s*{_NUM}\s*$")
+
+
+def _comparison_words(column: str, value: str) -> str | None:
+    """A grouped level in words: ``>=80`` of an age → "80 or older", ``>=30`` → "30 or more",
+    ``<18.5`` → "under 18.5", ``18.5-24.9`` → "18.5–24.9"; None when ``value`` is no such level."""
+    m = _COMPARISON.match(value)
+    if m:
+        op, x = m.groups()
+        age = str(column).startswith("age")
+        return {">=": f"{x} or {'older' if age else 'more'}", ">": f"over {x}",
+                "<=": f"{x} or {'younger' if age else 'less'}", "<": f"under {x}"}[op]
+    m = _RANGE.match(value)
+    if m:
+        return f"{m.group(1)}–{m.group(2)}"
+    return None
