@@ -278,3 +278,48 @@ def test_code_like_catches_comparison_levels_not_the_reports_own_notation():
     assert code_like("<10 patients; p <0.001; 18.5–24.9") == []
     assert code_like("<5 patients", threshold=5) == [] and code_like("<5 patients") == ["<5"]
     assert level_label("age_group", ">=80") == "80 or older" and level_label("bmi_group", "<=17") == "17 or less"
+
+
+def test_propensity_diagnostics_and_funnel_outliers_are_shown(tmp_path):
+    inp = _inputs(copy.deepcopy(STUDY))
+    ex = inp.results.extras
+    ex["weights"] = [{"method": "iptw", "estimand": "ATE", "stabilized": True, "trim": None, "groups": [
+        {"group": "treated", "ps_min": 0.05, "ps_max": 0.95, "weight_min": 0.54, "weight_max": 11.107, "ess": 261.68},
+        {"group": "control", "ps_min": 0.02, "ps_max": 0.92, "weight_min": 0.5, "weight_max": 6.09, "ess": 275.08}]}]
+    pts = [{"n": 20 + i, "rsr": 0.05, "flag": "within"} for i in range(12)]
+    pts += [{"n": 30, "rsr": 0.25, "flag": "above 99.8%"}, {"n": 40, "rsr": 0.16, "flag": "above 95%"}]
+    ex["funnel"] = {"outcome": "death_30d", "overall_rate": 0.06, "points": pts, "hospitals_not_drawn": 0,
+                    "flags": [{"flag": "within", "hospitals": 12}, {"flag": "above 95%", "hospitals": "<10"},
+                              {"flag": "above 99.8%", "hospitals": "<10"}],
+                    "limits": [{"coverage": 0.95, "n": [10, 50], "lower": [0, 0.01], "upper": [0.2, 0.13]},
+                               {"coverage": 0.998, "n": [10, 50], "lower": [0, 0], "upper": [0.3, 0.17]}]}
+    inp.study["report"] = {"sections": ["weighting", "variation"]}
+    rep = render_report(inp, tmp_path)
+    t = {x.key: x for x in rep.tables}
+    w = t["weights"].frame
+    assert list(w["Group"]) == ["Cancer center", "Other hospital"]
+    assert list(w["Effective sample size"]) == ["261.7", "275.1"] and list(w["Largest weight"]) == ["11.11", "6.09"]
+    o = t["funnel_outliers"].frame
+    assert list(o["Position"]) == ["Above the 95% control limit", "Above the 99.8% control limit"]
+    assert list(o["Hospitals"]) == ["<10", "<10"]
+    svg = (tmp_path / "figures" / "funnel.svg").read_text(encoding="utf-8")
+    assert "Above the 99.8% limit" in svg and "Risk-standardized 30-day mortality, %" in svg
+
+
+def test_figures_name_the_outcome_and_use_percent(tmp_path):
+    rep = render_report(_inputs(copy.deepcopy(STUDY)), tmp_path)
+    fig = tmp_path / "figures"
+    assert "Risk-standardized 30-day mortality, %" in (fig / "funnel.svg").read_text(encoding="utf-8")
+    assert "Patients with the outcome, %" in (fig / "trends.svg").read_text(encoding="utf-8")
+    cif = (fig / "cif.svg").read_text(encoding="utf-8")
+    assert "in each state, %" in cif and ">100<" in cif  # the axis runs to 100 (percent), not to 1
+    assert "Odds ratio of 30-day mortality" in (fig / "volume_curve.svg").read_text(encoding="utf-8")
+    assert rep.html.exists()
+
+
+def test_ratio_ticks_keep_1_clear_of_crowding_labels():
+    from hospstudy.report.figures import _ratio_ticks
+
+    wide = _ratio_ticks(0.3, 3)
+    assert 1 in wide and 0.9 not in wide and 1.1 not in wide and len(wide) >= 4
+    assert _ratio_ticks(0.8, 1.25) == [0.8, 0.9, 1, 1.1, 1.25]  # a narrow axis keeps its neighbours of 1

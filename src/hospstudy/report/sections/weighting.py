@@ -5,19 +5,17 @@ from __future__ import annotations
 import pandas as pd
 
 from hospstudy.report import figures as F
-from hospstudy.report.format import absent, failed, fmt_ci, fmt_num
-from hospstudy.report.labels import label
+from hospstudy.report.format import absent, fmt_ci, fmt_num
+from hospstudy.report.labels import label, level_label
 from hospstudy.report.results import MODEL_LABELS
-from hospstudy.report.sections import Context, SectionSpec
+from hospstudy.report.sections import Context, SectionSpec, from_results
 from hospstudy.report.sections._results import estimate_table, nice_column, result_rows
 from hospstudy.report.tables import ReportTable
 
 
-def build(ctx: Context) -> list[str]:
-    r = ctx.inp.results
-    if r is None:
-        return [absent("No results: the analyses stage did not run.")]
-    blocks = [failed(m) for m in r.failed("weight", "iptw", "overlap")]
+@from_results("weight", "iptw", "overlap")
+def build(ctx: Context, r) -> list[str]:
+    blocks = []
     bal = r.extra("balance", "balance_table")
     if isinstance(bal, dict) and "rows" in bal:
         bal = bal["rows"]
@@ -37,6 +35,9 @@ def build(ctx: Context) -> list[str]:
         blocks.append(ctx.add_table(ReportTable("balance", "Covariate balance", show)))
     else:
         blocks.append(absent("No balance diagnostics in the results (weighting not run)."))
+    diag = _weights_table(ctx, r.extra("weights"))
+    if diag is not None:
+        blocks.append(ctx.add_table(diag))
     rows = result_rows(ctx, "weighted")
     if not rows.empty:
         blocks.append(ctx.add_table(estimate_table(ctx, rows, "weighted", "Propensity-score weighted odds ratios")))
@@ -68,3 +69,34 @@ def build(ctx: Context) -> list[str]:
 
 
 SECTION = SectionSpec("weighting", "Propensity-score weighting", build, record=("19.1",))
+
+
+_METHOD_NAMES = {"iptw": "IPTW", "overlap": "Overlap weights"}
+
+
+def _weights_table(ctx: Context, weights) -> ReportTable | None:
+    """The weighting model's diagnostics per method and exposure group: effective sample size
+    (Kish), the largest weight and the range of weights and propensity scores."""
+    if not isinstance(weights, list) or not weights:
+        return None
+    exposure = (ctx.analyses.get("weighting") or {}).get("exposure", ctx.binary_exposure or "cancer_center")
+    rows = []
+    for w in weights:
+        if not isinstance(w, dict):
+            continue
+        method = _METHOD_NAMES.get(str(w.get("method")), label(str(w.get("method"))))
+        if w.get("estimand"):
+            method += f" ({w['estimand']}{', stabilized' if w.get('stabilized') else ''})"
+        for g in w.get("groups") or []:
+            level = 1 if g.get("group") == "treated" else 0 if g.get("group") == "control" else g.get("group")
+            rows.append({"Weighting": method, "Group": level_label(exposure, level),
+                         "Effective sample size": fmt_num(g.get("ess"), 1),
+                         "Largest weight": fmt_num(g.get("weight_max"), 2),
+                         "Weights, range": f"{fmt_num(g.get('weight_min'), 2)}–{fmt_num(g.get('weight_max'), 2)}",
+                         "Propensity score, range": f"{fmt_num(g.get('ps_min'), 3)}–{fmt_num(g.get('ps_max'), 3)}"})
+    if not rows:
+        return None
+    return ReportTable("weights", "Propensity-score weights: effective sample size and largest weight", pd.DataFrame(rows),
+                       ["Effective sample size (Kish): (sum of weights)² / sum of squared weights, per group; far below the "
+                        "group's size, a few patients carry the weighted analysis."
+                        + (" Weights before trimming." if any(isinstance(w, dict) and w.get("trim") for w in weights) else "")])
