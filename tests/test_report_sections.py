@@ -323,3 +323,20 @@ def test_ratio_ticks_keep_1_clear_of_crowding_labels():
     wide = _ratio_ticks(0.3, 3)
     assert 1 in wide and 0.9 not in wide and 1.1 not in wide and len(wide) >= 4
     assert _ratio_ticks(0.8, 1.25) == [0.8, 0.9, 1, 1.1, 1.25]  # a narrow axis keeps its neighbours of 1
+
+
+def test_png_writer_round_trips_the_drawn_pixels(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from hospstudy.report import figures as F
+
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, size=(37, 53, 4), dtype=np.uint8)  # odd sizes, every byte value
+    F._write_png(tmp_path / "x.png", rgba, 300)
+    im = Image.open(tmp_path / "x.png")
+    assert im.mode == "RGBA" and im.size == (53, 37) and min(im.info["dpi"]) >= 299.9
+    assert (np.asarray(im) == rgba).all()
+    fig = F.funnel_plot([20, 30], [0.1, 0.2], 0.15, [])
+    F.save(fig, "f", tmp_path)
+    assert Image.open(tmp_path / "f.png").size == (1920, 1080)  # 6.4 x 3.6 in at 300 dpi

@@ -18,7 +18,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.text  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -77,30 +76,61 @@ def _figure(w: float = 6.4, h: float = 3.6):
     return fig, ax
 
 
+def _write_png(path: Path, rgba: np.ndarray, dpi: float) -> None:
+    """An RGBA image as a PNG with its resolution (pHYs) and nothing else: rows unfiltered,
+    deflated at zlib level 1. Measured on the demo's 1920x1080 volume curve: 21 ms and 153 KB,
+    against 49 ms and 150 KB through Pillow at compress_level=1 (whose per-row filter choice
+    costs more than it saves on flat chart images) and several times that at Pillow's default
+    level; at 10 figures a render that is about a tenth of the report's CPU time."""
+    import struct
+    import zlib
+
+    h, w, _ = rgba.shape
+    rows = np.zeros((h, 1 + 4 * w), np.uint8)  # a 0 (filter type None) before each row
+    rows[:, 1:] = rgba.reshape(h, -1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ppm = round(dpi / 0.0254)
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+                           + chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1))
+                           + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + chunk(b"IEND", b""))
+
+
+_CJK = re.compile("[\u2e80-\U0010ffff]")
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", dpi=_RC["figure.dpi"], metadata={"Date": None, "Creator": None})
+    return buf.getvalue()
+
+
 def save(fig, name: str, fig_dir: Path) -> str:
     """Write ``fig_dir/name.svg`` and ``.png`` and return the SVG markup for inlining (without
     the XML prolog). Closes the figure."""
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
-    # text that a reader's browser may have no font for (Japanese) is drawn as paths in the SVG
-    cjk = any(ord(ch) >= 0x2E80 for t in fig.findobj(matplotlib.text.Text) for ch in t.get_text())
-    with plt.rc_context({**_RC, "svg.fonttype": "path" if cjk else "none"}):
+    with plt.rc_context(_RC):
         # Solve the layout once, at the PNG's resolution, then drop the layout engine: while a
         # figure has one (even matplotlib's "none" placeholder) every savefig draws a whole
         # extra hidden pass first; and the Agg renderer the layout measured text with is the
         # one the PNG then draws with (FigureCanvasAgg reuses it for the same size and dpi), so
-        # its text-metrics cache is warm.
+        # its text-metrics cache is warm. Measured with _write_png on the scale-0.1 demo's 10
+        # figures (median of 12 renders, shared machine): render_report 3.42 -> 2.40 CPU s.
         fig.set_dpi(PNG_DPI)
         engine = fig.get_layout_engine()
         if engine is not None:
             engine.execute(fig)
         fig.set_layout_engine(None)
-        # fast zlib level: at 300 dpi the default level spends more time compressing than drawing
-        fig.savefig(fig_dir / f"{name}.png", format="png", dpi=PNG_DPI, metadata={"Software": None},
-                    pil_kwargs={"compress_level": 1})
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", dpi=_RC["figure.dpi"], metadata={"Date": None, "Creator": None})
-        svg = buf.getvalue()
+        fig.canvas.draw()
+        _write_png(fig_dir / f"{name}.png", np.asarray(fig.canvas.buffer_rgba()), PNG_DPI)
+        svg = _svg(fig)
+        if _CJK.search(svg):
+            # text that a reader's browser may have no font for (Japanese) is drawn as paths
+            with plt.rc_context({"svg.fonttype": "path"}):
+                svg = _svg(fig)
     plt.close(fig)
     (fig_dir / f"{name}.svg").write_text(svg, encoding="utf-8")
     inline = re.sub(r"^<\?xml[^>]*>\s*(<!DOCTYPE[^>]*>\s*)?", "", svg)
