@@ -45,6 +45,7 @@ LEVEL_LABELS: dict[str, str] = {
     "surgery_type=decompression": "Decompression", "surgery_type=vertebroplasty": "Vertebroplasty",
     "cancer_center=True": "Cancer center", "cancer_center=False": "Other hospital",
     "cancer_center=1": "Cancer center", "cancer_center=0": "Other hospital",
+    "=missing": "Missing",
     **{f"{c}={k}": v for c in ("walking_adm", "walking_dis") for k, v in
        ((0, "0, unable to walk"), (1, "1, wheelchair"), (2, "2, walks with help"), (3, "3, walks independently"))},
 }
@@ -69,6 +70,12 @@ def code_like(text: str, threshold: int = 10) -> list[str]:
     found = [c for c in CODE_LIKE if c in text]
     found += [m for m in CODE_LIKE_PATTERN.findall(text) if m not in (f"<{threshold}", "<0.001")]
     return found
+
+
+def prose(text: str) -> str:
+    """A study file's own wording (a description) as the report prints it: comparison operators
+    as the signs a reader expects (``<= 1`` → ``≤ 1``)."""
+    return str(text).replace("<=", "≤").replace(">=", "≥")
 
 
 _EXTRA: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("hospstudy_report_labels", default={})
@@ -103,8 +110,9 @@ def level_label(column: str, value) -> str:
     for k in (key, f"={v}"):
         if k in extra:
             return extra[k]
-    if key in LEVEL_LABELS:
-        return LEVEL_LABELS[key]
+    for k in (key, f"={v}"):
+        if k in LEVEL_LABELS:
+            return LEVEL_LABELS[k]
     s = str(v)
     words = _comparison_words(column, s)
     if words is not None:

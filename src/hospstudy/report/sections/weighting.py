@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from hospstudy.report import figures as F
@@ -25,13 +27,16 @@ def build(ctx: Context, r) -> list[str]:
         frame = pd.DataFrame(bal)
         cov = next((c for c in ("covariate", "term", "variable") if c in frame.columns), frame.columns[0])
         methods = [c for c in frame.columns if c != cov and pd.api.types.is_numeric_dtype(frame[c])]
-        rows = [{"covariate": str(x[cov]), **{m: x[m] for m in methods}} for _, x in frame.iterrows()]
-        blocks.append(ctx.add_figure("love_plot", F.love_plot(rows, methods),
+        names = {m: _method_name(m) for m in methods}
+        frame[cov] = [_covariate_label(str(c)) for c in frame[cov]]
+        rows = [{"covariate": str(x[cov]), **{names[m]: x[m] for m in methods}} for _, x in frame.iterrows()]
+        blocks.append(ctx.add_figure("love_plot", F.love_plot(rows, list(names.values())),
                                       "Love plot: absolute standardized mean differences before and after weighting (dashed line 0.1)."))
         show = frame[[cov] + methods].copy()
         for m in methods:
             show[m] = show[m].map(lambda v: fmt_num(abs(v), 3) if pd.notna(v) else "")
-        show.columns = ["Covariate"] + [f"|SMD| {m}" for m in methods]
+        show.columns = ["Covariate"] + [f"|SMD|, {_method_name(m).lower() if m in ('before', 'unweighted') else _method_name(m)}"
+                                        for m in methods]
         blocks.append(ctx.add_table(ReportTable("balance", "Covariate balance", show)))
     else:
         blocks.append(absent("No balance diagnostics in the results (weighting not run)."))
@@ -48,7 +53,7 @@ def build(ctx: Context, r) -> list[str]:
         frame = pd.DataFrame(ev if isinstance(ev, list) else [ev])
         if {"odds_ratio", "conf_low", "conf_high"} <= set(frame.columns):
             frame["OR (95% CI)"] = [fmt_ci(a, b, c) for a, b, c in zip(frame["odds_ratio"], frame["conf_low"], frame["conf_high"])]
-        for c in ("outcome", "exposure"):
+        for c in ("outcome", "exposure", "analysis"):
             if c in frame.columns:
                 frame[c] = frame[c].map(lambda v: label(str(v)))
         if "model" in frame.columns:
@@ -71,7 +76,20 @@ def build(ctx: Context, r) -> list[str]:
 SECTION = SectionSpec("weighting", "Propensity-score weighting", build, record=("19.1",))
 
 
-_METHOD_NAMES = {"iptw": "IPTW", "overlap": "Overlap weights"}
+_METHOD_NAMES = {"iptw": "IPTW", "overlap": "Overlap weights", "before": "Before weighting", "unweighted": "Before weighting"}
+
+
+def _covariate_label(c: str) -> str:
+    """A balance row readable: ``bmi_group: >=30`` or ``sex[M]`` → "BMI group, kg/m²: 30 or more"."""
+    m = re.match(r"^([^:\[]+?)(?::\s*|\[)(.*?)\]?$", c)
+    if m is None or not m.group(2):
+        return label(c)
+    col, level = m.group(1).strip(), m.group(2)
+    return f"{label(col)}: {level_label(col, level)}"
+
+
+def _method_name(m: str) -> str:
+    return _METHOD_NAMES.get(str(m), label(str(m)))
 
 
 def _weights_table(ctx: Context, weights) -> ReportTable | None:
@@ -84,7 +102,7 @@ def _weights_table(ctx: Context, weights) -> ReportTable | None:
     for w in weights:
         if not isinstance(w, dict):
             continue
-        method = _METHOD_NAMES.get(str(w.get("method")), label(str(w.get("method"))))
+        method = _method_name(str(w.get("method")))
         if w.get("estimand"):
             method += f" ({w['estimand']}{', stabilized' if w.get('stabilized') else ''})"
         for g in w.get("groups") or []:
