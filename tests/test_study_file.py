@@ -167,6 +167,13 @@ def test_analyses_columns_must_exist(tmp_path):
     """
     problems = _problems(tmp_path, text)
     assert any(p.startswith("analyses.exposures: column 'cancer_centre' is not in the analytic dataset") for p in problems)
+    # the volume's year column is checked when the study names it (the default may be absent)
+    assert not any(p.startswith("analyses.volume.year_column") for p in problems)
+    problems = _problems(tmp_path, text.replace('["cancer_centre"]', '["cancer_centre", "volume_per50"]') + """
+    [analyses.volume]
+    year_column = "fy"
+    """)
+    assert any(p.startswith("analyses.volume.year_column: column 'fy' is not in the analytic dataset") for p in problems)
 
 
 def test_toml_syntax_and_missing_file(tmp_path):

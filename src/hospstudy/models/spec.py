@@ -304,6 +304,8 @@ class AnalysesSpec(_Settings):
             cols.setdefault(self.volume.column, "volume.column")
             if self.volume.quartiles and self.volume.quartile_column:
                 cols.setdefault(self.volume.quartile_column, "volume.quartile_column")
+            if "year_column" in self.volume.model_fields_set:  # the default may be absent: hospitals then
+                cols.setdefault(self.volume.year_column, "volume.year_column")
         if self.competing_risks is not None:
             cols.setdefault(self.competing_risks.event_column, "competing_risks.event_column")
         if self.trends is not None:
