@@ -80,6 +80,12 @@ def test_extras_for_the_report(run, data):
     assert len(curve["knots"]) == 4 and len(curve["volume"]) == len(curve["or"])
     assert all(lo <= o <= hi for lo, o, hi in zip(curve["conf_low"], curve["or"], curve["conf_high"]))
     assert abs(np.log(curve["or"][ref_i])) < 0.05  # OR ~ 1 near the reference volume
+    # the x-range: 1st-99th percentile of hospital-years (each once), not of patients
+    hy = data.drop_duplicates(["hospital_id", "fiscal_year"])["volume"].to_numpy(float)
+    lo, hi = np.quantile(hy, [0.01, 0.99])
+    assert curve["range_basis"] == "hospital-years"
+    assert (curve["volume"][0], curve["volume"][-1]) == (round(lo, 1), round(hi, 1))
+    assert (round(lo, 1), round(hi, 1)) != tuple(np.round(np.quantile(data["volume"], [0.01, 0.99]), 1))  # the data tell them apart
     f = ex["funnel"]
     assert all(p["n"] >= 10 for p in f["points"]) and all("hospital" not in k for p in f["points"] for k in p)
     assert sum(x["hospitals"] for x in f["flags"]) + f["hospitals_not_drawn"] == data.hospital_id.nunique()

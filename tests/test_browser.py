@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hospstudy.report.html import SECTION_TITLES, ReportInputs, published_reference, render_report
-from hospstudy.report.labels import CODE_LIKE
+from hospstudy.report.labels import code_like
 from hospstudy.report.results import Results
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -90,7 +90,7 @@ def test_report_in_headless_chromium(report, tmp_path):
     assert overflow_screen == [], f"wider than the page at 1280 px: {overflow_screen}"
     assert overflow_print == [], f"wider than an A4 page in print: {overflow_print}"
     assert "…" not in text, "a label was cut"
-    found = [c for c in CODE_LIKE if c in text]
+    found = code_like(text)
     assert found == [], f"code-like identifiers in the visible text: {found}"
     from PIL import Image
 

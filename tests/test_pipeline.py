@@ -46,6 +46,21 @@ def test_run_writes_every_artifact(run):
     assert res.report == out / "report.html"
 
 
+def test_flagship_report_has_no_code_like_text(run):
+    """The real run's report (not hand-built results): readable names everywhere but Methods,
+    which names the study's columns on purpose."""
+    import html as _html
+    import re
+
+    from hospstudy.report.labels import code_like
+
+    _, _, out, _ = run
+    page = (out / "report.html").read_text().split('<section id="methods">', 1)[0]
+    text = _html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", "", page, flags=re.S)))
+    assert code_like(text) == []
+    assert "Sex: Female" in text  # the balance table's rows are labelled (the reference level is in no model term)
+
+
 def test_small_cell_database_is_shareable(run):
     from hospstudy.privacy import check_disclosure
 

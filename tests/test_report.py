@@ -414,7 +414,7 @@ def test_table1_hospitals_volume_walking_levels_and_missing_agree():
     # the study's missing group is the Missing row, and the Missing column agrees with it
     start = t.index[t["Characteristic"] == label("bmi_group")][0]
     block = t.iloc[start:start + 3]
-    assert sorted(block["Level"][:2]) == ["18.5-24.9", "<18.5"] and block.iloc[2]["Level"] == "Missing"
+    assert sorted(block["Level"][:2]) == ["18.5–24.9", "under 18.5"] and block.iloc[2]["Level"] == "Missing"
     assert "missing" not in set(t["Level"])
     assert block.iloc[0]["Missing"] == "40" == block.iloc[2].iloc[2]
     for _, r in t.iterrows():  # every Missing column value equals its variable's Missing row

@@ -10,7 +10,7 @@ import pytest
 
 from hospstudy.errors import StudyFileError
 from hospstudy.report.html import ReportInputs, published_reference, render_report
-from hospstudy.report.labels import CODE_LIKE, label, level_label, study_labels
+from hospstudy.report.labels import CODE_LIKE, code_like, label, level_label, study_labels
 from hospstudy.report.results import Results
 from hospstudy.report.sections import DEFAULT_ORDER, section_order
 from test_report import STUDY, TRUTH, make_analytic, make_attrition, make_results
@@ -87,7 +87,7 @@ def test_study_labels_extend_and_override_the_map():
 def test_no_code_like_identifier_in_visible_text(tmp_path):
     html = render_report(_inputs(copy.deepcopy(STUDY)), tmp_path).html.read_text(encoding="utf-8")
     text = _visible(html.split('<section id="methods">', 1)[0])  # Methods lists column names on purpose
-    found = [c for c in CODE_LIKE if c in text]
+    found = code_like(text)
     assert found == [], found
 
 
@@ -201,21 +201,142 @@ def test_volume_curve_for_every_outcome_with_range_and_adjustment(tmp_path):
 
     inp = _inputs(copy.deepcopy(STUDY))
     vol = inp.analytic["volume"].to_numpy(float)
-    lo, hi = np.nanquantile(vol, [0.01, 0.99])
+    hy = inp.analytic.drop_duplicates(["hospital_id", "fiscal_year"])["volume"].to_numpy(float)
+    lo, hi = np.quantile(hy, [0.01, 0.99])
+    assert (round(lo), round(hi)) != tuple(np.round(np.quantile(vol, [0.01, 0.99])))  # the data tell them apart
     curves = []
-    for o in ("complication", "death_30d"):  # out of order: the profiling outcome comes first
-        v = np.unique(np.round(np.linspace(lo, hi, 60), 1))
+    for o, basis in (("complication", "hospital-years"), ("death_30d", "hospital-years"), ("in_hospital_death", "patients")):
+        v = np.unique(np.round(np.linspace(lo, hi, 60), 1))  # the profiling outcome (death) comes first
         curves.append({"outcome": o, "model": "mixed_logit", "volume": v.tolist(), "or": [1.0] * len(v),
                        "conf_low": [0.8] * len(v), "conf_high": [1.25] * len(v), "reference_volume": float(np.median(vol)),
-                       "knots": [1, 2, 3, 4], "nonlinearity_p": 0.4})
+                       "knots": [1, 2, 3, 4], "nonlinearity_p": 0.4, "range_basis": basis})
     inp.results.extras["volume_curve"] = curves
     inp.study["report"] = {"sections": ["volume"]}
     html = render_report(inp, tmp_path).html.read_text(encoding="utf-8")
     assert (tmp_path / "figures" / "volume_curve.svg").exists() and (tmp_path / "figures" / "volume_curve_complication.svg").exists()
     caps = re.findall(r"<figcaption>(.*?)</figcaption>", html, flags=re.S)
     caps = [__import__("html").unescape(_visible(c)) for c in caps]
-    assert len(caps) == 2 and "30-day mortality" in caps[0] and "complication" in caps[1]
+    assert len(caps) == 3 and "30-day mortality" in caps[0] and "complication" in caps[2]
+    for c in caps[0], caps[2]:
+        assert (f"The curve spans {lo:.0f}–{hi:.0f} cases: the 1st to the 99th percentile of the hospital-years' annual "
+                "volume, each hospital-year counted once;") in c
+    # a range the data do not bear out for the basis the results claim is stated without a source
+    assert "percentile" not in caps[1] and f"The curve spans {lo:.0f}–{hi:.0f} cases." in caps[1]
     for c in caps:
-        assert f"1st to the 99th percentile of the patients' annual hospital volume ({lo:.0f}–{hi:.0f} cases)" in c
         assert "Adjusted for cancer center and the covariates (age, sex, Charlson" in c
         assert "within the curve's range" in c
+
+
+def _grouped_inputs(choice=None):
+    """Inputs whose study cuts age and BMI into groups (the models use age and the BMI group)."""
+    import numpy as np
+    import pandas as pd
+
+    study = copy.deepcopy(STUDY)
+    study["covariates"].update({
+        "age_group": {"kind": "cut", "of": "age", "breaks": [50, 80], "labels": ["<50", "50-79", ">=80"]},
+        "bmi": {"kind": "bmi"},
+        "bmi_group": {"kind": "cut", "of": "bmi", "breaks": [18.5, 30], "labels": ["<18.5", "18.5-29.9", ">=30"]},
+    })
+    study["analyses"]["covariates"] = ["age", "sex", "bmi_group"]
+    study["report"] = {"sections": ["table1"], **({"table1_variables": choice} if choice is not None else {})}
+    inp = _inputs(study)
+    df = inp.analytic
+    df["age_group"] = pd.cut(df["age"], [-np.inf, 50, 80, np.inf], right=False, labels=["<50", "50-79", ">=80"]).astype(str)
+    df["bmi_group"] = pd.cut(df["bmi"], [-np.inf, 18.5, 30, np.inf], right=False,
+                             labels=["<18.5", "18.5-29.9", ">=30"]).astype(object).where(df["bmi"].notna())
+    assert (df["age_group"] == ">=80").sum() >= 10 and (df["bmi_group"] == "<18.5").sum() >= 10
+    return inp
+
+
+def _table1_variables(tmp_path, choice=None) -> tuple[list[str], str]:
+    rep = render_report(_grouped_inputs(choice), tmp_path)
+    t = next(t for t in rep.tables if t.key.startswith("table1_"))
+    names = [c for c in t.frame["Characteristic"] if c]
+    return names, __import__("html").unescape(_visible(rep.html.read_text(encoding="utf-8")))
+
+
+def test_table1_shows_each_variable_once_in_the_form_the_study_chooses(tmp_path):
+    names, text = _table1_variables(tmp_path / "default")
+    # as modelled: age as a number (the models use age), BMI as groups (the models use bmi_group)
+    assert "Age, years" in names and "Age group" not in names
+    assert "BMI group, kg/m²" in names and "BMI, kg/m²" not in names
+    assert "under 18.5" in text and "30 or more" in text and code_like(text) == []
+    names, text = _table1_variables(tmp_path / "both", "both")
+    assert {"Age, years", "Age group", "BMI group, kg/m²", "BMI, kg/m²"} <= set(names)
+    assert "80 or older" in text and "under 50" in text and code_like(text) == []
+    names, _ = _table1_variables(tmp_path / "continuous", "continuous")
+    assert "BMI, kg/m²" in names and "BMI group, kg/m²" not in names and "Age group" not in names
+    names, _ = _table1_variables(tmp_path / "grouped", "grouped")
+    assert "Age group" in names and "Age, years" not in names and "BMI, kg/m²" not in names
+    names, _ = _table1_variables(tmp_path / "list", ["sex", "age_group"])
+    assert names[-2:] == ["Sex", "Age group"] and "Age, years" not in names
+
+
+def test_code_like_catches_comparison_levels_not_the_reports_own_notation():
+    assert code_like("BMI >=30, age <50, 1.5-2") == [">=", "<50"]
+    assert code_like("<10 patients; p <0.001; 18.5–24.9") == []
+    assert code_like("<5 patients", threshold=5) == [] and code_like("<5 patients") == ["<5"]
+    assert level_label("age_group", ">=80") == "80 or older" and level_label("bmi_group", "<=17") == "17 or less"
+
+
+def test_propensity_diagnostics_and_funnel_outliers_are_shown(tmp_path):
+    inp = _inputs(copy.deepcopy(STUDY))
+    ex = inp.results.extras
+    ex["weights"] = [{"method": "iptw", "estimand": "ATE", "stabilized": True, "trim": None, "groups": [
+        {"group": "treated", "ps_min": 0.05, "ps_max": 0.95, "weight_min": 0.54, "weight_max": 11.107, "ess": 261.68},
+        {"group": "control", "ps_min": 0.02, "ps_max": 0.92, "weight_min": 0.5, "weight_max": 6.09, "ess": 275.08}]}]
+    pts = [{"n": 20 + i, "rsr": 0.05, "flag": "within"} for i in range(12)]
+    pts += [{"n": 30, "rsr": 0.25, "flag": "above 99.8%"}, {"n": 40, "rsr": 0.16, "flag": "above 95%"}]
+    ex["funnel"] = {"outcome": "death_30d", "overall_rate": 0.06, "points": pts, "hospitals_not_drawn": 0,
+                    "flags": [{"flag": "within", "hospitals": 12}, {"flag": "above 95%", "hospitals": "<10"},
+                              {"flag": "above 99.8%", "hospitals": "<10"}],
+                    "limits": [{"coverage": 0.95, "n": [10, 50], "lower": [0, 0.01], "upper": [0.2, 0.13]},
+                               {"coverage": 0.998, "n": [10, 50], "lower": [0, 0], "upper": [0.3, 0.17]}]}
+    inp.study["report"] = {"sections": ["weighting", "variation"]}
+    rep = render_report(inp, tmp_path)
+    t = {x.key: x for x in rep.tables}
+    w = t["weights"].frame
+    assert list(w["Group"]) == ["Cancer center", "Other hospital"]
+    assert list(w["Effective sample size"]) == ["261.7", "275.1"] and list(w["Largest weight"]) == ["11.11", "6.09"]
+    o = t["funnel_outliers"].frame
+    assert list(o["Position"]) == ["Above the 95% control limit", "Above the 99.8% control limit"]
+    assert list(o["Hospitals"]) == ["<10", "<10"]
+    svg = (tmp_path / "figures" / "funnel.svg").read_text(encoding="utf-8")
+    assert "Above the 99.8% limit" in svg and "Risk-standardized 30-day mortality, %" in svg
+
+
+def test_figures_name_the_outcome_and_use_percent(tmp_path):
+    rep = render_report(_inputs(copy.deepcopy(STUDY)), tmp_path)
+    fig = tmp_path / "figures"
+    assert "Risk-standardized 30-day mortality, %" in (fig / "funnel.svg").read_text(encoding="utf-8")
+    assert "Patients with the outcome, %" in (fig / "trends.svg").read_text(encoding="utf-8")
+    cif = (fig / "cif.svg").read_text(encoding="utf-8")
+    assert "in each state, %" in cif and ">100<" in cif  # the axis runs to 100 (percent), not to 1
+    assert "Odds ratio of 30-day mortality" in (fig / "volume_curve.svg").read_text(encoding="utf-8")
+    assert rep.html.exists()
+
+
+def test_ratio_ticks_keep_1_clear_of_crowding_labels():
+    from hospstudy.report.figures import _ratio_ticks
+
+    wide = _ratio_ticks(0.3, 3)
+    assert 1 in wide and 0.9 not in wide and 1.1 not in wide and len(wide) >= 4
+    assert _ratio_ticks(0.8, 1.25) == [0.8, 0.9, 1, 1.1, 1.25]  # a narrow axis keeps its neighbours of 1
+
+
+def test_png_writer_round_trips_the_drawn_pixels(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from hospstudy.report import figures as F
+
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, size=(37, 53, 4), dtype=np.uint8)  # odd sizes, every byte value
+    F._write_png(tmp_path / "x.png", rgba, 300)
+    im = Image.open(tmp_path / "x.png")
+    assert im.mode == "RGBA" and im.size == (53, 37) and min(im.info["dpi"]) >= 299.9
+    assert (np.asarray(im) == rgba).all()
+    fig = F.funnel_plot([20, 30], [0.1, 0.2], 0.15, [])
+    F.save(fig, "f", tmp_path)
+    assert Image.open(tmp_path / "f.png").size == (1920, 1080)  # 6.4 x 3.6 in at 300 dpi

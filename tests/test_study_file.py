@@ -167,6 +167,13 @@ def test_analyses_columns_must_exist(tmp_path):
     """
     problems = _problems(tmp_path, text)
     assert any(p.startswith("analyses.exposures: column 'cancer_centre' is not in the analytic dataset") for p in problems)
+    # the volume's year column is checked when the study names it (the default may be absent)
+    assert not any(p.startswith("analyses.volume.year_column") for p in problems)
+    problems = _problems(tmp_path, text.replace('["cancer_centre"]', '["cancer_centre", "volume_per50"]') + """
+    [analyses.volume]
+    year_column = "fy"
+    """)
+    assert any(p.startswith("analyses.volume.year_column: column 'fy' is not in the analytic dataset") for p in problems)
 
 
 def test_toml_syntax_and_missing_file(tmp_path):
@@ -249,7 +256,7 @@ def test_report_bad_threshold_names_field_path(tmp_path, value, message):
 def test_report_unknown_key_is_reported_with_the_others(tmp_path):
     text = MINIMAL.replace('procedures = "spine_surgery"', 'procedures = "spine_surgry"')
     problems = _problems(tmp_path, text + "\n[report]\nthreshold = 5\n")
-    assert "report.threshold: unknown key; allowed keys here: disclosure_threshold, labels, sections" in problems
+    assert "report.threshold: unknown key; allowed keys here: disclosure_threshold, labels, sections, table1_variables" in problems
     assert any(p.startswith("cohort.index.procedures: unknown code list 'spine_surgry'") for p in problems)
 
 

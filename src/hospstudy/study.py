@@ -72,6 +72,11 @@ class Study(CohortDefinition):
         report = validate_section(ReportSpec, raw.get("report"), "report", problems)
         engine = validate_section(EngineSpec, raw.get("engine"), "engine", problems)
         analyses = _analyses(raw.get("analyses"), have, defined, problems)
+        if report is not None and isinstance(report.table1_variables, tuple):
+            for c in report.table1_variables:
+                if c not in have:
+                    problems.append(f"report.table1_variables: column '{c}' is not in the analytic dataset; "
+                                    f"defined columns: {', '.join(defined)}")
         raise_problems(problems, path)
         return cls(path, raw, *cohort_parts, analyses, report, engine)
 

@@ -526,7 +526,7 @@ class _Runner:
             self.add_rows(job, res, notes, exposure_of=lambda t: v.column if t.startswith("rcs(") else "+".join(self._other_exposures()))
             ref = float(vol.median()) if v.reference_volume == "median" else float(v.reference_volume)
             idx = [i for i, t in enumerate(res.terms) if t.startswith("rcs(")]
-            lo, hi = np.nanquantile(vol, [0.01, 0.99])
+            lo, hi, basis = self._volume_range(vol)
             grid = np.unique(np.round(np.linspace(lo, hi, 100), 1))
             D = rcs_basis(grid, knots) - rcs_basis([ref], knots)
             beta = np.asarray(res.estimate)[idx]
@@ -542,7 +542,7 @@ class _Runner:
             chi2 = float(b @ np.linalg.solve(V, b))
             self.extras.setdefault("volume_curve", []).append({
                 "outcome": o, "model": v.model, "scale": "odds_ratio", "result_scale": res.scale,
-                "reference_volume": ref, "knots": knots,
+                "reference_volume": ref, "knots": knots, "range_basis": basis,
                 "volume": grid, "or": np.exp(est), "conf_low": np.exp(est - z * se), "conf_high": np.exp(est + z * se),
                 "log_or_se": se,
                 "nonlinearity_chi2": chi2, "nonlinearity_df": len(nl),
@@ -550,6 +550,21 @@ class _Runner:
             })
 
         return run
+
+    def _volume_range(self, vol: pd.Series) -> tuple[float, float, str]:
+        """The spline curve's x-range: the 1st to the 99th percentile of the hospital-years'
+        annual volume (each hospital-year counted once, not once per patient it treated), and
+        what it was taken over: ``hospital-years``,
+        ``hospitals`` without a year column, ``patients`` without a hospital column."""
+        v = self.spec.volume
+        units = vol.notna()
+        basis = "patients"
+        if self.spec.cluster in self.df.columns:
+            keys = [self.spec.cluster] + [c for c in (v.year_column,) if c in self.df.columns]
+            units &= ~self.df[keys].duplicated()
+            basis = "hospital-years" if len(keys) == 2 else "hospitals"
+        lo, hi = np.quantile(vol[units].to_numpy(dtype=float), [0.01, 0.99])
+        return float(lo), float(hi), basis
 
     def _ps_formula(self):
         w = self.spec.weighting.exposure

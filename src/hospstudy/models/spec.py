@@ -85,6 +85,9 @@ class VolumeSpec(_Settings):
     quartile_reference: int = Field(1, ge=1, le=4)
     spline: bool = True
     spline_knots: int = Field(4, ge=3, le=5, description="Harrell's knot placement, 3 to 5 knots.")
+    year_column: str = Field(
+        "fiscal_year", description="Year of the volume: the spline curve spans the 1st-99th percentile of hospital-years."
+    )
     reference_volume: float | Literal["median"] = Field(
         "median", description="Volume at which the spline OR is 1: a number of cases or 'median'."
     )
@@ -301,6 +304,8 @@ class AnalysesSpec(_Settings):
             cols.setdefault(self.volume.column, "volume.column")
             if self.volume.quartiles and self.volume.quartile_column:
                 cols.setdefault(self.volume.quartile_column, "volume.quartile_column")
+            if "year_column" in self.volume.model_fields_set:  # the default may be absent: hospitals then
+                cols.setdefault(self.volume.year_column, "volume.year_column")
         if self.competing_risks is not None:
             cols.setdefault(self.competing_risks.event_column, "competing_risks.event_column")
         if self.trends is not None:

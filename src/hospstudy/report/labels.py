@@ -12,6 +12,7 @@ report (the browser test checks it): keep it beside the map when adding a label.
 from __future__ import annotations
 
 import contextvars
+import re
 from contextlib import contextmanager
 from typing import Iterator, Mapping
 
@@ -44,6 +45,7 @@ LEVEL_LABELS: dict[str, str] = {
     "surgery_type=decompression": "Decompression", "surgery_type=vertebroplasty": "Vertebroplasty",
     "cancer_center=True": "Cancer center", "cancer_center=False": "Other hospital",
     "cancer_center=1": "Cancer center", "cancer_center=0": "Other hospital",
+    "=missing": "Missing",
     **{f"{c}={k}": v for c in ("walking_adm", "walking_dis") for k, v in
        ((0, "0, unable to walk"), (1, "1, wheelchair"), (2, "2, walks with help"), (3, "3, walks independently"))},
 }
@@ -55,6 +57,26 @@ CODE_LIKE: tuple[str, ...] = (
     "cause_specific_mutual", "fine_gray_mutual", "sex[T.M]", "[T.", "death_30d", "in_hospital_death", "los_to_home",
     "volume_per50", "cancer_center", "mixed_logit", "gee_logit", "unfavorable_ambulatory", "docs/architecture.md",
 )
+
+#: Comparison spellings of grouped levels (``>=80``, ``<18.5``), which the label map turns into
+#: words; kept out of the visible text like :data:`CODE_LIKE`. ``<10`` (a suppressed count at the
+#: threshold) and ``<0.001`` (a p-value) are the report's own notation: :func:`code_like` skips them.
+CODE_LIKE_PATTERN = re.compile(r"[<>]=|(?<![\w.])[<>]\d+(?:\.\d+)?(?![\d.])")
+
+
+def code_like(text: str, threshold: int = 10) -> list[str]:
+    """The internal spellings in ``text``: entries of :data:`CODE_LIKE` and comparisons such as
+    ``>=80`` (not the suppression marker ``<threshold`` nor ``<0.001``)."""
+    found = [c for c in CODE_LIKE if c in text]
+    found += [m for m in CODE_LIKE_PATTERN.findall(text) if m not in (f"<{threshold}", "<0.001")]
+    return found
+
+
+def prose(text: str) -> str:
+    """A study file's own wording (a description) as the report prints it: comparison operators
+    as the signs a reader expects (``<= 1`` → ``≤ 1``)."""
+    return str(text).replace("<=", "≤").replace(">=", "≥")
+
 
 _EXTRA: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("hospstudy_report_labels", default={})
 
@@ -88,7 +110,31 @@ def level_label(column: str, value) -> str:
     for k in (key, f"={v}"):
         if k in extra:
             return extra[k]
-    if key in LEVEL_LABELS:
-        return LEVEL_LABELS[key]
+    for k in (key, f"={v}"):
+        if k in LEVEL_LABELS:
+            return LEVEL_LABELS[k]
     s = str(v)
+    words = _comparison_words(column, s)
+    if words is not None:
+        return words
     return s.replace("_", " ").capitalize() if "_" in s else s
+
+
+_NUM = r"(\d+(?:\.\d+)?)"
+_COMPARISON = re.compile(rf"^\s*(>=|<=|>|<)\s*{_NUM}\s*$")
+_RANGE = re.compile(rf"^\s*{_NUM}\s*-\s*{_NUM}\s*$")
+
+
+def _comparison_words(column: str, value: str) -> str | None:
+    """A grouped level in words: ``>=80`` of an age → "80 or older", ``>=30`` → "30 or more",
+    ``<18.5`` → "under 18.5", ``18.5-24.9`` → "18.5–24.9"; None when ``value`` is no such level."""
+    m = _COMPARISON.match(value)
+    if m:
+        op, x = m.groups()
+        age = str(column).startswith("age")
+        return {">=": f"{x} or {'older' if age else 'more'}", ">": f"over {x}",
+                "<=": f"{x} or {'younger' if age else 'less'}", "<": f"under {x}"}[op]
+    m = _RANGE.match(value)
+    if m:
+        return f"{m.group(1)}–{m.group(2)}"
+    return None

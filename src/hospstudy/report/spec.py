@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from hospstudy.privacy import DEFAULT_THRESHOLD
@@ -29,6 +31,21 @@ class ReportSpec(Settings):
         default_factory=dict, description="Readable names that extend the report's label map: a column, model or "
                                           "adjustment set (death_30d = \"Death within 30 days\") or a level (\"sex=M\" = \"Male\").",
     )
+
+    table1_variables: Literal["as_modelled", "continuous", "grouped", "both"] | tuple[str, ...] = Field(
+        "as_modelled", description="How Table 1 shows a variable that the study also groups (a `cut` covariate and the "
+        "column it cuts, e.g. bmi and bmi_group): 'as_modelled' the form [analyses] covariates use (the group when "
+        "neither or both are), 'continuous', 'grouped', 'both'; or the list of Table 1's variables, in order.",
+    )
+
+    @field_validator("table1_variables")
+    @classmethod
+    def _names(cls, v):
+        if isinstance(v, tuple):
+            dup = sorted({x for x in v if v.count(x) > 1})
+            if not v or dup:
+                raise ValueError(f"{dup} named more than once" if dup else "name at least one variable")
+        return v
 
     @field_validator("sections")
     @classmethod

@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from hospstudy.errors import StudyFileError
 from hospstudy.report import figures as F
-from hospstudy.report.format import failed, figure_html, is_bool, table_html
+from hospstudy.report.format import absent, failed, figure_html, is_bool, table_html
 from hospstudy.report.spec import DEFAULT_SECTIONS
 from hospstudy.report.tables import ReportTable
 
@@ -192,6 +192,26 @@ def build_sections(ctx: Context) -> list[Section]:
 def section_titles(study: dict | None = None) -> list[tuple[str, str | None]]:
     """(id, title) of the sections rendered for ``study`` (the default order without one)."""
     return [(s.id, s.title) for s in section_order(study or {})]
+
+
+def from_results(*failure_words: str):
+    """A section built from the analyses' results: without results it says so (one grey box);
+    with them its blocks start with the failures of its analyses (names containing one of
+    ``failure_words``; every failure when none is given). The wrapped ``build(ctx, results)``
+    gets the results."""
+    import functools
+
+    def wrap(build):
+        @functools.wraps(build)
+        def section(ctx: Context) -> list[str]:
+            r = ctx.inp.results
+            if r is None:
+                return [absent("No results: the analyses stage did not run.")]
+            return [failed(m) for m in r.failed(*failure_words)] + build(ctx, r)
+
+        return section
+
+    return wrap
 
 
 def frame_of(rows: list[dict]) -> pd.DataFrame:

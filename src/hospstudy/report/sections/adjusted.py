@@ -7,19 +7,17 @@ from __future__ import annotations
 import pandas as pd
 
 from hospstudy.report import figures as F
-from hospstudy.report.format import absent, failed, fmt_ci, ratio
+from hospstudy.report.format import absent, fmt_ci, ratio
 from hospstudy.report.labels import label
-from hospstudy.report.sections import Context, SectionSpec
+from hospstudy.report.sections import Context, SectionSpec, from_results
 from hospstudy.report.sections._results import adjustment, estimate_table, model_label, result_rows, term_label
 from hospstudy.report.tables import ReportTable
 
 
-def build(ctx: Context) -> list[str]:
-    r = ctx.inp.results
-    if r is None:
-        return [absent("No results: the analyses stage did not run.")]
+@from_results()
+def build(ctx: Context, r) -> list[str]:
     rows = result_rows(ctx, "adjusted")
-    blocks = [failed(m) for m in r.failed()] if r.failures else []
+    blocks = []
     if rows.empty:
         return blocks + [absent("No adjusted model results in results.json.")]
     primary = (list(ctx.analyses.get("models", [])) or [str(rows["model"].iloc[0])])[0]

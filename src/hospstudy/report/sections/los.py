@@ -6,18 +6,16 @@ import pandas as pd
 
 from hospstudy.report import figures as F
 from hospstudy.privacy import fmt_count
-from hospstudy.report.format import absent, array, failed, to_int
+from hospstudy.report.format import absent, array, to_int
 from hospstudy.report.labels import label
-from hospstudy.report.sections import Context, SectionSpec
+from hospstudy.report.sections import Context, SectionSpec, from_results
 from hospstudy.report.sections._results import estimate_table, result_rows
 from hospstudy.report.tables import ReportTable
 
 
-def build(ctx: Context) -> list[str]:
-    r = ctx.inp.results
-    if r is None:
-        return [absent("No results: the analyses stage did not run.")]
-    blocks = [failed(m) for m in r.failed("compet", "fine", "cause")]
+@from_results("compet", "fine", "cause")
+def build(ctx: Context, r) -> list[str]:
+    blocks = []
     cif = r.extra("cumulative_incidence", "cif", "competing_risks")
     step = cif.get("min_events_per_step", 10) if isinstance(cif, dict) else ctx.t
     if isinstance(step, (int, float)) and step < ctx.t:
@@ -57,7 +55,7 @@ def build(ctx: Context) -> list[str]:
             at_risk.append((group, grid, n))
     if curves:
         state_words = ", ".join(f"{st} ({w})" for st, w in zip(names, ("solid", "dashed", "dotted", "dash-dot")))
-        blocks.append(ctx.add_figure("cif", F.cif_plot(curves, ylabel="Cumulative incidence (proportion of patients)"),
+        blocks.append(ctx.add_figure("cif", F.cif_plot(curves, ylabel="Patients who left hospital in each state, %\n(cumulative incidence)"),
                                      f"Cumulative incidence of each state a patient leaves hospital in: {state_words}, by "
                                      "exposure group (Aalen–Johansen; the states compete, none is censored, so at the end of "
                                      "follow-up the curves reach the observed proportions). For disclosure control each step "

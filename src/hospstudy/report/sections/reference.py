@@ -12,7 +12,7 @@ import pandas as pd
 
 from hospstudy.privacy import DEFAULT_THRESHOLD, fmt_count
 from hospstudy.report.format import absent, fmt_ci, fmt_p, ratio
-from hospstudy.report.labels import label
+from hospstudy.report.labels import label, prose
 from hospstudy.report.results import Results
 from hospstudy.report.sections import Context, SectionSpec
 from hospstudy.report.sections._results import adjustment, exposure_rows, model_label, primary_row
@@ -173,7 +173,7 @@ def published_vs_run(published: dict, df: pd.DataFrame | None, results: Results 
         ours = ((study.get("outcomes") or {}).get("unfavorable_ambulatory") or {}).get("description", "")
         amb_diff = "defined differently (see the note below)"
         def_notes.append(f"Unfavorable ambulatory status: the paper counts {trends['unfavorable_ambulatory_definition']}; "
-                         f"this study counts {ours or 'its own definition (see Methods)'}.")
+                         f"this study counts {prose(ours) or 'its own definition (see Methods)'}.")
     mapping = [("in_hospital_mortality", "In-hospital mortality", "in_hospital_death", ""),
                ("mortality_30d", "30-day mortality", "death_30d", ""),
                ("discharged_home", "Discharged home", "discharged_home", ""),

@@ -18,7 +18,7 @@ def build(ctx: Context) -> list[str]:
     hosp = next((c for c in (ctx.analyses.get("cluster"), "hospital_id") if c and c in df.columns), None)
     for by in (ctx.binary_exposure, ctx.quartile_col):
         if by and by in df.columns:
-            blocks.append(ctx.add_table(table1(df, by, ctx.covariates, ctx.t, categorical=cats, orders=orders,
+            blocks.append(ctx.add_table(table1(df, by, table1_variables(ctx), ctx.t, categorical=cats, orders=orders,
                                                missing_levels=missing, hospital_col=hosp, volume_col=ctx.volume_col)))
         elif by:
             blocks.append(absent(f"The analytic dataset has no column {by!r}: no Table 1 by it."))
@@ -26,6 +26,29 @@ def build(ctx: Context) -> list[str]:
 
 
 SECTION = SectionSpec("table1", "Baseline characteristics", build, record=("19.1",))
+
+
+def table1_variables(ctx: Context) -> list[str]:
+    """Table 1's variables: each shown once. A study's ``cut`` covariate and the column it cuts
+    (bmi_group of bmi) are one variable; ``[report] table1_variables`` picks its form: the one
+    ``[analyses] covariates`` use (default ``as_modelled``; the group when both or neither are),
+    ``continuous``, ``grouped`` or ``both``; or lists the variables outright."""
+    from hospstudy.report.spec import report_settings
+
+    choice = report_settings(ctx.inp.study).table1_variables
+    df = ctx.inp.analytic
+    if isinstance(choice, tuple):
+        return [c for c in choice if df is not None and c in df.columns]
+    cuts = {name: d["of"] for name, d in (ctx.inp.study.get("covariates") or {}).items()
+            if isinstance(d, dict) and d.get("kind") == "cut" and isinstance(d.get("of"), str)}
+    modelled = set(ctx.analyses.get("covariates") or [])
+    drop = set()
+    for cut, source in cuts.items():
+        if cut not in ctx.covariates or source not in ctx.covariates or choice == "both":
+            continue
+        continuous = choice == "continuous" or (choice == "as_modelled" and source in modelled and cut not in modelled)
+        drop.add(cut if continuous else source)
+    return [c for c in ctx.covariates if c not in drop]
 
 
 def _level_orders(study: dict) -> dict[str, list]:

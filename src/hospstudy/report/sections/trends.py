@@ -44,7 +44,8 @@ def build(ctx: Context) -> list[str]:
         series[label(out)] = [None if hide[0, i] or shown_counts[i] is None or counts[i] == 0 else ev[i] / counts[i]
                               for i in range(len(years))]
     blocks.append(ctx.add_figure("trends", F.trends_plot([int(y) for y in years], shown_counts, series),
-                                  "Patients per fiscal year (bars) and outcome proportions (lines); suppressed values are not drawn."))
+                                  "Patients per fiscal year (bars, left axis) and the percentage of them with each outcome (lines, right axis); "
+                                  "suppressed values are not drawn."))
     return blocks
 
 

@@ -8,16 +8,15 @@ from hospstudy.report import figures as F
 from hospstudy.privacy import fmt_count
 from hospstudy.report.format import absent, array, failed, fmt_num, to_float
 from hospstudy.report.labels import label
-from hospstudy.report.sections import Context, SectionSpec
+from hospstudy.report.sections import Context, SectionSpec, from_results
 from hospstudy.report.sections._results import nice_column
+from hospstudy.report.sections.methods import _lower
 from hospstudy.report.tables import ReportTable
 
 
-def build(ctx: Context) -> list[str]:
-    r = ctx.inp.results
-    if r is None:
-        return [absent("No results: the analyses stage did not run.")]
-    blocks = [failed(m) for m in r.failed("profil", "funnel", "variation")]
+@from_results("profil", "funnel", "variation")
+def build(ctx: Context, r) -> list[str]:
+    blocks = []
     hv = r.extra("hospital_variation", "variation", "mor")
     if hv:
         frame = pd.DataFrame(hv if isinstance(hv, list) else [hv])
@@ -47,12 +46,18 @@ def build(ctx: Context) -> list[str]:
                 limits = [{"coverage": k, **v} for k, v in limits.items()]
             limits = [_numeric_limits(l, ctx.t) for l in limits if isinstance(l, dict)]
             overall = to_float(fun.get("overall_rate", fun.get("overall", fun.get("target"))))
+            flags = pts.loc[keep, "flag"].astype(str).tolist() if "flag" in pts.columns else None
+            outcome = _lower(label(str(fun.get("outcome", "death_30d"))))
             fig = F.funnel_plot(n[keep], pd.to_numeric(pts.loc[keep, rcol]), overall if overall is not None else float("nan"),
-                                [l for l in limits if array(l, "n") is not None])
-            outcome = label(str(fun.get("outcome", "death_30d"))).lower()
-            cap = (f"Funnel plot of risk-standardized {outcome} by hospital (anonymous), with control limits. "
+                                [l for l in limits if array(l, "n") is not None], flags=flags,
+                                ylabel=f"Risk-standardized {outcome}, %")
+            cap = (f"Funnel plot of risk-standardized {outcome} (%) by hospital (anonymous), with control limits"
+                   + ("; hospitals above the narrower limit in orange, above the wider one in red, below the limits in green" if flags else "") + ". "
                    f"Hospitals with fewer than {ctx.t} patients are not drawn ({fmt_count(dropped, ctx.t)} hospitals).")
             blocks.append(ctx.add_figure("funnel", fig, cap))
+            table = _outlier_table(fun, outcome, ctx.t)
+            if table is not None:
+                blocks.append(ctx.add_table(table))
         else:
             blocks.append(failed("The funnel data in results.json lack a cases or rate column."))
     else:
@@ -73,3 +78,24 @@ def _numeric_limits(lim: dict, threshold: int) -> dict:
         v = pd.to_numeric(pd.Series(lim.get(k, [])), errors="coerce")
         out[k] = v[keep].tolist() if len(v) == len(n) else []
     return out
+
+
+def _outlier_table(fun: dict, outcome: str, threshold: int) -> ReportTable | None:
+    """Hospitals outside the funnel's control limits, by the widest limit crossed (the counts
+    as the analyses published them: below the threshold as <threshold)."""
+    rows = [f for f in fun.get("flags") or [] if isinstance(f, dict) and str(f.get("flag", "within")) != "within"]
+    if not isinstance(fun.get("flags"), list):
+        return None
+    order = {"above": 0, "below": 1}
+    rows.sort(key=lambda f: (order.get(str(f["flag"]).split(" ")[0], 2), str(f["flag"])))
+    frame = pd.DataFrame({
+        "Position": [f"{str(f['flag']).split(' ', 1)[0].capitalize()} the {str(f['flag']).partition(' ')[2]} control limit"
+                     for f in rows],
+        "Hospitals": [fmt_count(f["hospitals"], threshold) if isinstance(f.get("hospitals"), (int, float)) else str(f.get("hospitals"))
+                      for f in rows],
+    })
+    if frame.empty:
+        frame = pd.DataFrame({"Position": ["Outside the control limits"], "Hospitals": ["0"]})
+    return ReportTable("funnel_outliers", f"Hospitals outside the funnel plot's control limits ({outcome})", frame,
+                       ["A hospital is counted under the widest limit its risk-standardized rate crosses; only hospitals "
+                        f"with at least {threshold} patients are assessed. Counts of 1–{threshold - 1} are shown as <{threshold}."])

@@ -45,18 +45,26 @@ def adjustment_text(ctx: Context) -> str:
     return f"Adjusted for {_join(parts)}." if parts else "Unadjusted."
 
 
-def _range_text(ctx: Context, v: np.ndarray) -> str:
+_RANGE_UNITS = {"hospital-years": ("hospital_id", "fiscal_year"), "hospitals": ("hospital_id",), "patients": ()}
+
+
+def _range_text(ctx: Context, v: np.ndarray, basis: str | None) -> str:
     """Where the curve's x-range comes from, checked against the data: the analyses draw it from
-    the 1st to the 99th percentile of the patients' annual hospital volume."""
+    the 1st to the 99th percentile of the hospital-years' annual volume (``range_basis`` of the
+    curve: each hospital-year once, not once per patient)."""
     lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
     df = ctx.inp.analytic
-    if df is not None and ctx.volume_col in df.columns:
-        vol = pd.to_numeric(df[ctx.volume_col], errors="coerce").dropna()
+    keys = _RANGE_UNITS.get(str(basis)) if basis else None
+    if df is not None and ctx.volume_col in df.columns and keys is not None and set(keys) <= set(df.columns):
+        units = df.drop_duplicates(list(keys)) if keys else df
+        vol = pd.to_numeric(units[ctx.volume_col], errors="coerce").dropna()
         if len(vol):
-            p1, p99 = np.nanquantile(vol, [0.01, 0.99])
+            p1, p99 = np.quantile(vol, [0.01, 0.99])
             if abs(p1 - lo) <= 0.05 + 1e-9 and abs(p99 - hi) <= 0.05 + 1e-9:
-                return (f"The curve spans the 1st to the 99th percentile of the patients' annual hospital volume "
-                        f"({lo:.0f}–{hi:.0f} cases); the extremes are not drawn because few patients inform them.")
+                of = {"hospital-years": "the hospital-years' annual volume, each hospital-year counted once",
+                      "hospitals": "the hospitals' annual volume", "patients": "the patients' annual hospital volume"}[str(basis)]
+                return (f"The curve spans {lo:.0f}–{hi:.0f} cases: the 1st to the 99th percentile of {of}; "
+                        "the extremes are not drawn because few patients inform them.")
     return f"The curve spans {lo:.0f}–{hi:.0f} cases."
 
 
@@ -89,7 +97,7 @@ def build(ctx: Context) -> list[str]:
                f"{', ' + model.lower() if model else ''}; 95% CI band), relative to "
                f"{f'{to_float(ref):.0f}' if to_float(ref) is not None else 'the reference'} cases a year (dotted line)"
                + (f"; test of non-linearity p = {fmt_p(nl)}" if nl is not None else "") + ". "
-               + _range_text(ctx, v) + (f" {adjust}" if adjust else "")
+               + _range_text(ctx, v, curve.get("range_basis")) + (f" {adjust}" if adjust else "")
                + f" Ticks at the bottom: annual volumes of the hospital-years with at least {ctx.t} cases within the "
                  "curve's range.")
         fig = F.volume_curve(v, est, lo, hi, rug, to_float(ref), ylabel=f"Odds ratio of {name}" + ("\n" if len(name) > 22 else " ") + "(95% CI)")
