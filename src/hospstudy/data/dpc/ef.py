@@ -37,12 +37,17 @@ _QTY = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
 _HEADER_WORDS = ("施設".encode(), b"facility", b"FACILITY")
 
 
-def parse_chunk(data: bytes, first_line: int, file_id: int, keep_identifiers: bool) -> pa.Table:
-    """One block of EF lines as the typed staging table (numpy; no Python loop over good lines).
+def cols(keep_identifiers: bool) -> list[int]:
+    """The EF fields (0-based) staging reads."""
+    return _COLS_ID if keep_identifiers else _COLS
+
+
+def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: bool) -> pa.Table:
+    """One block of EF lines (split into the fields :func:`cols`) as the typed staging table
+    (numpy; no Python loop over good lines).
 
     Every line of the block gives one row: well-formed ones their typed fields, the others a
     ``reason`` and a ``detail`` (these few are described one by one)."""
-    b = S.split(data, L.EF_N, _COLS_ID if keep_identifiers else _COLS)
     n, g = b.n, int(b.good.sum())
     gi = np.flatnonzero(b.good)
     reason = np.full(n, None, dtype=object)
@@ -58,8 +63,8 @@ def parse_chunk(data: bytes, first_line: int, file_id: int, keep_identifiers: bo
         else:
             reason[i] = "short_line" if b.nfields[i] < L.EF_N else "long_line"
             detail[i] = f"{b.nfields[i]} fields (EF has {L.EF_N})"
-    ok_fac, _ = b.digits(_F["facility_code"], 9)
-    ok_id, _ = b.digits(_F["data_id"], 10)
+    ok_fac, _ = b.digits(_F["facility_code"], 9, value=False)
+    ok_id, _ = b.digits(_F["data_id"], 10, value=False)
     ok_ad, v_ad = b.digits(_F["admit_ymd"], 8)
     ok_ad, d_ad = S.ymd_days(ok_ad, v_ad)
     ok_sv, v_sv = b.digits(_F["service_ymd"], 8)

@@ -61,10 +61,9 @@ HEADER_SQL = ("(NOT regexp_full_match(trim(split_part(line, chr(9), 1)), '[0-9]{
               "OR contains(line, '施設') OR contains(lower(line), 'facility')))")
 
 
-def parse_chunk(data: bytes, first_line: int, file_id: int) -> pa.Table:
-    """A block of Form 1 lines as a table: the 17 fields of well-formed lines (numpy split), and
-    for the other lines their text (to tell a header, a blank line, a short or long one)."""
-    b = S.split(data, L.FORM1_N)
+def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
+    """A block of Form 1 lines (split into all 17 fields) as a table: the fields of well-formed
+    lines, and for the other lines their text (to tell a header, a blank line, a short or long one)."""
     n = b.n
     gi = np.flatnonzero(b.good)
     g = len(gi)
@@ -73,7 +72,7 @@ def parse_chunk(data: bytes, first_line: int, file_id: int) -> pa.Table:
     idx = None if g == n else pa.array(pos, mask=pos < 0)
     # the text of the lines that may be a header or broken: not 17 fields, or field 1 not 9 digits
     suspect = ~b.good
-    ok_fac, _ = b.digits(0, 9)
+    ok_fac, _ = b.digits(0, 9, value=False)
     suspect[gi[~ok_fac]] = True
     text = np.full(n, None, dtype=object)
     for i in np.flatnonzero(suspect):

@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -85,7 +86,8 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         Keep the postcode, insurer numbers and doctor codes in ``out/private/identifiers.parquet``
         (dropped by default: no study needs them).
     workers : int, optional
-        Processes decoding CP932 (default: the CPUs available, at most 4).
+        Threads (default: the CPUs available, at most 4): above 1, the next block of a raw file
+        is read while this one is typed, and DuckDB builds the tables with this many threads.
 
     Returns
     -------
@@ -127,8 +129,6 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
                                 f"in field 6); found: {kinds}")
     workers = workers or R.cpu_workers()
 
-    if sum(f.size for f in files if f.kind in ("form1", "ef")) > R.CHUNK_BYTES:
-        R.start_pool(workers)  # decoding and parsing in parallel; small inputs stay in this process
     tmp = out.parent / f".{out.name}.importing"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -155,12 +155,11 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         EF.create_staging(con, keep_identifiers)
         other_lines: dict[int, tuple[str, int]] = {}
         t1 = time.perf_counter()
-        # While staging, the decoding workers use the CPUs and DuckDB only appends what they hand
-        # back: a second DuckDB thread there spent CPU time waiting (1M EF lines: 2.1 -> 1.0 CPU s).
-        threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+        # While staging, DuckDB only appends what the reader hands it: a second DuckDB thread
+        # there spent CPU time waiting (1M EF lines: 2.1 -> 1.0 CPU s).
         con.execute("SET threads = 1")
         _stage_files(con, files, workers, keep_identifiers, other_lines, show_progress)
-        con.execute(f"SET threads = {int(threads)}")
+        con.execute(f"SET threads = {int(workers)}")
         t2 = time.perf_counter()
         F1.build(con, fiscal_years)
         EF.build(con)
@@ -181,7 +180,6 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
                           "write": round(t4 - t3, 2), "report": round(time.perf_counter() - t4, 2)}
     finally:
         con.close()
-        R.shutdown_pool()
     (tmp / "_work.duckdb").unlink(missing_ok=True)
     for p in tmp.glob("_work.duckdb*"):
         p.unlink()
@@ -209,11 +207,13 @@ def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progre
                 other_lines[f.file_id] = (reason, R.count_lines(f.path) if f.kind != "empty" else 0)
                 bar.advance(task, f.size)
                 continue
-            parser = (("hospstudy.data.dpc.form1", "parse_chunk", (f.file_id,)) if f.kind == "form1" else
-                      ("hospstudy.data.dpc.ef", "parse_chunk", (f.file_id, keep_identifiers)))
+            if f.kind == "form1":
+                parse, cols = partial(F1.parse_chunk, file_id=f.file_id), range(L.FORM1_N)
+            else:
+                parse, cols = partial(EF.parse_chunk, file_id=f.file_id, keep_identifiers=keep_identifiers), EF.cols(keep_identifiers)
             # One INSERT per file, streaming its blocks through an Arrow reader: an INSERT per
             # block cost DuckDB ~5x the CPU time (a fixed cost per statement of ~0.15 s).
-            chunks = R.iter_tables(f, parser, workers)
+            chunks = R.iter_tables(f, parse, cols, workers)
             first = next(chunks, None)
             if first is None:
                 continue
