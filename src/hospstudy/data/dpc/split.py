@@ -133,8 +133,9 @@ def split(data: bytes, nf: int, cols=None) -> TextBlock:
 
 
 def read_fields(data: bytes, nf: int, cols, encoding: str) -> "ArrowBlock | None":
-    """Lines and fields ``cols`` of raw ``data`` cut by Arrow's CSV parser; None when Arrow's lines
-    are not the block's LF-ended lines (a bare CR). ``encoding``: 'cp932' (only the non-ASCII
+    """Lines and fields ``cols`` of raw ``data`` cut by Arrow's CSV parser; None when a line has
+    too few or too many fields, or Arrow's lines are not the block's LF-ended lines (a bare CR):
+    the caller then uses :func:`split`. ``encoding``: 'cp932' (only the non-ASCII
     values of the fields read are decoded, so an undecodable byte elsewhere on a line passes),
     'utf-8' (the whole block must be UTF-8) or 'utf-8-or-cp932' (the whole block is UTF-8, or else
     CP932: a file detected as UTF-8 from its first bytes that is CP932 further on).
@@ -142,37 +143,27 @@ def read_fields(data: bytes, nf: int, cols, encoding: str) -> "ArrowBlock | None
     cols = sorted(cols)
     if cols[0] != 0:
         raise ValueError("read_fields needs field 0 (it tells blank lines)")
+    asked = encoding
     if encoding != "cp932":
         encoding = _utf8_or(data, encoding)
     names = [f"f{k}" for k in range(nf)]
-    bad: list = []
-
-    def invalid(row):
-        bad.append((row.number, row.actual_columns))
-        return "skip"
-
     a = np.frombuffer(data, dtype=np.uint8)
     n = data.count(b"\n") + (len(data) > 0 and data[-1:] != b"\n")
     if not n:
         return None
-    # use_threads=False: rows come in order and an invalid row has its line number
-    t = pcsv.read_csv(
-        pa.py_buffer(data),
-        read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=len(data) + 1),
-        parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, double_quote=False,
-                                        ignore_empty_lines=False, newlines_in_values=False, invalid_row_handler=invalid),
-        convert_options=pcsv.ConvertOptions(column_types={names[k]: pa.binary() for k in cols},
-                                            include_columns=[names[k] for k in cols]))
-    if t.num_rows + len(bad) != n or any(num is None for num, _ in bad):
+    try:
+        t = _arrow_csv(data, names, cols)
+    except pa.ArrowInvalid:
+        # a line with too few or too many fields: the numpy splitter describes it (Arrow's
+        # invalid_row_handler hands it the row's text decoded as UTF-8, which fails on CP932)
         return None
+    if t.num_rows != n:
+        return None  # a bare CR: Arrow ended a line there
     nfields = np.full(n, nf, dtype=np.int64)
     good = np.ones(n, dtype=bool)
-    for num, actual in bad:
-        good[num - 1] = False
-        nfields[num - 1] = actual
     arrays = {k: t.column(names[k]).combine_chunks() if t.column(names[k]).num_chunks != 1 else t.column(names[k]).chunk(0)
               for k in cols}
-    blk = ArrowBlock(a, n, good, nfields, arrays, encoding)
+    blk = ArrowBlock(a, n, good, nfields, arrays, encoding, asked=asked)
     # A blank line is a row of empty fields to Arrow: lines whose first field is empty are
     # looked at as lines (their real field count); those that are not well-formed leave the
     # good lines.
@@ -191,8 +182,19 @@ def read_fields(data: bytes, nf: int, cols, encoding: str) -> "ArrowBlock | None
             keep = np.ones(len(gi), dtype=bool)
             keep[drop] = False
             idx = pa.array(np.flatnonzero(keep))
-            blk = ArrowBlock(a, n, good, nfields, {k: arr.take(idx) for k, arr in arrays.items()}, encoding, blk._lines)
+            blk = ArrowBlock(a, n, good, nfields, {k: arr.take(idx) for k, arr in arrays.items()}, encoding, blk._lines, asked)
     return blk
+
+
+def _arrow_csv(data: bytes, names: list, cols: list) -> pa.Table:
+    # one parse block (block_size), no threads: one chunk per column, rows in order
+    return pcsv.read_csv(
+        pa.py_buffer(data),
+        read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=len(data) + 1),
+        parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, double_quote=False,
+                                        ignore_empty_lines=False, newlines_in_values=False),
+        convert_options=pcsv.ConvertOptions(column_types={names[k]: pa.binary() for k in cols},
+                                            include_columns=[names[k] for k in cols]))
 
 
 def _utf8_or(data: bytes, encoding: str) -> str:
@@ -215,7 +217,7 @@ def _utf8_or(data: bytes, encoding: str) -> str:
 class ArrowBlock(Block):
     """A block of raw bytes split by :func:`read_fields`."""
 
-    def __init__(self, a, n, good, nfields, arrays, encoding, lines=None):
+    def __init__(self, a, n, good, nfields, arrays, encoding, lines=None, asked=None):
         self.a, self.n, self.good, self.nfields = a, n, good, nfields
         self.arrays = arrays
         self.fields, self.exact = {}, {}
@@ -227,7 +229,7 @@ class ArrowBlock(Block):
             s, e = _trim(data, s0, e0)
             self.fields[k] = (data, s, e)
             self.exact[k] = s is s0 and e is e0  # no value had a space to trim
-        self.encoding = encoding
+        self.encoding, self.asked = encoding, asked or encoding
         self._lines = lines
         self._decoded: dict | None = None
 
@@ -277,7 +279,7 @@ class ArrowBlock(Block):
             except UnicodeDecodeError:
                 j = int(pc.index(sub, pa.scalar(v, pa.binary())).as_py())
                 row = int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[j])
-                raise Undecodable(int(np.flatnonzero(self.good)[row]), self.encoding) from None
+                raise Undecodable(int(np.flatnonzero(self.good)[row]), self.asked) from None
         repl = pa.array(dec, pa.string()).take(pc.index_in(sub, value_set=uniq))
         return pc.replace_with_mask(b.view(pa.string()), mask, repl)
 
