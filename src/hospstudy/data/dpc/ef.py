@@ -165,11 +165,11 @@ def build(con) -> None:
              '実施年月日 ' || strftime(e.service_date, '%Y%m%d') || ' outside the stay ' || strftime(s.a_admit, '%Y%m%d')
              || '-' || strftime(s.a_discharge, '%Y%m%d')
       END AS detail,
-      s.admission_id, s.fiscal_year
+      s.admission_id, s.fiscal_year, s.stay_no
     FROM ef_stage e
     -- one join on the three key fields: the stays with their admission (if imported), not a
     -- second join of every EF line on a concatenated admission_id
-    LEFT JOIN (SELECT s.facility_code, s.data_id, s.admit_ymd, s.status, a.admission_id, a.fiscal_year,
+    LEFT JOIN (SELECT s.facility_code, s.data_id, s.admit_ymd, s.status, a.admission_id, a.fiscal_year, a.stay_no,
                       a.admit_date AS a_admit, a.discharge_date AS a_discharge
                FROM stays s LEFT JOIN admissions_out a
                  ON a.admission_id = s.facility_code || '-' || s.data_id || '-' || s.admit_ymd) s
@@ -177,7 +177,8 @@ def build(con) -> None:
     """)
     con.execute(f"""
     CREATE VIEW billing_out AS
-    SELECT admission_id, service_date, {L.KIND_SQL} AS kind, receipt_code AS code, quantity::REAL AS quantity, fiscal_year
+    SELECT admission_id, service_date, {L.KIND_SQL} AS kind, receipt_code AS code, quantity::REAL AS quantity, fiscal_year,
+      stay_no
     FROM ef_lines WHERE reason IS NULL
     """)
     # Surgery K-codes (解釈番号 under データ区分 50) of stays whose Form 1 does not record that code.

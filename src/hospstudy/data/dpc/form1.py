@@ -275,7 +275,9 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
       CAST(NULL AS VARCHAR) AS spinal_level,
       s.fy AS fiscal_year,
       (v.dest = '8') <> (v.outcome IN ({_inlist(L.DEATH_OUTCOMES)})) AS death_codes_disagree,
-      regexp_matches(v.birth_raw, '^[0-9]{{4}}(00|[0-9]{{2}}00)$') AS partial_birth
+      regexp_matches(v.birth_raw, '^[0-9]{{4}}(00|[0-9]{{2}}00)$') AS partial_birth,
+      -- the rank of admission_id: an integer to sort the billing lines by (not written)
+      row_number() OVER (ORDER BY s.facility_code, s.data_id, s.admit_ymd) AS stay_no
     FROM stays s JOIN stay_vals v USING (facility_code, data_id, admit_ymd)
     WHERE s.status = 'ok'
     """)

@@ -269,7 +269,9 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
                       "admission_id, role, icd10, suspected, file_id, line_no"),
         "procedures": ("SELECT p.*, a.fiscal_year FROM (SELECT * FROM procedures_out UNION ALL SELECT * FROM ef_procedures) p "
                        "JOIN admissions_out a USING (admission_id)", "admission_id, proc_date, proc_code"),
-        "billing": ("SELECT * FROM billing_out", "admission_id, service_date, code, kind, quantity"),
+        # stay_no ranks admission_id (fixed-width fields, so the same order) as an integer: sorting
+        # 1M billing lines took 0.29 CPU s by it, 0.51 by admission_id (2026-12-06)
+        "billing": ("SELECT * FROM billing_out", "stay_no, service_date, code, kind, quantity"),
     }
     counts = {"facilities": fac_table.num_rows}
     for name, (sql, order) in sources.items():
@@ -278,8 +280,13 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
         if n == 0:
             pq.write_table(arrow_schema(name).empty_table(), tmp / f"{name}.parquet")
             continue
-        con.execute(f"""COPY (SELECT {_select_list(name)}, fiscal_year FROM ({sql}) ORDER BY fiscal_year, {order})
-                        TO '{tmp / name}' (FORMAT parquet, PARTITION_BY (fiscal_year), COMPRESSION snappy)""")
+        # One sorted file per fiscal year, as PARTITION_BY (fiscal_year) writes them: written one
+        # year at a time, 1M billing lines took 0.49 CPU s instead of 0.73 (2026-12-06).
+        for (fy,) in con.execute(f"SELECT DISTINCT fiscal_year FROM ({sql}) ORDER BY 1").fetchall():
+            part = tmp / name / f"fiscal_year={int(fy)}"
+            part.mkdir(parents=True)
+            con.execute(f"""COPY (SELECT {_select_list(name)} FROM ({sql}) WHERE fiscal_year = {int(fy)} ORDER BY {order})
+                            TO '{part / 'data_0.parquet'}' (FORMAT parquet, COMPRESSION snappy)""")
     return counts
 
 
