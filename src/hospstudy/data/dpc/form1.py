@@ -38,8 +38,10 @@ _HW = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ---."
 
 
 def norm_text(expr: str) -> str:
-    """Upper-cased, half-width, no spaces."""
-    return f"upper(replace(replace(translate({expr}, '{_FW}', '{_HW}'), ' ', ''), '　', ''))"
+    """Upper-cased, half-width, no spaces. ASCII text (bytes = characters) skips the full-width
+    translation, a no-op on it that cost 2.7 µs a value (121k ICD-10 codes: 0.33 CPU s)."""
+    return (f"CASE WHEN strlen({expr}) = length({expr}) THEN upper(replace({expr}, ' ', '')) "
+            f"ELSE upper(replace(replace(translate({expr}, '{_FW}', '{_HW}'), ' ', ''), '　', '')) END")
 
 
 def kcode_sql(expr: str) -> str:
@@ -127,7 +129,7 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     birth = ("CASE WHEN regexp_full_match(p1, '[0-9]{8}') AND substr(p1, 1, 4) <> '0000' THEN "
              "try_strptime(substr(p1, 1, 4) || CASE substr(p1, 5, 2) WHEN '00' THEN '0701' ELSE substr(p1, 5, 2) "
              "|| CASE substr(p1, 7, 2) WHEN '00' THEN '15' ELSE substr(p1, 7, 2) END END, '%Y%m%d')::DATE END")
-    icd = norm_text("p2").replace("translate(p2", "translate(replace(p2, '.', '')")
+    icd = norm_text("replace(p2, '.', '')")
     dest_known = _inlist(L.DISCHARGE_DEST)
     not_dis = _inlist(L.NOT_YET_DISCHARGED)
     # A view: materialising it copied every staged column once more (690k Form 1 lines: 1.3 CPU s)
