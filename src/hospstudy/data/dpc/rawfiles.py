@@ -6,10 +6,11 @@ is 0). Outpatient EF (``EFg_``), D, H and other DPC files are recognised by name
 listed as skipped, with their lines counted.
 
 Reading never holds a whole file: :func:`iter_tables` cuts the file into blocks that end at a
-line end; worker processes decode each block (Python's CP932 codec holds the GIL, so threads
-would not help) and parse it (numpy, :mod:`.split`) into a typed Arrow table, at most
-``workers + 1`` blocks in flight; the caller receives the tables in file order with their line
-numbers.
+line end, splits each into the fields asked for (:mod:`.split`: Arrow's CSV reader on the raw
+bytes, or numpy over the block decoded to UTF-8 where Arrow would number the lines differently)
+and hands each block to a parser that returns a typed Arrow table; the caller receives the
+tables in file order with their line numbers. At most two blocks are in memory (the one being
+typed, the next one read ahead by a thread).
 """
 
 from __future__ import annotations
