@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import split as S
-from hospstudy.data.dpc.form1 import kcode_sql
+from hospstudy.data.dpc.form1 import is_header, kcode_sql
 from hospstudy.data.schema import KCODE_PATTERN
 
 _F = {name: i for i, name in enumerate(L.EF_FIELDS)}  # 0-based
@@ -34,7 +34,6 @@ _COLS = sorted(_F[k] for k in ("facility_code", "data_id", "admit_ymd", "categor
                                 "interp_no", "quantity", "service_ymd", "flags17"))
 _COLS_ID = sorted(_COLS + [_F["insurer_no"], _F["doctor_code"]])
 _QTY = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
-_HEADER_WORDS = ("施設".encode(), b"facility", b"FACILITY")
 
 
 def cols(keep_identifiers: bool) -> list[int]:
@@ -55,10 +54,9 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     # lines that break the layout: blank, header, short, long
     for i in np.flatnonzero(~b.good):
         text = b.line_text(i)
-        first = text.split("\t", 1)[0].strip()
         if not text.strip():
             reason[i] = "blank_line"
-        elif not (len(first) == 9 and first.isdigit()) and (first_line + i == 1 or any(w.decode() in text for w in _HEADER_WORDS)):
+        elif is_header(text, first_line + i):
             reason[i] = "header_line"
         else:
             reason[i] = "short_line" if b.nfields[i] < L.EF_N else "long_line"
@@ -82,7 +80,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     for j in np.flatnonzero(~ok_fac):
         i = gi[j]
         text = b.line_text(i)
-        hdr[j] = first_line + i == 1 or any(w.decode() in text for w in _HEADER_WORDS)
+        hdr[j] = is_header(text, first_line + i)
     # first failing rule wins (same order as the report's reasons)
     gr = np.full(g, None, dtype=object)
     for mask, why in ((hdr, "header_line"), (~(ok_fac & ok_id), "bad_code"), (~(ok_ad & ok_sv), "bad_date"), (act, "ef_act_line"),

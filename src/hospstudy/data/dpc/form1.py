@@ -1,7 +1,7 @@
 """Form 1 (様式1) → admissions, diagnoses, procedures (DuckDB SQL over the staged lines).
 
-Staging (:func:`parse_chunk` and :func:`stage_sql`, one block of lines at a time) splits each
-line into its 17 fields (numpy) and gives the line-level reasons (blank, header, short or long line, a key that is not 9/10 digits,
+Staging (:func:`parse_chunk`, one block of lines at a time) splits each line into its 17
+fields and gives the line-level reasons (blank, header, short or long line, a key that is not 9/10 digits,
 an admission date that is not a date, a ward-level form). :func:`build` then works on the staged
 table as a whole: facility and fiscal-year checks, each payload's items parsed and checked, one
 stay per whole-stay form (統括診療情報番号 0), and the three tables. Every line ends with exactly
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import split as S
@@ -59,62 +60,90 @@ def adl_regex() -> str:
     return "^" + "".join(f"[0-{m}9]" for m in ADL_MAX_LEVEL) + "$"
 
 
-HEADER_SQL = ("(NOT regexp_full_match(trim(split_part(line, chr(9), 1)), '[0-9]{9}') AND (line_no = 1 "
-              "OR contains(line, '施設') OR contains(lower(line), 'facility')))")
+_HEADER_WORDS = ("施設", "facility")
+
+
+def is_header(text: str, line_no: int) -> bool:
+    """A header line: field 1 is not a 施設コード (9 digits), and it is the file's first line or
+    names 施設 / facility (the same rule for Form 1 and EF)."""
+    first = text.split("\t", 1)[0].strip(" ")
+    if len(first) == 9 and first.isascii() and first.isdigit():
+        return False
+    return line_no == 1 or any(w in text.lower() for w in _HEADER_WORDS)
 
 
 def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
-    """A block of Form 1 lines (split into all 17 fields) as a table: the fields of well-formed
-    lines, and for the other lines their text (to tell a header, a blank line, a short or long one)."""
+    """A block of Form 1 lines (split into all 17 fields) as the staging table: every line one
+    row, the fields and 入院年月日 as a date for well-formed lines, and the line-level reason
+    (numpy over the good lines; the few lines that are not well-formed, or whose 施設コード is not
+    9 digits, are looked at one by one as text: blank, header, short or long)."""
     n = b.n
     gi = np.flatnonzero(b.good)
     g = len(gi)
+    cols = {name: b.strings(k) for k, name in enumerate(_F)}
+    ok_fac, _ = b.digits(0, 9, value=False)
+    ok_id, _ = b.digits(1, 10, value=False)
+    ok_ad, v_ad = b.digits(2, 8)
+    ok_ad, d_ad = S.ymd_days(ok_ad, v_ad)
+    ward = pc.not_equal(cols["form_no"], L.WHOLE_STAY_FORM).to_numpy(zero_copy_only=False)
+    reason = np.full(n, None, dtype=object)
+    detail = np.full(n, None, dtype=object)
+    looked = np.zeros(n, dtype=bool)
+    suspect = ~b.good
+    suspect[gi[~ok_fac]] = True
+    for i in np.flatnonzero(suspect):
+        text = b.line_text(i)
+        if not text.strip(" \r\n\t"):
+            reason[i], looked[i] = "blank_line", True
+        elif is_header(text, first_line + i):
+            reason[i], looked[i] = "header_line", True
+        elif not b.good[i]:
+            reason[i] = "short_line" if b.nfields[i] < L.FORM1_N else "long_line"
+            detail[i], looked[i] = f"{b.nfields[i]} fields (Form 1 has {L.FORM1_N})", True
+    # the good lines: first failing rule wins
+    gr = np.full(g, None, dtype=object)
+    done = looked[gi]
+    for mask, why in ((~(ok_fac & ok_id), "bad_code"), (~ok_ad, "bad_date"), (ward, "ward_level_form")):
+        sel = mask & ~done
+        gr[sel] = why
+        done |= sel
+    bad = np.flatnonzero(gr != None)  # noqa: E711
+    gd = np.full(g, None, dtype=object)
+    if len(bad):
+        take = pa.array(bad)
+        txt = {k: cols[k].take(take).to_pylist() for k in ("facility_code", "data_id", "admit_ymd", "form_no", "code")}
+        for j, r in enumerate(bad):
+            why = gr[r]
+            if why == "bad_code":
+                gd[r] = (f"施設コード {txt['facility_code'][j]} is not 9 digits" if not ok_fac[r]
+                         else f"データ識別番号 {txt['data_id'][j]} is not 10 digits")
+            elif why == "bad_date":
+                gd[r] = f"入院年月日 {txt['admit_ymd'][j]} is not a date (yyyymmdd)"
+            else:
+                gd[r] = f"統括診療情報番号 {txt['form_no'][j]} ({txt['code'][j]})"
+    keep = ~looked[gi]
+    reason[gi[keep]] = gr[keep]
+    detail[gi[keep]] = gd[keep]
+
     pos = np.full(n, -1, dtype=np.int64)
     pos[gi] = np.arange(g)
     idx = None if g == n else pa.array(pos, mask=pos < 0)
-    # the text of the lines that may be a header or broken: not 17 fields, or field 1 not 9 digits
-    suspect = ~b.good
-    ok_fac, _ = b.digits(0, 9, value=False)
-    suspect[gi[~ok_fac]] = True
-    text = np.full(n, None, dtype=object)
-    for i in np.flatnonzero(suspect):
-        text[i] = b.line_text(i)
     out = {"file_id": pa.array(np.full(n, file_id, np.int32)),
            "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
-           "nf": pa.array(b.nfields.astype(np.int32)), "line": pa.array(text, pa.string())}
-    for k, name in enumerate(_F):
-        col = b.strings(k)
-        out[name] = col if idx is None else col.take(idx)
+           "nf": pa.array(b.nfields.astype(np.int32))}
+    for name in _F:
+        out[name] = cols[name] if idx is None else cols[name].take(idx)
+    ad = pa.array(d_ad.astype(np.int32), mask=~ok_ad).cast(pa.date32())
+    out["admit_date"] = ad if idx is None else ad.take(idx)
+    out["reason"] = pa.array(reason, pa.string())
+    out["detail"] = pa.array(detail, pa.string())
     return pa.table(out)
-
-
-def stage_sql(src: str) -> str:
-    """Staged Form 1 lines of the chunk relation ``src`` (from :func:`parse_chunk`)."""
-    return f"""
-    SELECT file_id, line_no, nf, {', '.join(_F)},
-      CASE
-        WHEN line IS NOT NULL AND trim(line, ' \r\n\t') = '' THEN 'blank_line'
-        WHEN line IS NOT NULL AND {HEADER_SQL} THEN 'header_line'
-        WHEN nf < {L.FORM1_N} THEN 'short_line'
-        WHEN nf > {L.FORM1_N} THEN 'long_line'
-        WHEN NOT regexp_full_match(facility_code, '[0-9]{{9}}') OR NOT regexp_full_match(data_id, '[0-9]{{10}}') THEN 'bad_code'
-        WHEN {ymd('admit_ymd')} IS NULL THEN 'bad_date'
-        WHEN form_no <> '{L.WHOLE_STAY_FORM}' THEN 'ward_level_form'
-      END AS reason,
-      CASE
-        WHEN line IS NOT NULL AND (trim(line, ' \r\n\t') = '' OR {HEADER_SQL}) THEN NULL
-        WHEN nf <> {L.FORM1_N} THEN nf || ' fields (Form 1 has {L.FORM1_N})'
-        WHEN NOT regexp_full_match(facility_code, '[0-9]{{9}}') THEN '施設コード ' || facility_code || ' is not 9 digits'
-        WHEN NOT regexp_full_match(data_id, '[0-9]{{10}}') THEN 'データ識別番号 ' || data_id || ' is not 10 digits'
-        WHEN {ymd('admit_ymd')} IS NULL THEN '入院年月日 ' || admit_ymd || ' is not a date (yyyymmdd)'
-        WHEN form_no <> '{L.WHOLE_STAY_FORM}' THEN '統括診療情報番号 ' || form_no || ' (' || code || ')'
-      END AS detail
-    FROM {src}"""
 
 
 def create_staging(con) -> None:
     cols = ", ".join(f"{c} VARCHAR" for c in _F)
-    con.execute(f"CREATE TABLE f1_stage (file_id INTEGER, line_no BIGINT, nf INTEGER, {cols}, reason VARCHAR, detail VARCHAR)")
+    con.execute(f"CREATE TABLE f1_stage (file_id INTEGER, line_no BIGINT, nf INTEGER, {cols}, admit_date DATE, "
+                "reason VARCHAR, detail VARCHAR)")
 
 
 def build(con, fiscal_years: tuple[int, int] | None) -> None:
@@ -136,7 +165,7 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     con.execute(f"""
     CREATE VIEW f1_items AS
     WITH s AS (
-      SELECT *, {ymd('admit_ymd')} AS admit_date FROM f1_stage WHERE reason IS NULL
+      SELECT * FROM f1_stage WHERE reason IS NULL
     ), k AS (
       SELECT s.*, (year(admit_date) - CASE WHEN month(admit_date) < 4 THEN 1 ELSE 0 END)::SMALLINT AS fy,
              f.hospital_id

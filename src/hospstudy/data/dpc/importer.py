@@ -240,10 +240,7 @@ def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progre
             reader = pa.RecordBatchReader.from_batches(schema, batches())
             con.register("chunks", reader)
             try:
-                if f.kind == "form1":
-                    con.execute(f"INSERT INTO f1_stage {F1.stage_sql('chunks')}")
-                else:
-                    con.execute("INSERT INTO ef_stage SELECT * FROM chunks")
+                con.execute(f"INSERT INTO {'f1_stage' if f.kind == 'form1' else 'ef_stage'} SELECT * FROM chunks")
             except Exception:
                 if failed:
                     raise failed[0] from None
