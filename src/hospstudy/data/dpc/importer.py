@@ -86,8 +86,9 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         Keep the postcode, insurer numbers and doctor codes in ``out/private/identifiers.parquet``
         (dropped by default: no study needs them).
     workers : int, optional
-        Threads (default: the CPUs available, at most 4): above 1, the next block of a raw file
-        is read while this one is typed, and DuckDB builds the tables with this many threads.
+        Threads: above 1 (the default when there are 2 CPUs or more), the next block of a raw
+        file is read while this one is typed; when given, DuckDB builds the tables with this many
+        threads (default: DuckDB's, every CPU).
 
     Returns
     -------
@@ -127,6 +128,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         kinds = ", ".join(sorted({f"{f.label}" for f in files})) or "no files"
         raise DataUnusableError(f"{raw}: no Form 1 file found (a file of 17 tab-separated fields with a payload code "
                                 f"in field 6); found: {kinds}")
+    duck_threads = workers  # None: DuckDB's own default (every core) while building
     workers = workers or R.cpu_workers()
 
     tmp = out.parent / f".{out.name}.importing"
@@ -157,9 +159,10 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         t1, c1 = time.perf_counter(), time.process_time()
         # While staging, DuckDB only appends what the reader hands it: a second DuckDB thread
         # there spent CPU time waiting (1M EF lines: 2.1 -> 1.0 CPU s).
+        threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
         con.execute("SET threads = 1")
         _stage_files(con, files, workers, keep_identifiers, other_lines, show_progress)
-        con.execute(f"SET threads = {int(workers)}")
+        con.execute(f"SET threads = {int(duck_threads or threads)}")
         t2, c2 = time.perf_counter(), time.process_time()
         F1.build(con, fiscal_years)
         t2b, c2b = time.perf_counter(), time.process_time()

@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import split as S
 from hospstudy.errors import DataUnusableError, InputError
