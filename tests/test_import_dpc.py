@@ -147,8 +147,8 @@ def test_fixture_database(imported):
     assert report.exit_code == 0 and not report.findings, [f.to_dict() for f in report.findings]
 
 
-def test_worker_processes_give_the_same_database(tmp_path, baseline, monkeypatch):
-    """Blocks of 500 bytes decoded and parsed by two worker processes: the same database."""
+def test_read_ahead_thread_gives_the_same_database(tmp_path, baseline, monkeypatch):
+    """Blocks of 500 bytes, the next one read and split by a second thread: the same database."""
     from hospstudy.data.dpc import rawfiles
 
     monkeypatch.setattr(rawfiles, "CHUNK_BYTES", 500)
@@ -235,6 +235,47 @@ def test_any_split_gives_the_same_database(tmp_path_factory, baseline, monkeypat
     assert r.exit_code == 0
     assert _table_set(root / "db") == baseline
     assert r.lines["imported"] == len(f1) + len(ef) - 8
+
+
+def test_a_bare_cr_inside_a_line(tmp_path, baseline):
+    """A CR not followed by LF is data, not a line end: the line keeps its 31 fields and the
+    lines after it their numbers (Arrow's reader would end a line there; the block goes to the
+    numpy splitter)."""
+    raw = standard_raw(tmp_path)
+    p = raw / "EFn_2016.txt"
+    text = p.read_bytes().replace("急性期一般入院料".encode("cp932"), "急性期\r一般入院料".encode("cp932"), 1)
+    p.write_bytes(text + b"123456789\t0000000003\t20160420\r\n")
+    r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=1, show_progress=False)
+    assert r.exit_code == 1 and _table_set(tmp_path / "db") == baseline
+    short = next(x for x in r.report["reasons"] if x["reason"] == "short_line")
+    assert short["count"] == 1 and [(e["file"], e["line"]) for e in short["examples"]] == [("EFn_2016.txt", 7)]
+    assert r.lines["total"] == r.lines["imported"] + r.lines["skipped"] + r.lines["rejected"]
+
+
+def test_a_file_that_turns_cp932_after_its_first_bytes(tmp_path, baseline, monkeypatch):
+    """Form 1 lines with only ASCII first, in UTF-8 (so the file is detected as UTF-8), then the
+    lines with Japanese text in CP932: each block is read in the encoding its bytes are in, the
+    report says CP932, the database is the same."""
+    from hospstudy.data.dpc import rawfiles
+
+    raw = standard_raw(tmp_path)
+    f1 = fixture_lines("FF1_2015.tsv") + fixture_lines("FF1_2016.tsv")
+    ascii_ = [ln for ln in f1 if ln.isascii()]
+    other = [ln for ln in f1 if not ln.isascii()]
+    assert len(ascii_) > 10 and len(other) > 5
+    head = "\r\n".join(ascii_).encode("utf-8") + b"\r\n"
+    (raw / "FF1_2015.txt").write_bytes(head + "\r\n".join(other).encode("cp932") + b"\r\n")
+    (raw / "FF1_2016.txt").unlink()
+    monkeypatch.setattr(rawfiles, "SAMPLE_BYTES", len(head) - 50)
+    monkeypatch.setattr(rawfiles, "CHUNK_BYTES", 300)
+    r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=1, show_progress=False)
+    assert r.exit_code == 0 and _table_set(tmp_path / "db") == baseline
+    assert next(f for f in r.report["files"] if f["file"] == "FF1_2015.txt")["encoding"] == "cp932"
+    # a byte that is neither UTF-8 nor CP932 in a field that is read: the file and line are named
+    (raw / "FF1_2015.txt").write_bytes(head + "\r\n".join(other).encode("cp932").replace("腫瘍".encode("cp932"), b"\x81\x20", 1))
+    line = len(ascii_) + next(i for i, ln in enumerate(other) if "腫瘍" in ln) + 1
+    with pytest.raises(DataUnusableError, match=rf"FF1_2015.txt line {line}: cannot be decoded as UTF-8 or CP932"):
+        import_dpc(raw, FIX / "facilities.csv", tmp_path / "db2", workers=1, show_progress=False)
 
 
 MALFORMED = {

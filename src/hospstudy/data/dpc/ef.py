@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import split as S
-from hospstudy.data.dpc.form1 import kcode_sql
+from hospstudy.data.dpc.form1 import is_header, kcode_sql
 from hospstudy.data.schema import KCODE_PATTERN
 
 _F = {name: i for i, name in enumerate(L.EF_FIELDS)}  # 0-based
@@ -34,15 +34,19 @@ _COLS = sorted(_F[k] for k in ("facility_code", "data_id", "admit_ymd", "categor
                                 "interp_no", "quantity", "service_ymd", "flags17"))
 _COLS_ID = sorted(_COLS + [_F["insurer_no"], _F["doctor_code"]])
 _QTY = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
-_HEADER_WORDS = ("施設".encode(), b"facility", b"FACILITY")
 
 
-def parse_chunk(data: bytes, first_line: int, file_id: int, keep_identifiers: bool) -> pa.Table:
-    """One block of EF lines as the typed staging table (numpy; no Python loop over good lines).
+def cols(keep_identifiers: bool) -> list[int]:
+    """The EF fields (0-based) staging reads."""
+    return _COLS_ID if keep_identifiers else _COLS
+
+
+def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: bool) -> pa.Table:
+    """One block of EF lines (split into the fields :func:`cols`) as the typed staging table
+    (numpy; no Python loop over good lines).
 
     Every line of the block gives one row: well-formed ones their typed fields, the others a
     ``reason`` and a ``detail`` (these few are described one by one)."""
-    b = S.split(data, L.EF_N, _COLS_ID if keep_identifiers else _COLS)
     n, g = b.n, int(b.good.sum())
     gi = np.flatnonzero(b.good)
     reason = np.full(n, None, dtype=object)
@@ -50,16 +54,15 @@ def parse_chunk(data: bytes, first_line: int, file_id: int, keep_identifiers: bo
     # lines that break the layout: blank, header, short, long
     for i in np.flatnonzero(~b.good):
         text = b.line_text(i)
-        first = text.split("\t", 1)[0].strip()
         if not text.strip():
             reason[i] = "blank_line"
-        elif not (len(first) == 9 and first.isdigit()) and (first_line + i == 1 or any(w.decode() in text for w in _HEADER_WORDS)):
+        elif is_header(text, first_line + i):
             reason[i] = "header_line"
         else:
             reason[i] = "short_line" if b.nfields[i] < L.EF_N else "long_line"
             detail[i] = f"{b.nfields[i]} fields (EF has {L.EF_N})"
-    ok_fac, _ = b.digits(_F["facility_code"], 9)
-    ok_id, _ = b.digits(_F["data_id"], 10)
+    ok_fac, _ = b.digits(_F["facility_code"], 9, value=False)
+    ok_id, _ = b.digits(_F["data_id"], 10, value=False)
     ok_ad, v_ad = b.digits(_F["admit_ymd"], 8)
     ok_ad, d_ad = S.ymd_days(ok_ad, v_ad)
     ok_sv, v_sv = b.digits(_F["service_ymd"], 8)
@@ -77,7 +80,7 @@ def parse_chunk(data: bytes, first_line: int, file_id: int, keep_identifiers: bo
     for j in np.flatnonzero(~ok_fac):
         i = gi[j]
         text = b.line_text(i)
-        hdr[j] = first_line + i == 1 or any(w.decode() in text for w in _HEADER_WORDS)
+        hdr[j] = is_header(text, first_line + i)
     # first failing rule wins (same order as the report's reasons)
     gr = np.full(g, None, dtype=object)
     for mask, why in ((hdr, "header_line"), (~(ok_fac & ok_id), "bad_code"), (~(ok_ad & ok_sv), "bad_date"), (act, "ef_act_line"),
@@ -160,11 +163,11 @@ def build(con) -> None:
              '実施年月日 ' || strftime(e.service_date, '%Y%m%d') || ' outside the stay ' || strftime(s.a_admit, '%Y%m%d')
              || '-' || strftime(s.a_discharge, '%Y%m%d')
       END AS detail,
-      s.admission_id, s.fiscal_year
+      s.admission_id, s.fiscal_year, s.stay_no
     FROM ef_stage e
     -- one join on the three key fields: the stays with their admission (if imported), not a
     -- second join of every EF line on a concatenated admission_id
-    LEFT JOIN (SELECT s.facility_code, s.data_id, s.admit_ymd, s.status, a.admission_id, a.fiscal_year,
+    LEFT JOIN (SELECT s.facility_code, s.data_id, s.admit_ymd, s.status, a.admission_id, a.fiscal_year, a.stay_no,
                       a.admit_date AS a_admit, a.discharge_date AS a_discharge
                FROM stays s LEFT JOIN admissions_out a
                  ON a.admission_id = s.facility_code || '-' || s.data_id || '-' || s.admit_ymd) s
@@ -172,7 +175,8 @@ def build(con) -> None:
     """)
     con.execute(f"""
     CREATE VIEW billing_out AS
-    SELECT admission_id, service_date, {L.KIND_SQL} AS kind, receipt_code AS code, quantity::REAL AS quantity, fiscal_year
+    SELECT admission_id, service_date, {L.KIND_SQL} AS kind, receipt_code AS code, quantity::REAL AS quantity, fiscal_year,
+      stay_no
     FROM ef_lines WHERE reason IS NULL
     """)
     # Surgery K-codes (解釈番号 under データ区分 50) of stays whose Form 1 does not record that code.

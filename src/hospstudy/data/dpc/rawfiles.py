@@ -6,24 +6,22 @@ is 0). Outpatient EF (``EFg_``), D, H and other DPC files are recognised by name
 listed as skipped, with their lines counted.
 
 Reading never holds a whole file: :func:`iter_tables` cuts the file into blocks that end at a
-line end; worker processes decode each block (Python's CP932 codec holds the GIL, so threads
-would not help) and parse it (numpy, :mod:`.split`) into a typed Arrow table, at most
-``workers + 1`` blocks in flight; the caller receives the tables in file order with their line
-numbers.
+line end, splits each into the fields asked for (:mod:`.split`: Arrow's CSV reader on the raw
+bytes, or numpy over the block decoded to UTF-8 where Arrow would number the lines differently)
+and hands each block to a parser that returns a typed Arrow table; the caller receives the
+tables in file order with their line numbers. At most two blocks are in memory (the one being
+typed, the next one read ahead by a thread).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-
 from hospstudy.data.dpc import layouts as L
+from hospstudy.data.dpc import split as S
 from hospstudy.errors import DataUnusableError, InputError
 
 SAMPLE_BYTES = 256 << 10
@@ -182,130 +180,100 @@ def _boundaries(path: Path, size: int, chunk: int) -> list[tuple[int, int]]:
     return out
 
 
-def _decode_block(args) -> tuple[bytes, bool, str]:
-    """Read one byte range and return it as UTF-8 (runs in a worker). Line ends stay as in the
-    file: :func:`hospstudy.data.dpc.split.split` drops the CR of a CRLF (rewriting the block
-    without them cost 5% of the import's CPU time)."""
-    path, start, end, encoding = args
+def _read(path: Path, start: int, end: int) -> bytes:
     with open(path, "rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
     if start == 0 and data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    used = encoding
-    if encoding == "cp932":
+    return data
+
+
+def _to_utf8(data: bytes, encoding: str, start: int) -> tuple[bytes, str]:
+    """A block as UTF-8 for :func:`hospstudy.data.dpc.split.split`; raises
+    :class:`~hospstudy.data.dpc.split.Undecodable` (line index in the block)."""
+    order = {"cp932": ("cp932",), "utf-8": ("utf-8",), "utf-8-or-cp932": ("utf-8", "cp932")}[encoding]
+    for enc in order:
         try:
-            data = data.decode("cp932").encode("utf-8")
+            text = data.decode(enc)
         except UnicodeDecodeError as e:
-            return b"", False, f"byte {start + e.start:,}: not CP932"
-    else:
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            if encoding == "utf-8-or-cp932":
-                try:
-                    data = data.decode("cp932").encode("utf-8")
-                    used = "cp932"
-                except UnicodeDecodeError:
-                    return b"", False, f"byte {start + e.start:,}: neither UTF-8 nor CP932"
-            else:
-                return b"", False, f"byte {start + e.start:,}: not UTF-8"
-    return data, True, used
+            err = e
+            continue
+        return (data if enc == "utf-8" else text.encode("utf-8")), enc
+    raise S.Undecodable(data.count(b"\n", 0, err.start), encoding)
 
 
-def _parse_block(args):
-    """Decode one byte range and parse it with ``parser`` (runs in a worker): returns the
-    block's line count and its table as Arrow IPC bytes (line numbers relative to the block)."""
-    path, start, end, encoding, parser = args
-    data, ok, info = _decode_block((path, start, end, encoding))
-    if not ok:
-        return 0, b"", ok, info
-    import importlib
-
-    mod, fn, extra = parser
-    table = getattr(importlib.import_module(mod), fn)(data, 1 if start == 0 else 2, *extra)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
-    return table.num_rows, sink.getvalue().to_pybytes(), ok, info
+def read_block(data: bytes, start: int, nf: int, cols, encoding: str) -> S.Block:
+    """One block of raw lines split into fields: Arrow's reader (:func:`split.read_fields`), or,
+    when its lines are not the block's LF-ended lines (a bare CR inside a line), the block decoded
+    to UTF-8 and split with numpy."""
+    blk = S.read_fields(data, nf, cols, encoding)
+    if blk is None:
+        text, used = _to_utf8(data, encoding, start)
+        blk = S.split(text, nf, cols)
+        blk.encoding = used
+    return blk
 
 
-def iter_tables(f: RawFile, parser: tuple, workers: int = 1, chunk_bytes: int | None = None):
-    """Yield ``(first_line_number, table)`` for a file, each block decoded *and parsed* by
-    ``parser`` = (module, function, extra args) in the worker processes: the function takes
-    (utf-8 bytes, first line number, *extra) and returns an Arrow table with a ``line_no``
-    column, renumbered here to the file's line numbers."""
-    ranges = _boundaries(f.path, f.size, chunk_bytes or CHUNK_BYTES)
+def iter_tables(f: RawFile, parse, cols, workers: int = 1, chunk_bytes: int | None = None):
+    """Yield ``(first_line_number, table)`` for a file, in blocks of about ``chunk_bytes`` cut at
+    line ends: only the fields ``cols`` (0-based) are cut, and ``parse(block, first_line)`` turns
+    each :class:`~.split.Block` into an Arrow table (one row per line). With ``workers`` > 1, the
+    next block is read and split by a thread (Arrow's parser releases the GIL) while this one is
+    typed and handed on."""
+    nf = L.FORM1_N if f.kind == "form1" else L.EF_N
     enc = f.encoding
     if enc == "utf-8" and not f.forced:
         enc = "utf-8-or-cp932"
-    jobs = [(str(f.path), a, b, enc, parser) for a, b in ranges]
-    pool = _POOL if workers > 1 else None  # started by start_pool, before any DuckDB thread exists
-    results = map(_parse_block, jobs) if pool is None else _bounded_map(pool, jobs, workers + 1, _parse_block)
+    ranges = _boundaries(f.path, f.size, chunk_bytes or CHUNK_BYTES)
+
+    def job(r):
+        data = _read(f.path, *r)
+        try:
+            blk = read_block(data, r[0], nf, cols, enc)
+        except S.Undecodable as e:
+            return 0, None, e
+        return blk.n, blk, None
+
+    if workers > 1 and len(ranges) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="hospstudy-read")
+        results = _ahead(pool, ranges, job)
+    else:
+        pool, results = None, map(job, ranges)
     line_no = 1
-    for n, ipc, ok, info in results:
-        if not ok:
-            raise DataUnusableError(f"{f.rel}: cannot decode as {f.encoding} at {info}; check the file or pass --encoding")
-        if info == "cp932" and f.encoding != "cp932":
-            f.encoding = "cp932"
-        if n == 0:
-            continue
-        table = pa.ipc.open_stream(ipc).read_all()
-        i = table.schema.get_field_index("line_no")
-        table = table.set_column(i, "line_no", pa.array(np.arange(line_no, line_no + n, dtype=np.int64)))
-        yield line_no, table
-        line_no += n
+    try:
+        for n, blk, err in results:
+            if err is None:
+                try:
+                    table = parse(blk, line_no)
+                except S.Undecodable as e:
+                    err = e
+            if err is not None:
+                enc_name = {"cp932": "CP932", "utf-8": "UTF-8", "utf-8-or-cp932": "UTF-8 or CP932"}[err.encoding]
+                raise DataUnusableError(f"{f.rel} line {line_no + err.line}: cannot be decoded as {enc_name}; "
+                                        "check the file or pass --encoding")
+            if blk.encoding == "cp932" and f.encoding != "cp932":
+                f.encoding = "cp932"
+            if n == 0:
+                continue
+            yield line_no, table
+            line_no += n
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
-_POOL: ProcessPoolExecutor | None = None
-
-
-def start_pool(workers: int) -> None:
-    """Start the decoding workers now (before any thread-heavy library opens)."""
-    pool = _pool(workers)
-    if pool is not None:
-        list(pool.map(len, [b""] * workers))
-
-
-def _pool(workers: int) -> ProcessPoolExecutor | None:
-    global _POOL
-    if workers <= 1:
-        return None
-    if _POOL is None or _POOL._max_workers != workers:  # noqa: SLF001
-        if _POOL is not None:
-            _POOL.shutdown()
-        import multiprocessing as mp
-
-        # fork: workers only decode bytes (no DuckDB, no Arrow), and a forked worker needs no
-        # re-import of the caller's main module (spawn would, and fails in unguarded scripts).
-        # The pool is started before the DuckDB connection opens (see import_dpc).
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
-        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    return _POOL
-
-
-def shutdown_pool() -> None:
-    global _POOL
-    if _POOL is not None:
-        _POOL.shutdown()
-        _POOL = None
-
-
-def _bounded_map(pool, jobs, depth, fn=_decode_block):
-    from collections import deque
-
-    q = deque()
-    it = iter(jobs)
-    for job in it:
-        q.append(pool.submit(fn, job))
-        if len(q) >= depth:
-            break
-    while q:
-        fut = q.popleft()
-        nxt = next(it, None)
-        if nxt is not None:
-            q.append(pool.submit(fn, nxt))
+def _ahead(pool, items, fn):
+    """``map(fn, items)`` with the next item's call running in ``pool`` meanwhile."""
+    it = iter(items)
+    fut = pool.submit(fn, next(it))
+    for item in it:
+        nxt = pool.submit(fn, item)
         yield fut.result()
+        fut = nxt
+    yield fut.result()
 
 
 def check_encoding_option(encoding: str) -> str:
