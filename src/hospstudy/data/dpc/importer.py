@@ -86,9 +86,9 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         Keep the postcode, insurer numbers and doctor codes in ``out/private/identifiers.parquet``
         (dropped by default: no study needs them).
     workers : int, optional
-        Threads: above 1 (the default when there are 2 CPUs or more), the next block of a raw
-        file is read while this one is typed; when given, DuckDB builds the tables with this many
-        threads (default: DuckDB's, every CPU).
+        Threads: above 1 (the default when there are 2 CPUs or more), a pool of this many threads
+        splits and types the blocks of a raw file while DuckDB stages the previous ones; when
+        given, DuckDB builds the tables with this many threads (default: DuckDB's, every CPU).
 
     Returns
     -------

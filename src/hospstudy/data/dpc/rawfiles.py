@@ -9,8 +9,8 @@ Reading never holds a whole file: :func:`iter_tables` cuts the file into blocks 
 line end, splits each into the fields asked for (:mod:`.split`: Arrow's CSV reader on the raw
 bytes, or numpy over the block decoded to UTF-8 where Arrow would number the lines differently)
 and hands each block to a parser that returns a typed Arrow table; the caller receives the
-tables in file order with their line numbers. At most two blocks are in memory (the one being
-typed, the next one read ahead by a thread).
+tables in file order with their line numbers. With ``workers`` threads, at most ``workers`` + 1
+blocks are in memory (the one handed on, the others being split and typed by the threads).
 """
 
 from __future__ import annotations
@@ -218,62 +218,77 @@ def read_block(data: bytes, start: int, nf: int, cols, encoding: str) -> S.Block
 def iter_tables(f: RawFile, parse, cols, workers: int = 1, chunk_bytes: int | None = None):
     """Yield ``(first_line_number, table)`` for a file, in blocks of about ``chunk_bytes`` cut at
     line ends: only the fields ``cols`` (0-based) are cut, and ``parse(block, first_line)`` turns
-    each :class:`~.split.Block` into an Arrow table (one row per line). With ``workers`` > 1, the
-    next block is read and split by a thread (Arrow's parser releases the GIL) while this one is
-    typed and handed on."""
+    each :class:`~.split.Block` into an Arrow table (one row per line).
+
+    With ``workers`` > 1, a pool of that many threads splits *and* types blocks (Arrow's parser
+    and numpy's large operations release the GIL); this thread reads each block and counts its
+    lines (so every block knows its first line number before it is typed), and hands the tables
+    on in file order. At most ``workers`` + 1 blocks are in flight."""
     nf = L.FORM1_N if f.kind == "form1" else L.EF_N
     enc = f.encoding
     if enc == "utf-8" and not f.forced:
         enc = "utf-8-or-cp932"
     ranges = _boundaries(f.path, f.size, chunk_bytes or CHUNK_BYTES)
 
-    def job(r):
-        data = _read(f.path, *r)
+    def job(data: bytes, start: int, first_line: int):
         try:
-            blk = read_block(data, r[0], nf, cols, enc)
+            blk = read_block(data, start, nf, cols, enc)
+            return blk, parse(blk, first_line), None
         except S.Undecodable as e:
-            return 0, None, e
-        return blk.n, blk, None
+            return None, None, e
+
+    def blocks():
+        """(data, start, first line) of each block, in file order."""
+        line_no = 1
+        for start, end in ranges:
+            data = _read(f.path, start, end)
+            yield data, start, line_no
+            line_no += data.count(b"\n") + (len(data) > 0 and data[-1:] != b"\n")
 
     if workers > 1 and len(ranges) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(1, thread_name_prefix="hospstudy-read")
-        results = _ahead(pool, ranges, job)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="hospstudy-read")
+        results = _in_order(pool, blocks(), job, workers)
     else:
-        pool, results = None, map(job, ranges)
-    line_no = 1
+        pool, results = None, (job(*b) + (b[2],) for b in blocks())
     try:
-        for n, blk, err in results:
-            if err is None:
-                try:
-                    table = parse(blk, line_no)
-                except S.Undecodable as e:
-                    err = e
+        for blk, table, err, line_no in results:
             if err is not None:
                 enc_name = {"cp932": "CP932", "utf-8": "UTF-8", "utf-8-or-cp932": "UTF-8 or CP932"}[err.encoding]
                 raise DataUnusableError(f"{f.rel} line {line_no + err.line}: cannot be decoded as {enc_name}; "
                                         "check the file or pass --encoding")
             if blk.encoding == "cp932" and f.encoding != "cp932":
                 f.encoding = "cp932"
-            if n == 0:
+            if blk.n == 0:
                 continue
             yield line_no, table
-            line_no += n
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
 
-def _ahead(pool, items, fn):
-    """``map(fn, items)`` with the next item's call running in ``pool`` meanwhile."""
+def _in_order(pool, items, fn, ahead: int):
+    """``fn(*item) + (item[2],)`` for each item, run in ``pool``, results in the order of
+    ``items``: ``ahead`` items are submitted while the caller holds the previous result, so at
+    most ``ahead`` + 1 are in memory."""
+    from collections import deque
+
     it = iter(items)
-    fut = pool.submit(fn, next(it))
-    for item in it:
-        nxt = pool.submit(fn, item)
-        yield fut.result()
-        fut = nxt
-    yield fut.result()
+    queue: deque = deque()
+
+    def refill():
+        while len(queue) < ahead:
+            item = next(it, None)
+            if item is None:
+                return
+            queue.append((pool.submit(fn, *item), item[2]))
+
+    refill()
+    while queue:
+        fut, first = queue.popleft()
+        refill()
+        yield fut.result() + (first,)
 
 
 def check_encoding_option(encoding: str) -> str:
