@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import split as S
 from hospstudy.errors import DataUnusableError, InputError
@@ -243,7 +245,7 @@ def iter_tables(f: RawFile, parse, cols, workers: int = 1, chunk_bytes: int | No
         for start, end in ranges:
             data = _read(f.path, start, end)
             yield data, start, line_no
-            line_no += data.count(b"\n") + (len(data) > 0 and data[-1:] != b"\n")
+            line_no += S.count_lines(np.frombuffer(data, dtype=np.uint8))
 
     if workers > 1 and len(ranges) > 1:
         from concurrent.futures import ThreadPoolExecutor
