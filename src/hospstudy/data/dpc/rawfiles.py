@@ -218,21 +218,24 @@ def read_block(data: bytes, start: int, nf: int, cols, encoding: str) -> S.Block
 
 
 def iter_tables(f: RawFile, parse, cols, workers: int = 1, chunk_bytes: int | None = None):
-    """Yield ``(first_line_number, table)`` for a file, in blocks of about ``chunk_bytes`` cut at
-    line ends: only the fields ``cols`` (0-based) are cut, and ``parse(block, first_line)`` turns
-    each :class:`~.split.Block` into an Arrow table (one row per line).
+    """Yield ``(first_line_number, table)`` for one file: :func:`iter_files` of that file alone."""
+    for _, line_no, table in iter_files([(f, parse, cols)], workers, chunk_bytes):
+        yield line_no, table
 
-    With ``workers`` > 1, a pool of that many threads splits *and* types blocks (Arrow's parser
-    and numpy's large operations release the GIL); this thread reads each block and counts its
-    lines (so every block knows its first line number before it is typed), and hands the tables
-    on in file order. At most ``workers`` + 1 blocks are in flight."""
-    nf = L.FORM1_N if f.kind == "form1" else L.EF_N
-    enc = f.encoding
-    if enc == "utf-8" and not f.forced:
-        enc = "utf-8-or-cp932"
-    ranges = _boundaries(f.path, f.size, chunk_bytes or CHUNK_BYTES)
 
-    def job(data: bytes, start: int, first_line: int):
+def iter_files(items, workers: int = 1, chunk_bytes: int | None = None):
+    """Yield ``(file, first_line_number, table)`` for each ``(file, parse, cols)`` of ``items``,
+    file after file, in blocks of about ``chunk_bytes`` cut at line ends: only the fields ``cols``
+    (0-based) are cut, and ``parse(block, first_line)`` turns each :class:`~.split.Block` into an
+    Arrow table (one row per line).
+
+    With ``workers`` > 1, one pool of that many threads splits *and* types the blocks (Arrow's
+    parser and numpy's large operations release the GIL), across file boundaries: the next file's
+    first blocks are typed while the caller takes this file's last ones. This thread reads each
+    block and counts its lines (so every block knows its first line number before it is typed)
+    and hands the tables on in order. At most ``workers`` + 1 blocks are in flight."""
+
+    def job(f, nf, enc, parse, cols, data, start, first_line):
         try:
             blk = read_block(data, start, nf, cols, enc)
             return blk, parse(blk, first_line), None
@@ -240,22 +243,28 @@ def iter_tables(f: RawFile, parse, cols, workers: int = 1, chunk_bytes: int | No
             return None, None, e
 
     def blocks():
-        """(data, start, first line) of each block, in file order."""
-        line_no = 1
-        for start, end in ranges:
-            data = _read(f.path, start, end)
-            yield data, start, line_no
-            line_no += S.count_lines(np.frombuffer(data, dtype=np.uint8))
+        """The arguments of ``job`` for each block, in order."""
+        for f, parse, cols in items:
+            nf = L.FORM1_N if f.kind == "form1" else L.EF_N
+            enc = f.encoding
+            if enc == "utf-8" and not f.forced:
+                enc = "utf-8-or-cp932"
+            line_no = 1
+            for start, end in _boundaries(f.path, f.size, chunk_bytes or CHUNK_BYTES):
+                data = _read(f.path, start, end)
+                yield f, nf, enc, parse, cols, data, start, line_no
+                line_no += S.count_lines(np.frombuffer(data, dtype=np.uint8))
 
-    if workers > 1 and len(ranges) > 1:
+    if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(workers, thread_name_prefix="hospstudy-read")
         results = _in_order(pool, blocks(), job, workers)
     else:
-        pool, results = None, (job(*b) + (b[2],) for b in blocks())
+        pool, results = None, ((b, job(*b)) for b in blocks())
     try:
-        for blk, table, err, line_no in results:
+        for b, (blk, table, err) in results:
+            f, line_no = b[0], b[-1]
             if err is not None:
                 enc_name = {"cp932": "CP932", "utf-8": "UTF-8", "utf-8-or-cp932": "UTF-8 or CP932"}[err.encoding]
                 raise DataUnusableError(f"{f.rel} line {line_no + err.line}: cannot be decoded as {enc_name}; "
@@ -264,16 +273,16 @@ def iter_tables(f: RawFile, parse, cols, workers: int = 1, chunk_bytes: int | No
                 f.encoding = "cp932"
             if blk.n == 0:
                 continue
-            yield line_no, table
+            yield f, line_no, table
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
 
 def _in_order(pool, items, fn, ahead: int):
-    """``fn(*item) + (item[2],)`` for each item, run in ``pool``, results in the order of
-    ``items``: ``ahead`` items are submitted while the caller holds the previous result, so at
-    most ``ahead`` + 1 are in memory."""
+    """``(item, fn(*item))`` for each item, run in ``pool``, in the order of ``items``: ``ahead``
+    items are submitted while the caller holds the previous result, so at most ``ahead`` + 1 are
+    in memory."""
     from collections import deque
 
     it = iter(items)
@@ -284,13 +293,13 @@ def _in_order(pool, items, fn, ahead: int):
             item = next(it, None)
             if item is None:
                 return
-            queue.append((pool.submit(fn, *item), item[2]))
+            queue.append((item, pool.submit(fn, *item)))
 
     refill()
     while queue:
-        fut, first = queue.popleft()
+        item, fut = queue.popleft()
         refill()
-        yield fut.result() + (first,)
+        yield item, fut.result()
 
 
 def check_encoding_option(encoding: str) -> str:
