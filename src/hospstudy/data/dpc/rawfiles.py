@@ -5,7 +5,7 @@ code in field 6 is Form 1; 31 fields is the EF integrated file (inpatient when å
 is 0). Outpatient EF (``EFg_``), D, H and other DPC files are recognised by name or content and
 listed as skipped, with their lines counted.
 
-Reading never holds a whole file: :func:`iter_tables` cuts the file into blocks that end at a
+Reading never holds a whole file: :func:`iter_files` cuts each file into blocks that end at a
 line end, splits each into the fields asked for (:mod:`.split`: Arrow's CSV reader on the raw
 bytes, or numpy over the block decoded to UTF-8 where Arrow would number the lines differently)
 and hands each block to a parser that returns a typed Arrow table; the caller receives the
@@ -215,12 +215,6 @@ def read_block(data: bytes, start: int, nf: int, cols, encoding: str) -> S.Block
         blk = S.split(text, nf, cols)
         blk.encoding = used
     return blk
-
-
-def iter_tables(f: RawFile, parse, cols, workers: int = 1, chunk_bytes: int | None = None):
-    """Yield ``(first_line_number, table)`` for one file: :func:`iter_files` of that file alone."""
-    for _, line_no, table in iter_files([(f, parse, cols)], workers, chunk_bytes):
-        yield line_no, table
 
 
 def iter_files(items, workers: int = 1, chunk_bytes: int | None = None):
