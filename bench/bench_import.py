@@ -135,7 +135,7 @@ def run() -> list[dict]:
                 {"area": "import", "case": case, "metric": "EF lines per CPU second", "value": int(n / res["cpu_s"]), "unit": "lines/s",
                  "note": f"{res['cpu_s']:.1f} CPU s, every thread; per phase {res['cpu']}: what 1 core does, less sensitive to the machine's load"},
                 {"area": "import", "case": case, "metric": "peak RSS", "value": round(res["rss_mib"]), "unit": "MiB",
-                 "note": "one process (Arrow reader, read-ahead thread, DuckDB with memory_limit 1GB, the import_dpc default)"},
+                 "note": "one process (Arrow reader and typing in a pool of 2 threads, DuckDB with memory_limit 1GB, the import_dpc default)"},
             ]
     rows += share()
     return rows

@@ -147,15 +147,18 @@ def test_fixture_database(imported):
     assert report.exit_code == 0 and not report.findings, [f.to_dict() for f in report.findings]
 
 
-def test_read_ahead_thread_gives_the_same_database(tmp_path, baseline, monkeypatch):
-    """Blocks of 500 bytes, the next one read and split by a second thread: the same database."""
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_pool_of_threads_gives_the_same_database(tmp_path, imported, baseline, monkeypatch, workers):
+    """Blocks of 500 bytes split and typed by a pool of threads, handed on in file order: the
+    same database and the same lines named in the report."""
     from hospstudy.data.dpc import rawfiles
 
     monkeypatch.setattr(rawfiles, "CHUNK_BYTES", 500)
     raw = standard_raw(tmp_path)
-    r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=2, show_progress=False)
+    r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=workers, show_progress=False)
     assert r.exit_code == 0 and _table_set(tmp_path / "db") == baseline
     assert r.lines["skipped"] == 10 and r.lines["rejected"] == 0
+    assert r.report["reasons"] == imported[0].report["reasons"]
 
 
 def test_fixture_report_accounts_for_every_line(imported):
@@ -252,10 +255,12 @@ def test_a_bare_cr_inside_a_line(tmp_path, baseline):
     assert r.lines["total"] == r.lines["imported"] + r.lines["skipped"] + r.lines["rejected"]
 
 
-def test_a_file_that_turns_cp932_after_its_first_bytes(tmp_path, baseline, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_that_turns_cp932_after_its_first_bytes(tmp_path, baseline, monkeypatch, workers):
     """Form 1 lines with only ASCII first, in UTF-8 (so the file is detected as UTF-8), then the
     lines with Japanese text in CP932: each block is read in the encoding its bytes are in, the
-    report says CP932, the database is the same."""
+    report says CP932, the database is the same; the same with blocks typed by a pool of
+    threads."""
     from hospstudy.data.dpc import rawfiles
 
     raw = standard_raw(tmp_path)
@@ -268,14 +273,14 @@ def test_a_file_that_turns_cp932_after_its_first_bytes(tmp_path, baseline, monke
     (raw / "FF1_2016.txt").unlink()
     monkeypatch.setattr(rawfiles, "SAMPLE_BYTES", len(head) - 50)
     monkeypatch.setattr(rawfiles, "CHUNK_BYTES", 300)
-    r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=1, show_progress=False)
+    r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=workers, show_progress=False)
     assert r.exit_code == 0 and _table_set(tmp_path / "db") == baseline
     assert next(f for f in r.report["files"] if f["file"] == "FF1_2015.txt")["encoding"] == "cp932"
     # a byte that is neither UTF-8 nor CP932 in a field that is read: the file and line are named
     (raw / "FF1_2015.txt").write_bytes(head + "\r\n".join(other).encode("cp932").replace("腫瘍".encode("cp932"), b"\x81\x20", 1))
     line = len(ascii_) + next(i for i, ln in enumerate(other) if "腫瘍" in ln) + 1
     with pytest.raises(DataUnusableError, match=rf"FF1_2015.txt line {line}: cannot be decoded as UTF-8 or CP932"):
-        import_dpc(raw, FIX / "facilities.csv", tmp_path / "db2", workers=1, show_progress=False)
+        import_dpc(raw, FIX / "facilities.csv", tmp_path / "db2", workers=workers, show_progress=False)
 
 
 MALFORMED = {

@@ -82,12 +82,17 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
         text = b.line_text(i)
         hdr[j] = is_header(text, first_line + i)
     # first failing rule wins (same order as the report's reasons)
+    # (boolean masks, not comparisons of the object array with None: those hold the GIL, which
+    # the threads typing other blocks wait for)
     gr = np.full(g, None, dtype=object)
+    done = np.zeros(g, dtype=bool)
     for mask, why in ((hdr, "header_line"), (~(ok_fac & ok_id), "bad_code"), (~(ok_ad & ok_sv), "bad_date"), (act, "ef_act_line"),
                       (no_rc, "bad_code"), (~q_empty & ~q_ok, "bad_number")):
-        sel = mask & (gr == None)  # noqa: E711
-        gr[sel] = why
-    bad = np.flatnonzero(gr != None)  # noqa: E711
+        sel = mask & ~done
+        if sel.any():
+            gr[sel] = why
+            done |= sel
+    bad = np.flatnonzero(done)
     gd = np.full(g, None, dtype=object)
     if len(bad):
         txt = {k: cols[k].take(pa.array(bad)).to_pylist() for k in ("facility_code", "data_id", "admit_ymd", "service_ymd", "quantity")}
@@ -105,8 +110,10 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
                          else f"実施年月日 {txt['service_ymd'][j]} is not a date (yyyymmdd)")
             elif why == "bad_number":
                 gd[r] = f"使用量 {txt['quantity'][j]!r} is not a number"
-    reason[gi] = gr
-    detail[gi] = gd
+    any_reason = g < n or len(bad) > 0
+    if len(bad):
+        reason[gi] = gr
+        detail[gi] = gd
 
     def full(arr: pa.Array, typ=None) -> pa.Array:
         """A column over all lines: the good lines' values, null elsewhere."""
@@ -130,7 +137,8 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
         "quantity": full(pa.array(np.where(q_ok | q_empty, qty, 0).astype(np.float32))),
         "qty_empty": full(pa.array(q_empty)),
         "f17w": full(pa.array(b.width(_F["flags17"]).astype(np.int8))),
-        "reason": pa.array(reason, pa.string()), "detail": pa.array(detail, pa.string()),
+        "reason": pa.array(reason, pa.string()) if any_reason else pa.nulls(n, pa.string()),
+        "detail": pa.array(detail, pa.string()) if any_reason else pa.nulls(n, pa.string()),
     }
     if keep_identifiers:
         out["insurer_no"] = full(b.strings(_F["insurer_no"]))

@@ -86,9 +86,9 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         Keep the postcode, insurer numbers and doctor codes in ``out/private/identifiers.parquet``
         (dropped by default: no study needs them).
     workers : int, optional
-        Threads: above 1 (the default when there are 2 CPUs or more), the next block of a raw
-        file is read while this one is typed; when given, DuckDB builds the tables with this many
-        threads (default: DuckDB's, every CPU).
+        Threads: above 1 (the default when there are 2 CPUs or more), a pool of this many threads
+        splits and types the blocks of a raw file while DuckDB stages the previous ones; when
+        given, DuckDB builds the tables with this many threads (default: DuckDB's, every CPU).
 
     Returns
     -------
@@ -200,6 +200,8 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
 
 
 def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progress) -> None:
+    from itertools import groupby
+
     from hospstudy.console import progress
 
     total = sum(f.size for f in files)
@@ -207,31 +209,32 @@ def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progre
         task = bar.add_task("reading raw DPC files", total=max(total, 1))
         if not show_progress:
             bar.disable = True
+        staged = []
         for f in files:
-            if f.kind not in ("form1", "ef"):
-                reason = {"other": "other_dpc_file", "empty": "blank_line"}.get(f.kind)
-                if reason is None:
-                    reason = "unrecognised_file" if f.path.name.split("_", 1)[0] in ("FF1", "EFn") else "not_a_dpc_file"
-                other_lines[f.file_id] = (reason, R.count_lines(f.path) if f.kind != "empty" else 0)
-                bar.advance(task, f.size)
+            if f.kind in ("form1", "ef"):
+                if f.kind == "form1":
+                    parse, cols = partial(F1.parse_chunk, file_id=f.file_id), range(L.FORM1_N)
+                else:
+                    parse, cols = partial(EF.parse_chunk, file_id=f.file_id, keep_identifiers=keep_identifiers), EF.cols(keep_identifiers)
+                staged.append((f, parse, cols))
                 continue
-            if f.kind == "form1":
-                parse, cols = partial(F1.parse_chunk, file_id=f.file_id), range(L.FORM1_N)
-            else:
-                parse, cols = partial(EF.parse_chunk, file_id=f.file_id, keep_identifiers=keep_identifiers), EF.cols(keep_identifiers)
-            # One INSERT per file, streaming its blocks through an Arrow reader: an INSERT per
-            # block cost DuckDB ~5x the CPU time (a fixed cost per statement of ~0.15 s).
-            chunks = R.iter_tables(f, parse, cols, workers)
-            first = next(chunks, None)
-            if first is None:
-                continue
-            schema = first[1].schema
+            reason = {"other": "other_dpc_file", "empty": "blank_line"}.get(f.kind)
+            if reason is None:
+                reason = "unrecognised_file" if f.path.name.split("_", 1)[0] in ("FF1", "EFn") else "not_a_dpc_file"
+            other_lines[f.file_id] = (reason, R.count_lines(f.path) if f.kind != "empty" else 0)
+            bar.advance(task, f.size)
+        # One stream of blocks over every file (one pool of threads, busy across file
+        # boundaries), and one INSERT per file streaming its blocks through an Arrow reader: an
+        # INSERT per block cost DuckDB ~5x the CPU time (a fixed cost per statement of ~0.15 s).
+        for _, chunks in groupby(R.iter_files(staged, workers), key=lambda t: t[0].file_id):
+            f, _, first = next(chunks)
+            schema = first.schema
             failed: list[BaseException] = []
 
             def batches(first=first, chunks=chunks, schema=schema, f=f, failed=failed):
                 done = 0
                 try:
-                    for _, chunk in _chain(first, chunks):
+                    for chunk in _chain(first, (t for _, _, t in chunks)):
                         yield from chunk.cast(schema).to_batches()
                         step = min(R.CHUNK_BYTES, max(f.size - done, 0))
                         done += step

@@ -5,12 +5,12 @@ code in field 6 is Form 1; 31 fields is the EF integrated file (inpatient when å
 is 0). Outpatient EF (``EFg_``), D, H and other DPC files are recognised by name or content and
 listed as skipped, with their lines counted.
 
-Reading never holds a whole file: :func:`iter_tables` cuts the file into blocks that end at a
+Reading never holds a whole file: :func:`iter_files` cuts each file into blocks that end at a
 line end, splits each into the fields asked for (:mod:`.split`: Arrow's CSV reader on the raw
 bytes, or numpy over the block decoded to UTF-8 where Arrow would number the lines differently)
 and hands each block to a parser that returns a typed Arrow table; the caller receives the
-tables in file order with their line numbers. At most two blocks are in memory (the one being
-typed, the next one read ahead by a thread).
+tables in file order with their line numbers. With ``workers`` threads, at most ``workers`` + 1
+blocks are in memory (the one handed on, the others being split and typed by the threads).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import split as S
@@ -215,65 +217,83 @@ def read_block(data: bytes, start: int, nf: int, cols, encoding: str) -> S.Block
     return blk
 
 
-def iter_tables(f: RawFile, parse, cols, workers: int = 1, chunk_bytes: int | None = None):
-    """Yield ``(first_line_number, table)`` for a file, in blocks of about ``chunk_bytes`` cut at
-    line ends: only the fields ``cols`` (0-based) are cut, and ``parse(block, first_line)`` turns
-    each :class:`~.split.Block` into an Arrow table (one row per line). With ``workers`` > 1, the
-    next block is read and split by a thread (Arrow's parser releases the GIL) while this one is
-    typed and handed on."""
-    nf = L.FORM1_N if f.kind == "form1" else L.EF_N
-    enc = f.encoding
-    if enc == "utf-8" and not f.forced:
-        enc = "utf-8-or-cp932"
-    ranges = _boundaries(f.path, f.size, chunk_bytes or CHUNK_BYTES)
+def iter_files(items, workers: int = 1, chunk_bytes: int | None = None):
+    """Yield ``(file, first_line_number, table)`` for each ``(file, parse, cols)`` of ``items``,
+    file after file, in blocks of about ``chunk_bytes`` cut at line ends: only the fields ``cols``
+    (0-based) are cut, and ``parse(block, first_line)`` turns each :class:`~.split.Block` into an
+    Arrow table (one row per line).
 
-    def job(r):
-        data = _read(f.path, *r)
+    With ``workers`` > 1, one pool of that many threads splits *and* types the blocks (Arrow's
+    parser and numpy's large operations release the GIL), across file boundaries: the next file's
+    first blocks are typed while the caller takes this file's last ones. This thread reads each
+    block and counts its lines (so every block knows its first line number before it is typed)
+    and hands the tables on in order. At most ``workers`` + 1 blocks are in flight."""
+
+    def job(f, nf, enc, parse, cols, data, start, first_line):
         try:
-            blk = read_block(data, r[0], nf, cols, enc)
+            blk = read_block(data, start, nf, cols, enc)
+            return blk, parse(blk, first_line), None
         except S.Undecodable as e:
-            return 0, None, e
-        return blk.n, blk, None
+            return None, None, e
 
-    if workers > 1 and len(ranges) > 1:
+    def blocks():
+        """The arguments of ``job`` for each block, in order."""
+        for f, parse, cols in items:
+            nf = L.FORM1_N if f.kind == "form1" else L.EF_N
+            enc = f.encoding
+            if enc == "utf-8" and not f.forced:
+                enc = "utf-8-or-cp932"
+            line_no = 1
+            for start, end in _boundaries(f.path, f.size, chunk_bytes or CHUNK_BYTES):
+                data = _read(f.path, start, end)
+                yield f, nf, enc, parse, cols, data, start, line_no
+                line_no += S.count_lines(np.frombuffer(data, dtype=np.uint8))
+
+    if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(1, thread_name_prefix="hospstudy-read")
-        results = _ahead(pool, ranges, job)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="hospstudy-read")
+        results = _in_order(pool, blocks(), job, workers)
     else:
-        pool, results = None, map(job, ranges)
-    line_no = 1
+        pool, results = None, ((b, job(*b)) for b in blocks())
     try:
-        for n, blk, err in results:
-            if err is None:
-                try:
-                    table = parse(blk, line_no)
-                except S.Undecodable as e:
-                    err = e
+        for b, (blk, table, err) in results:
+            f, line_no = b[0], b[-1]
             if err is not None:
                 enc_name = {"cp932": "CP932", "utf-8": "UTF-8", "utf-8-or-cp932": "UTF-8 or CP932"}[err.encoding]
                 raise DataUnusableError(f"{f.rel} line {line_no + err.line}: cannot be decoded as {enc_name}; "
                                         "check the file or pass --encoding")
             if blk.encoding == "cp932" and f.encoding != "cp932":
                 f.encoding = "cp932"
-            if n == 0:
+            if blk.n == 0:
                 continue
-            yield line_no, table
-            line_no += n
+            yield f, line_no, table
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
 
-def _ahead(pool, items, fn):
-    """``map(fn, items)`` with the next item's call running in ``pool`` meanwhile."""
+def _in_order(pool, items, fn, ahead: int):
+    """``(item, fn(*item))`` for each item, run in ``pool``, in the order of ``items``: ``ahead``
+    items are submitted while the caller holds the previous result, so at most ``ahead`` + 1 are
+    in memory."""
+    from collections import deque
+
     it = iter(items)
-    fut = pool.submit(fn, next(it))
-    for item in it:
-        nxt = pool.submit(fn, item)
-        yield fut.result()
-        fut = nxt
-    yield fut.result()
+    queue: deque = deque()
+
+    def refill():
+        while len(queue) < ahead:
+            item = next(it, None)
+            if item is None:
+                return
+            queue.append((item, pool.submit(fn, *item)))
+
+    refill()
+    while queue:
+        item, fut = queue.popleft()
+        refill()
+        yield item, fut.result()
 
 
 def check_encoding_option(encoding: str) -> str:
