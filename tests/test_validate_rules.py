@@ -253,3 +253,43 @@ def test_bad_memory_limit_is_an_input_error(tmp_path):
 
     with pytest.raises(InputError, match="must be a size such as '2GB'"):
         validate_database(write_db(tmp_path / "db"), memory_limit="lots", progress=False)
+
+
+def test_joins_in_passes_give_the_same_findings(tmp_path):
+    """Diagnoses, procedures and billing are joined to the admission keys in passes when the
+    keys would not fit in memory (scale 40): counts and the first five examples must not depend
+    on the number of passes."""
+    rows = tiny_rows()
+    base = rows["billing"][0]
+    rows["billing"] += [dict(base, admission_id=f"X{i}") for i in range(12)]  # orphans, spread over the passes
+    rows["billing"][3]["service_date"] = D(2015, 5, 3)  # outside its stay
+    rows["procedures"][0]["proc_date"] = D(2015, 1, 9)
+    rows["diagnoses"].append({"admission_id": "A9", "icd10": "C795", "role": "main", "suspected": False})
+    rows["admissions"][1]["age"] = 130
+    db = write_db(tmp_path / "db", rows)
+
+    def findings(parts):
+        d = validate_database(db, progress=False, key_parts=parts).to_dict()
+        return d["findings"]
+
+    one = findings(1)
+    assert {(f["rule"], f["table"]) for f in one} >= {("admission_exists", "billing"), ("billing_in_stay", "billing"),
+                                                       ("proc_date_in_stay", "procedures"), ("admission_exists", "diagnoses")}
+    orphans = next(f for f in one if f["rule"] == "admission_exists" and f["table"] == "billing")
+    assert orphans["count"] == 12 and [e["value"] for e in orphans["examples"]] == ["X0", "X1", "X2", "X3", "X4"]
+    for parts in (2, 3, 7):
+        assert findings(parts) == one, parts
+
+
+@pytest.mark.parametrize("keys, limit, parts", [
+    (67_359_867, "6GB", 6),   # scale 40 under the bench's limit
+    (16_837_750, "6GB", 2),   # scale 10
+    (1_684_159, "2GB", 1),    # scale 1 under the default limit
+    (1_684_159, "512MB", 2),
+    (1_684_159, "2 GiB", 1),
+    (10, "not a size", 1),
+])
+def test_key_parts(keys, limit, parts):
+    from hospstudy.data.validate import key_parts
+
+    assert key_parts(keys, limit) == parts

@@ -257,8 +257,10 @@ def _txt(expr: str) -> str:
 
 
 class _Validator:
-    def __init__(self, path: Path, encoding, memory_limit: str, threads: int | None, show_progress: bool):
+    def __init__(self, path: Path, encoding, memory_limit: str, threads: int | None, show_progress: bool,
+                 key_parts: int | None = None):
         self.path = path
+        self.key_parts = key_parts  # None: chosen from the admissions' count and the memory limit
         self.encoding = encoding
         self.memory_limit = memory_limit
         self.threads = threads
@@ -402,6 +404,9 @@ class _Validator:
             cols.append("max(discharge_date) AS discharge_date" if self._has("admissions", "discharge_date") else "NULL::DATE AS discharge_date")
             self._query(con, "admissions", f"CREATE TABLE adm_keys AS SELECT {', '.join(cols)} FROM t_admissions "
                         "WHERE admission_id IS NOT NULL GROUP BY admission_id")
+            if self.key_parts is None:
+                n = con.execute("SELECT count(*) FROM adm_keys").fetchone()[0]
+                self.key_parts = key_parts(int(n), self.memory_limit)
         if self._has("diagnoses", "admission_id", "role"):
             self._query(con, "diagnoses", "CREATE TABLE dx_main AS SELECT admission_id, count_if(role = 'main') AS n_main "
                         "FROM t_diagnoses WHERE admission_id IS NOT NULL GROUP BY admission_id")
@@ -512,7 +517,7 @@ class _Validator:
                                      "'patient ' || t.patient_id || ' sex ' || t.sex"))
         else:
             if has("admission_id") and adm_keys:
-                joins.append("LEFT JOIN adm_keys k ON k.admission_id = t.admission_id")
+                joins.append(_ADM_JOIN)
                 checks.append(_Check("admission_exists", "admission_id",
                                      "t.admission_id IS NOT NULL AND k.admission_id IS NULL", "t.admission_id"))
             date_col, rule = {"procedures": ("proc_date", "proc_date_in_stay"),
@@ -540,17 +545,57 @@ class _Validator:
         base = quote("t_" + table)
         # Window columns are computed on the table alone; the flags may use them and the joins.
         source = f"(SELECT t.*, {', '.join(extra)} FROM {base} t {window}) t" if extra else f"{base} t"
-        inner = f"SELECT t._file, t._row, {flags}, {values} FROM {source} {' '.join(joins)}"
         aggs = ", ".join(
             f"count_if(_f{i}), min_by({{'file': _file, 'row': _row, 'value': _v{i}}}, (_file, _row), {MAX_EXAMPLES}) "
             f"FILTER (WHERE _f{i})"
             for i in range(len(checks))
         )
-        row = self._query(con, table, f"SELECT {aggs} FROM ({inner})").fetchone()
+        # A table joined to the admission keys is checked in ``parts`` passes, each over the rows
+        # and keys of one share of hash(admission_id): the keys of a nationwide database (67 M at
+        # scale 40) do not fit in the memory limit, and the one-pass join then spilled more than
+        # 33 GB of billing rows to disk and filled it (bench/RESULTS.md, scale). Counts add up
+        # and the first examples are kept, so the findings do not depend on the number of passes
+        # (tested).
+        parts = (self.key_parts or 1) if _ADM_JOIN in joins else 1
+        counts, examples = [0] * len(checks), [[] for _ in checks]
+        for k in range(parts):
+            js, where = joins, ""
+            if parts > 1:
+                js = [j.replace("adm_keys k", f"(SELECT * FROM adm_keys WHERE hash(admission_id) % {parts} = {k}) k")
+                      for j in joins]
+                where = f"WHERE hash(t.admission_id) % {parts} = {k}"
+            inner = f"SELECT t._file, t._row, {flags}, {values} FROM {source} {' '.join(js)} {where}"
+            row = self._query(con, table, f"SELECT {aggs} FROM ({inner})").fetchone()
+            for i in range(len(checks)):
+                counts[i] += row[2 * i] or 0
+                examples[i] += row[2 * i + 1] or []
         for i, c in enumerate(checks):
-            count, ex = row[2 * i], row[2 * i + 1] or []
-            self.add(c.rule, table, c.column, count or 0,
+            ex = sorted(examples[i], key=lambda e: (e["file"], e["row"]))[:MAX_EXAMPLES]
+            self.add(c.rule, table, c.column, counts[i],
                      [Example(table, e["file"], int(e["row"]), e["value"], c.column) for e in ex], c.message)
+
+
+_ADM_JOIN = "LEFT JOIN adm_keys k ON k.admission_id = t.admission_id"
+# Memory allowed per admission key in a join to the keys. Measured (DuckDB 1.5.6, 5 M keys of
+# 29 characters with a count and two dates, joined by 20 M rows): the join raised peak RSS by
+# 95 bytes per key over the stored keys; 160 adds room for the keys read back from the work
+# database. With it, scale 40's 67 M keys under a 6GB limit are joined in 6 passes, scale
+# 10's 17 M in 2, scale 1's 1.7 M under the default 2GB in 1.
+KEY_BYTES = 160
+
+
+def key_parts(n_keys: int, memory_limit: str) -> int:
+    """Passes for the joins to the admission keys: enough that a pass's keys take at most a
+    third of the memory limit (1 when the limit cannot be read)."""
+    import math
+    import re
+
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?B)?\s*", str(memory_limit), re.I)
+    if not m:
+        return 1
+    unit = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
+    limit = float(m.group(1)) * unit
+    return max(1, math.ceil(n_keys * KEY_BYTES / (limit / 3)))
 
 
 def _re2(pattern: str) -> str:
@@ -569,6 +614,7 @@ def validate_database(
     memory_limit: str | None = None,
     threads: int | None = None,
     progress: bool = True,
+    key_parts: int | None = None,
 ) -> ValidationReport:
     """Check a database folder against the data model.
 
@@ -585,6 +631,10 @@ def validate_database(
         DuckDB threads (default: all cores).
     progress : bool
         Show a progress display on a terminal.
+    key_parts : int, optional
+        Passes in which the diagnoses, procedures and billing are joined to the admission keys
+        (each over one share of the keys); default: from the number of admissions and the
+        memory limit (1 up to a few million admissions at 2GB). The findings are the same.
 
     Returns
     -------
@@ -605,4 +655,4 @@ def validate_database(
     (True, [])
     """
     limit = memory_limit or os.environ.get("HOSPSTUDY_MEMORY_LIMIT") or "2GB"
-    return _Validator(Path(path), encoding, limit, threads, progress).run()
+    return _Validator(Path(path), encoding, limit, threads, progress, key_parts).run()
