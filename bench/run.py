@@ -90,7 +90,8 @@ def _existing_sections() -> dict[str, str]:
         return {}
     text = RESULTS.read_text()
     parts = re.split(r"(?m)^## ", text)
-    return {p.split("\n", 1)[0].strip(): "## " + p for p in parts[1:]}
+    # each section ends with exactly one newline, so the blank line between sections stays one
+    return {p.split("\n", 1)[0].strip(): "## " + p.rstrip("\n") + "\n" for p in parts[1:]}
 
 
 def modules() -> list[tuple[str, Path]]:
