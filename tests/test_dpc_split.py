@@ -69,7 +69,7 @@ def test_arrow_reader_matches_the_numpy_splitter(lines, last_eol, encoding):
     fast = S.read_fields(data, NF, COLS, encoding)
     if any(k in ("short", "long", "spaces") for k, _, _ in lines):
         assert fast is None  # a line of the wrong field count: the numpy splitter describes it
-        fast = R.read_block(data, 0, NF, COLS, encoding)
+        fast = R.read_block(data, NF, COLS, encoding)
     else:
         assert isinstance(fast, S.ArrowBlock)  # blank lines and empty fields stay on Arrow's path
     _same(fast, ref)
@@ -83,7 +83,7 @@ def test_a_bare_cr_sends_the_block_to_the_numpy_splitter(lines, at, encoding):
     lines[at % len(lines)] = ("cr", v, eol)
     data = _block(lines, True, encoding)
     assert S.read_fields(data, NF, COLS, encoding) is None  # Arrow would end a line at the CR
-    blk = R.read_block(data, 0, NF, COLS, encoding)
+    blk = R.read_block(data, NF, COLS, encoding)
     assert isinstance(blk, S.TextBlock) and blk.n == data.count(b"\n")
     _same(blk, S.split(data.decode(encoding).encode("utf-8"), NF, COLS))
 

@@ -191,7 +191,7 @@ def _read(path: Path, start: int, end: int) -> bytes:
     return data
 
 
-def _to_utf8(data: bytes, encoding: str, start: int) -> tuple[bytes, str]:
+def _to_utf8(data: bytes, encoding: str) -> tuple[bytes, str]:
     """A block as UTF-8 for :func:`hospstudy.data.dpc.split.split`; raises
     :class:`~hospstudy.data.dpc.split.Undecodable` (line index in the block)."""
     order = {"cp932": ("cp932",), "utf-8": ("utf-8",), "utf-8-or-cp932": ("utf-8", "cp932")}[encoding]
@@ -205,13 +205,13 @@ def _to_utf8(data: bytes, encoding: str, start: int) -> tuple[bytes, str]:
     raise S.Undecodable(data.count(b"\n", 0, err.start), encoding)
 
 
-def read_block(data: bytes, start: int, nf: int, cols, encoding: str) -> S.Block:
+def read_block(data: bytes, nf: int, cols, encoding: str) -> S.Block:
     """One block of raw lines split into fields: Arrow's reader (:func:`split.read_fields`), or,
     when its lines are not the block's LF-ended lines (a bare CR inside a line), the block decoded
     to UTF-8 and split with numpy."""
     blk = S.read_fields(data, nf, cols, encoding)
     if blk is None:
-        text, used = _to_utf8(data, encoding, start)
+        text, used = _to_utf8(data, encoding)
         blk = S.split(text, nf, cols)
         blk.encoding = used
     return blk
@@ -229,9 +229,9 @@ def iter_files(items, workers: int = 1, chunk_bytes: int | None = None):
     block and counts its lines (so every block knows its first line number before it is typed)
     and hands the tables on in order. At most ``workers`` + 1 blocks are in flight."""
 
-    def job(f, nf, enc, parse, cols, data, start, first_line):
+    def job(f, nf, enc, parse, cols, data, first_line):
         try:
-            blk = read_block(data, start, nf, cols, enc)
+            blk = read_block(data, nf, cols, enc)
             return blk, parse(blk, first_line), None
         except S.Undecodable as e:
             return None, None, e
@@ -246,7 +246,7 @@ def iter_files(items, workers: int = 1, chunk_bytes: int | None = None):
             line_no = 1
             for start, end in _boundaries(f.path, f.size, chunk_bytes or CHUNK_BYTES):
                 data = _read(f.path, start, end)
-                yield f, nf, enc, parse, cols, data, start, line_no
+                yield f, nf, enc, parse, cols, data, line_no
                 line_no += S.count_lines(np.frombuffer(data, dtype=np.uint8))
 
     if workers > 1:
