@@ -60,7 +60,7 @@ def test_every_problem_reported_at_once_with_field_paths():
     with pytest.raises(StudyFileError) as ei:
         AnalysesSpec.from_table(table)
     probs = ei.value.problems
-    assert any(p.startswith("analyses.models.0:") and "mixed_logit" in p for p in probs)
+    assert any(p.startswith("analyses.models[0]:") and "mixed_logit" in p for p in probs)
     assert any(p.startswith("analyses.nagq:") and "25" in p for p in probs)
     assert any(p.startswith("analyses.volume.knots:") and "spline_knots" in p for p in probs)
     assert any(p.startswith("analyses.profiling.limits:") for p in probs)

@@ -78,6 +78,9 @@ def test_default_order_holds_every_registered_section():
 
 def test_study_labels_extend_and_override_the_map():
     assert label("death_30d") == "30-day mortality" and level_label("sex", "M") == "Male"
+    # levels written in lower case read like the others; American spelling; codes stay as written
+    assert [level_label("primary_site", v) for v in ("lung", "unknown", "oesophagus", "head_neck", "C795", "Q1")] == [
+        "Lung", "Unknown", "Esophagus", "Head and neck", "C795", "Q1"]
     with study_labels({"death_30d": "Death within 30 days", "sex=M": "Men", "my_col": "My column"}):
         assert label("death_30d") == "Death within 30 days"
         assert level_label("sex", "M") == "Men" and label("my_col") == "My column"

@@ -52,6 +52,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hospstudy.errors import InputError, StudyFileError
+from hospstudy.settings import format_errors
 
 MODEL_NAMES = ("mixed_logit", "gee_logit", "logit")
 ADJUSTMENTS = ("alone", "mutual")
@@ -336,44 +337,10 @@ class AnalysesSpec(_Settings):
         try:
             return cls.model_validate(table)
         except ValidationError as e:
-            problems = format_problems(e, where)
+            problems = format_errors(e, where, AnalysesSpec)
             raise StudyFileError(
                 f"the {where!r} section of the study file has {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems
             ) from None
-
-
-def format_problems(error: ValidationError, where: str = "analyses") -> list[str]:
-    """One line per pydantic error: ``analyses.volume.spline_knots: Input should be less ...``."""
-    out = []
-    for err in error.errors():
-        loc = ".".join([where, *(str(p) for p in err["loc"])]) if err["loc"] else where
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            parent = _model_at(AnalysesSpec, err["loc"][:-1])
-            allowed = sorted(parent.model_fields) if parent is not None else []
-            msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        out.append(f"{loc}: {msg}")
-    return out
-
-
-def _model_at(model, loc):
-    """The settings class at a location path (for the list of allowed keys)."""
-    import typing
-
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        cand = [a for a in (typing.get_args(ann) or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not cand:
-            return None
-        model = cand[0]
-    return model
 
 
 __all__ = [
@@ -384,5 +351,4 @@ __all__ = [
     "ProfilingSpec",
     "TrendsSpec",
     "MODEL_NAMES",
-    "format_problems",
 ]

@@ -40,7 +40,9 @@ LABELS: dict[str, str] = {
 #: Readable names of levels, keyed ``column=value`` (any column) or ``=value`` (every column).
 LEVEL_LABELS: dict[str, str] = {
     "sex=M": "Male", "sex=F": "Female",
-    "primary_site=myeloma_lymphoma": "Myeloma or lymphoma", "surgery_type=tumour_resection": "Tumor resection",
+    "primary_site=myeloma_lymphoma": "Myeloma or lymphoma", "primary_site=oesophagus": "Esophagus",
+    "primary_site=esophagus": "Esophagus", "primary_site=head_neck": "Head and neck",
+    "primary_site=uterus_ovary": "Uterus or ovary", "surgery_type=tumour_resection": "Tumor resection",
     "surgery_type=tumor_resection": "Tumor resection", "surgery_type=fusion": "Fusion",
     "surgery_type=decompression": "Decompression", "surgery_type=vertebroplasty": "Vertebroplasty",
     "cancer_center=True": "Cancer center", "cancer_center=False": "Other hospital",
@@ -56,6 +58,7 @@ CODE_LIKE: tuple[str, ...] = (
     "tumour_resection", "myeloma_lymphoma", "volume_quartiles", "weighting_iptw", "weighting_overlap",
     "cause_specific_mutual", "fine_gray_mutual", "sex[T.M]", "[T.", "death_30d", "in_hospital_death", "los_to_home",
     "volume_per50", "cancer_center", "mixed_logit", "gee_logit", "unfavorable_ambulatory", "docs/architecture.md",
+    "head_neck", "uterus_ovary", "oesophagus",  # the last: British spelling of a level (American in the report)
 )
 
 #: Comparison spellings of grouped levels (``>=80``, ``<18.5``), which the label map turns into
@@ -117,6 +120,10 @@ def level_label(column: str, value) -> str:
     words = _comparison_words(column, s)
     if words is not None:
         return words
+    # A level written as a lower-case word or words ("lung", "head_neck") reads as a table's
+    # other levels do: its first letter upper-case. Anything else (codes, "Q1", mixed case) as is.
+    if re.fullmatch(r"[a-z][a-z_ ]*", s):
+        return s.replace("_", " ").capitalize()
     return s.replace("_", " ").capitalize() if "_" in s else s
 
 

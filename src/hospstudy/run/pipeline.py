@@ -387,11 +387,11 @@ def run_study(study_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         raise InputError(f"{data_dir}: no such database folder")
     prepare_out(out_dir, data_dir)
     with OutLock(out_dir):
-        return _run_locked(study, study_path, data_dir, out_dir, where, seed, force, threshold, validated)
+        return _run_locked(study, study_path, data_dir, out_dir, where, seed, force, threshold, validated, cluster)
 
 
-def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, where, seed: int, force: bool,
-                threshold: int | None, validated) -> RunResult:
+def _run_locked(study, study_path: Path, data_dir: Path | str, out_dir: Path, where, seed: int, force: bool,
+                threshold: int | None, validated, cluster: bool) -> RunResult:
     from hospstudy.privacy import check_disclosure
     from hospstudy.report.html import build_report
 
@@ -414,7 +414,6 @@ def _run_locked(study, study_path: Path, data_dir: Path, out_dir: Path, where, s
 
     # -- input hashes (memoised by size and mtime) and the stage keys
     t0 = time.perf_counter()
-    cluster = not isinstance(data_dir, Path)
     if cluster:
         # The files are where the cluster runs: nothing here can hash or validate them. The
         # validate and cohort stages then run every time (their key is new on each run); the
