@@ -376,8 +376,10 @@ def test_cli_exit_codes(tmp_path):
         ([tmp_path / "nothing", "--facilities", fac, "--out", tmp_path / "db9"], "no such file or folder"),
         ([raw, "--facilities", fac, "--out", tmp_path / "db"], "exists and is not empty"),
         ([raw, "--facilities", fac, "--out", tmp_path / "db9", "--encoding", "latin-1"], "'encoding' parameter"),
+        ([raw, "--facilities", fac, "--out", tmp_path / "db9", "--memory-limit", "lots"], "must be a size such as"),
     ):
         p = _cli(*args)
         assert p.returncode == 2, (args, p.stderr)
         assert msg in p.stderr and "Traceback" not in p.stderr
         assert len([ln for ln in p.stderr.splitlines() if ln.strip()]) == 1, p.stderr
+        assert not (tmp_path / "db9").exists() and not (tmp_path / ".db9.importing").exists()

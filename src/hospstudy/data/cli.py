@@ -33,13 +33,14 @@ def register(app: typer.Typer) -> None:
         keep_identifiers: bool = typer.Option(False, "--keep-identifiers", help="Keep postcode, insurer numbers and doctor codes in DB/private/ (dropped by default)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing database in --out."),
         workers: Optional[int] = typer.Option(None, "--workers", min=1, max=64, help="Threads: 1 reads raw files in one thread (no pool cutting and typing blocks); also DuckDB's threads while building (default: every CPU)."),
+        memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help="DuckDB's memory limit while importing, e.g. 512MB (default: $HOSPSTUDY_MEMORY_LIMIT or 1GB); past it the work tables spill to disk. Peak memory is about this plus 0.5 GB."),
     ):
         """Import raw DPC Form 1 and EF files into a database. Exit 0 clean, 1 lines rejected (the rest imported), 2 unusable input."""
         from hospstudy.data.dpc import import_dpc
 
         fy = _parse_years(years) if years else None
         r = import_dpc(raw, facilities, out_dir, encoding=encoding, fiscal_years=fy, keep_identifiers=keep_identifiers,
-                       overwrite=overwrite, workers=workers)
+                       overwrite=overwrite, workers=workers, memory_limit=memory_limit)
         t = r.lines
         console.print(f"[green]✓[/] database written to [bold]{out_dir}[/] ({r.report['seconds']} s)")
         for k, v in r.tables.items():
@@ -83,11 +84,12 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Argument(..., help="Database folder (Parquet tables or CSV in UTF-8/CP932)."),
         as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON on stdout."),
         encoding: Optional[str] = typer.Option(None, "--encoding", help="CSV encoding (utf-8 or cp932); detected when omitted."),
+        memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help="DuckDB's memory limit, e.g. 6GB (default: $HOSPSTUDY_MEMORY_LIMIT or 2GB); past it DuckDB spills to a temporary folder ($TMPDIR)."),
     ):
         """Check a database against the data model. Exit 0 clean, 1 errors, 2 unusable input."""
         from hospstudy.data.validate import validate_database
 
-        report = validate_database(data, encoding=encoding)
+        report = validate_database(data, encoding=encoding, memory_limit=memory_limit)
         if as_json:
             out.print_json(json.dumps(report.to_dict()))
         else:

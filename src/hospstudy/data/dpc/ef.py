@@ -25,9 +25,20 @@ _F = {name: i for i, name in enumerate(L.EF_FIELDS)}  # 0-based
 
 def create_staging(con, keep_identifiers: bool) -> None:
     extra = ", insurer_no VARCHAR, doctor_code VARCHAR" if keep_identifiers else ""
-    con.execute(f"""CREATE TABLE ef_stage (file_id INTEGER, line_no BIGINT, facility_code VARCHAR, data_id VARCHAR,
-      admit_ymd VARCHAR, admit_date DATE, service_date DATE, category VARCHAR, receipt_code VARCHAR, interp_no VARCHAR,
+    # The stay key is staged as integers (施設コード, データ識別番号) and a date: the three key
+    # strings were the largest share of appending the staged lines to DuckDB, and a join on
+    # them the largest share of the EF build (measured below, at build). Their text is rebuilt
+    # where a message needs it (:func:`key_text`; leading zeros kept).
+    con.execute(f"""CREATE TABLE ef_stage (file_id INTEGER, line_no BIGINT, fac INTEGER, pid BIGINT,
+      admit_date DATE, service_date DATE, category VARCHAR, receipt_code VARCHAR, interp_no VARCHAR,
       quantity REAL, qty_empty BOOLEAN, f17w TINYINT, reason VARCHAR, detail VARCHAR{extra})""")
+
+
+def key_text(alias: str = "") -> str:
+    """SQL: a staged EF line's stay key as the admission_id text (施設コード-データ識別番号-入院年月日)."""
+    a = f"{alias}." if alias else ""
+    return (f"lpad(CAST({a}fac AS VARCHAR), 9, '0') || '-' || lpad(CAST({a}pid AS VARCHAR), 10, '0') || '-' || "
+            f"strftime({a}admit_date, '%Y%m%d')")
 
 
 _COLS = sorted(_F[k] for k in ("facility_code", "data_id", "admit_ymd", "category", "detail_no", "receipt_code",
@@ -61,14 +72,14 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
         else:
             reason[i] = "short_line" if b.nfields[i] < L.EF_N else "long_line"
             detail[i] = f"{b.nfields[i]} fields (EF has {L.EF_N})"
-    ok_fac, _ = b.digits(_F["facility_code"], 9, value=False)
-    ok_id, _ = b.digits(_F["data_id"], 10, value=False)
+    ok_fac, v_fac = b.digits(_F["facility_code"], 9)
+    ok_id, v_id = b.digits(_F["data_id"], 10)
     ok_ad, v_ad = b.digits(_F["admit_ymd"], 8)
     ok_ad, d_ad = S.ymd_days(ok_ad, v_ad)
     ok_sv, v_sv = b.digits(_F["service_ymd"], 8)
     ok_sv, d_sv = S.ymd_days(ok_sv, v_sv)
-    cols = {k: b.strings(_F[k]) for k in ("facility_code", "data_id", "admit_ymd", "category", "detail_no",
-                                            "receipt_code", "interp_no", "quantity", "service_ymd")}
+    # the key and date fields are typed from their bytes (above); their text only for the lines with a reason
+    cols = {k: b.strings(_F[k]) for k in ("category", "detail_no", "receipt_code", "interp_no", "quantity")}
     qtxt = cols["quantity"]
     q_empty = (b.width(_F["quantity"]) == 0)
     q_ok = pc.match_substring_regex(qtxt, _QTY).to_numpy(zero_copy_only=False)
@@ -95,7 +106,8 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     bad = np.flatnonzero(done)
     gd = np.full(g, None, dtype=object)
     if len(bad):
-        txt = {k: cols[k].take(pa.array(bad)).to_pylist() for k in ("facility_code", "data_id", "admit_ymd", "service_ymd", "quantity")}
+        txt = {k: (cols[k] if k in cols else b.strings(_F[k])).take(pa.array(bad)).to_pylist()
+               for k in ("facility_code", "data_id", "admit_ymd", "service_ymd", "quantity")}
         for j, r in enumerate(bad):
             why = gr[r]
             if why == "header_line":
@@ -129,8 +141,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     out = {
         "file_id": pa.array(np.full(n, file_id, np.int32)),
         "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
-        "facility_code": full(cols["facility_code"]), "data_id": full(cols["data_id"]),
-        "admit_ymd": full(cols["admit_ymd"]),
+        "fac": full(pa.array(v_fac.astype(np.int32), mask=~ok_fac)), "pid": full(pa.array(v_id, mask=~ok_id)),
         "admit_date": full(dates(ok_ad, d_ad)), "service_date": full(dates(ok_sv, d_sv)),
         "category": full(cols["category"]), "receipt_code": full(cols["receipt_code"]),
         "interp_no": full(cols["interp_no"]),
@@ -151,8 +162,7 @@ def build(con) -> None:
     ``billing_out`` and ``ef_procedures``."""
     con.execute(f"""
     CREATE TABLE ef_lines AS
-    SELECT e.file_id, e.line_no, e.facility_code, e.data_id, e.admit_ymd, e.service_date, e.category, e.receipt_code,
-      e.interp_no, e.quantity, e.qty_empty, e.f17w,
+    SELECT e.* EXCLUDE (reason, detail),
       CASE
         WHEN e.reason IS NOT NULL THEN e.reason
         WHEN s.status IS NULL THEN 'no_form1_stay'
@@ -163,9 +173,10 @@ def build(con) -> None:
       END AS reason,
       CASE
         WHEN e.reason IS NOT NULL THEN e.detail
-        WHEN s.status IS NULL THEN 'no Form 1 whole-stay form for 施設コード ' || e.facility_code || ', データ識別番号 '
-             || e.data_id || ', 入院年月日 ' || e.admit_ymd
-        WHEN s.status = 'unknown_facility' THEN '施設コード ' || e.facility_code || ' has no row for the stay''s fiscal year in the facilities file'
+        WHEN s.status IS NULL THEN 'no Form 1 whole-stay form for 施設コード ' || lpad(CAST(e.fac AS VARCHAR), 9, '0')
+             || ', データ識別番号 ' || lpad(CAST(e.pid AS VARCHAR), 10, '0') || ', 入院年月日 ' || strftime(e.admit_date, '%Y%m%d')
+        WHEN s.status = 'unknown_facility' THEN '施設コード ' || lpad(CAST(e.fac AS VARCHAR), 9, '0')
+             || ' has no row for the stay''s fiscal year in the facilities file'
         WHEN s.status <> 'ok' THEN 'the stay''s Form 1 was not imported (' || s.status || ')'
         WHEN e.service_date < s.a_admit OR e.service_date > s.a_discharge THEN
              '実施年月日 ' || strftime(e.service_date, '%Y%m%d') || ' outside the stay ' || strftime(s.a_admit, '%Y%m%d')
@@ -173,13 +184,13 @@ def build(con) -> None:
       END AS detail,
       s.admission_id, s.fiscal_year, s.stay_no
     FROM ef_stage e
-    -- one join on the three key fields: the stays with their admission (if imported), not a
-    -- second join of every EF line on a concatenated admission_id
-    LEFT JOIN (SELECT s.facility_code, s.data_id, s.admit_ymd, s.status, a.admission_id, a.fiscal_year, a.stay_no,
+    -- one join on the integer key (施設コード, データ識別番号, 入院年月日) to the stays with their
+    -- admission (if imported)
+    LEFT JOIN (SELECT s.fac, s.pid, s.admit_date, s.status, a.admission_id, a.fiscal_year, a.stay_no,
                       a.admit_date AS a_admit, a.discharge_date AS a_discharge
                FROM stays s LEFT JOIN admissions_out a
                  ON a.admission_id = s.facility_code || '-' || s.data_id || '-' || s.admit_ymd) s
-      ON s.facility_code = e.facility_code AND s.data_id = e.data_id AND s.admit_ymd = e.admit_ymd
+      ON s.fac = e.fac AND s.pid = e.pid AND s.admit_date = e.admit_date
     """)
     con.execute(f"""
     CREATE VIEW billing_out AS

@@ -248,6 +248,10 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     """)
     con.execute(f"""
     ALTER TABLE stays ADD COLUMN status VARCHAR;
+    -- the key as EF stages it (integers and a date): the stays' keys passed the digit checks
+    ALTER TABLE stays ADD COLUMN fac INTEGER;
+    ALTER TABLE stays ADD COLUMN pid BIGINT;
+    UPDATE stays SET fac = TRY_CAST(facility_code AS INTEGER), pid = TRY_CAST(data_id AS BIGINT);
     UPDATE stays SET status = CASE
       WHEN fy NOT BETWEEN {fy_lo} AND {fy_hi} THEN 'outside_fiscal_years'
       WHEN hospital_id IS NULL THEN 'unknown_facility'

@@ -32,6 +32,7 @@ from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import rawfiles as R
 from hospstudy.data.dpc import report as REP
 from hospstudy.data.dpc.facilities import read_facilities
+from hospstudy.data.readers import sql_str
 from hospstudy.data.schema import TABLES, arrow_schema
 from hospstudy.errors import DataUnusableError, InputError
 
@@ -66,7 +67,7 @@ class ImportResult:
 
 def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tuple[int, int] | None = None,
                keep_identifiers: bool = False, overwrite: bool = False, workers: int | None = None,
-               memory_limit: str = "1GB", show_progress: bool = True) -> ImportResult:
+               memory_limit: str | None = None, show_progress: bool = True) -> ImportResult:
     """Import raw DPC Form 1 and EF files into a hospstudy database.
 
     Parameters
@@ -85,6 +86,10 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
     keep_identifiers : bool
         Keep the postcode, insurer numbers and doctor codes in ``out/private/identifiers.parquet``
         (dropped by default: no study needs them).
+    memory_limit : str, optional
+        DuckDB's memory limit while staging and building (e.g. ``'512MB'``; default
+        ``$HOSPSTUDY_MEMORY_LIMIT`` or ``'1GB'``): past it, the work tables spill to a folder
+        beside ``out``. The import's peak memory is about this plus 0.5 GB (bench/RESULTS.md).
     workers : int, optional
         Threads: above 1 (the default when there are 2 CPUs or more), a pool of this many threads
         splits and types the blocks of a raw file while DuckDB stages the previous ones; when
@@ -131,16 +136,22 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
     duck_threads = workers  # None: DuckDB's own default (every core) while building
     workers = workers or R.cpu_workers()
 
-    tmp = out.parent / f".{out.name}.importing"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     # The work database lives in memory: an on-disk one compressed and wrote every staged line
     # and cost a third of the import's CPU time. It stays bounded all the same: past
     # ``memory_limit`` DuckDB evicts the in-memory tables' blocks to ``temp_directory``.
     con = duckdb.connect(os.environ.get("HOSPSTUDY_IMPORT_DB") or ":memory:")
+    memory_limit = memory_limit or os.environ.get("HOSPSTUDY_MEMORY_LIMIT") or "1GB"
     try:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
+    except duckdb.Error:
+        con.close()
+        raise InputError(f"The memory limit (--memory-limit or $HOSPSTUDY_MEMORY_LIMIT) must be a size such as "
+                         f"'1GB' or '512MB'. Got {memory_limit!r} instead.") from None
+    tmp = out.parent / f".{out.name}.importing"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
         con.execute(f"SET temp_directory = '{tmp / '_spill'}'")
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET enable_progress_bar = false")
@@ -186,6 +197,10 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
                                                             ("build EF", t2b, t3), ("write", t3, t4), ("report", t4, t5))}
         rep["cpu_seconds"] = {k: round(b - a, 2) for k, a, b in (("detect", c0, c1), ("read and stage", c1, c2), ("build Form 1", c2, c2b),
                                                                 ("build EF", c2b, c3), ("write", c3, c4), ("report", c4, c5))}
+    except BaseException:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed import leaves nothing behind
+        raise
     finally:
         con.close()
     (tmp / "_work.duckdb").unlink(missing_ok=True)
@@ -296,8 +311,8 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
 def _write_identifiers(con, private: Path) -> None:
     con.execute(f"""COPY (
       SELECT a.admission_id, any_value(c.p3) AS postcode,
-        (SELECT string_agg(DISTINCT e.insurer_no, ' ') FROM ef_stage e WHERE e.facility_code || '-' || e.data_id || '-' || e.admit_ymd = a.admission_id) AS insurer_no,
-        (SELECT string_agg(DISTINCT e.doctor_code, ' ') FROM ef_stage e WHERE e.facility_code || '-' || e.data_id || '-' || e.admit_ymd = a.admission_id) AS doctor_codes
+        (SELECT string_agg(DISTINCT e.insurer_no, ' ') FROM ef_stage e WHERE {EF.key_text('e')} = a.admission_id) AS insurer_no,
+        (SELECT string_agg(DISTINCT e.doctor_code, ' ') FROM ef_stage e WHERE {EF.key_text('e')} = a.admission_id) AS doctor_codes
       FROM admissions_out a LEFT JOIN f1_items c ON c.code = 'A000010' AND a.admission_id = c.facility_code || '-' || c.data_id || '-' || c.admit_ymd
       GROUP BY a.admission_id ORDER BY a.admission_id
     ) TO '{private / 'identifiers.parquet'}' (FORMAT parquet)""")
@@ -370,8 +385,8 @@ def _report(con, files, other_lines, raw, facilities, fac_enc, fiscal_years, tab
     q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
     no_ef = q("""SELECT count(*), list(admission_id ORDER BY admission_id)[1:5] FROM admissions_out a
                  WHERE NOT EXISTS (SELECT 1 FROM ef_lines e WHERE e.reason IS NULL AND e.admission_id = a.admission_id)""")[0]
-    no_f1 = q("""SELECT count(*), list(k ORDER BY k)[1:5] FROM (SELECT DISTINCT facility_code || '-' || data_id || '-' || admit_ymd AS k
-                 FROM ef_lines WHERE reason = 'no_form1_stay')""")[0]
+    no_f1 = q(f"""SELECT count(*), list(k ORDER BY k)[1:5] FROM (SELECT DISTINCT {EF.key_text()} AS k
+                  FROM ef_lines WHERE reason = 'no_form1_stay')""")[0]
     stays = {
         "form1_stays": int(q("SELECT count(*) FROM stays")[0][0]),
         "admissions": tables["admissions"],
