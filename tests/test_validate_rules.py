@@ -266,6 +266,11 @@ def test_joins_in_passes_give_the_same_findings(tmp_path):
     rows["procedures"][0]["proc_date"] = D(2015, 1, 9)
     rows["diagnoses"].append({"admission_id": "A9", "icd10": "C795", "role": "main", "suspected": False})
     rows["admissions"][1]["age"] = 130
+    # admissions' own keyed checks (a repeated id, main-diagnosis count) and window checks
+    # (a stay overlapping the patient's previous one, two sexes) run in the passes / once
+    rows["admissions"].append(dict(rows["admissions"][5]))  # A6 twice: unique_admission_id
+    rows["admissions"].append(dict(rows["admissions"][0], admission_id="A7", admit_date=D(2015, 2, 1),
+                                   discharge_date=D(2015, 2, 5), sex="F"))  # P1 again: overlap, sex
     db = write_db(tmp_path / "db", rows)
 
     def findings(parts):
@@ -274,7 +279,9 @@ def test_joins_in_passes_give_the_same_findings(tmp_path):
 
     one = findings(1)
     assert {(f["rule"], f["table"]) for f in one} >= {("admission_exists", "billing"), ("billing_in_stay", "billing"),
-                                                       ("proc_date_in_stay", "procedures"), ("admission_exists", "diagnoses")}
+                                                       ("proc_date_in_stay", "procedures"), ("admission_exists", "diagnoses"),
+                                                       ("unique_admission_id", "admissions"), ("main_diagnosis_count", "admissions"),
+                                                       ("overlapping_stays", "admissions"), ("patient_sex_inconsistent", "admissions")}
     orphans = next(f for f in one if f["rule"] == "admission_exists" and f["table"] == "billing")
     assert orphans["count"] == 12 and [e["value"] for e in orphans["examples"]] == ["X0", "X1", "X2", "X3", "X4"]
     for parts in (2, 3, 7):
