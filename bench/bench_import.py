@@ -4,8 +4,10 @@ the import's share of a full study run.
 Writes EF-like raw input in CP932 with CRLF (31 tab-separated fields, Japanese item names, 20
 EF lines per stay, both EF layouts: FY2015 and FY2016 files) and the matching Form 1 (4 lines
 per stay) and facilities.csv, then imports it in a fresh process that reports its peak RSS, its
-CPU seconds and those of each phase. 1,000,000 and 5,000,000 EF lines (BENCH_FULL=1 adds
-20,000,000).
+CPU seconds and those of each phase. 1,000,000, 5,000,000 and 20,000,000 EF lines with DuckDB's
+memory limit at the import's default (1GB), and 5,000,000 again at 512MB: the peak is the limit
+plus the reader's share, so it stops growing once DuckDB's work tables reach the limit
+(BENCH_FULL=1 adds 50,000,000).
 
 Share of a study run: ``hospstudy synth --format dpc-raw --scale 0.2`` (the synthetic world as raw
 files), ``hospstudy import-dpc`` of them, then ``hospstudy run studies/spinal_metastasis.toml`` on
@@ -29,7 +31,8 @@ from _common import print_rows  # bench/ is on sys.path: the script's folder, or
 FULL = os.environ.get("BENCH_FULL") == "1"
 SHARE_SCALE = 0.2
 ROOT = Path(__file__).resolve().parent.parent
-SIZES = [1_000_000, 5_000_000] + ([20_000_000] if FULL else [])
+# (EF lines, DuckDB memory limit)
+SIZES = {1_000_000: ["1GB"], 5_000_000: ["1GB", "512MB"], 20_000_000: ["1GB"], **({50_000_000: ["1GB"]} if FULL else {})}
 EF_PER_STAY = 20
 HOSPITALS = 200
 
@@ -37,7 +40,7 @@ _CHILD = r"""
 import json, resource, sys, time
 from hospstudy.data.dpc import import_dpc
 t0 = time.perf_counter()
-r = import_dpc(sys.argv[1], sys.argv[2], sys.argv[3], show_progress=False)
+r = import_dpc(sys.argv[1], sys.argv[2], sys.argv[3], show_progress=False, memory_limit=sys.argv[4])
 secs = time.perf_counter() - t0
 me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 # VmHWM, not ru_maxrss: Linux carries a forked child's pre-exec peak (the bench process, which
@@ -112,31 +115,39 @@ def build(folder: Path, ef_lines: int) -> None:
 def run() -> list[dict]:
     rows = []
     load = os.getloadavg()[0]
-    for n in SIZES:
+    peaks = {}
+    for n, limits in SIZES.items():
         with tempfile.TemporaryDirectory(prefix="hospstudy-bench-import-") as tmp:
             raw = Path(tmp) / "raw"
             t0 = time.perf_counter()
             build(raw, n)
             t_build = time.perf_counter() - t0
             size = sum(p.stat().st_size for p in raw.glob("*.txt"))
-            p = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(raw / "facilities.csv"), str(Path(tmp) / "db")],
-                               capture_output=True, text=True)
-            if p.returncode != 0:
-                raise RuntimeError(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "import failed")
-            res = json.loads(p.stdout.strip().splitlines()[-1])
-            ef = res["tables"]["billing"]
-            case = f"{n:,} EF lines ({size / 2**20:,.0f} MiB CP932 incl. Form 1)"
-            assert res["exit"] == 0 and ef == n, res
-            rows += [
-                {"area": "import", "case": case, "metric": "wall time", "value": round(res["seconds"], 1), "unit": "s",
-                 "note": f"phases {res['timings']}; input built in {t_build:.0f} s; load average {load:.1f} at start"},
-                {"area": "import", "case": case, "metric": "EF lines per second", "value": int(n / res["seconds"]), "unit": "lines/s",
-                 "note": f"all raw lines (EF + Form 1) {int(res['lines']['total'] / res['seconds']):,}/s"},
-                {"area": "import", "case": case, "metric": "EF lines per CPU second", "value": int(n / res["cpu_s"]), "unit": "lines/s",
-                 "note": f"{res['cpu_s']:.1f} CPU s, every thread; per phase {res['cpu']}: what 1 core does, less sensitive to the machine's load"},
-                {"area": "import", "case": case, "metric": "peak RSS", "value": round(res["rss_mib"]), "unit": "MiB",
-                 "note": "one process (Arrow reader and typing in a pool of 2 threads, DuckDB with memory_limit 1GB, the import_dpc default)"},
-            ]
+            for limit in limits:
+                p = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(raw / "facilities.csv"), str(Path(tmp) / f"db_{limit}"), limit],
+                                   capture_output=True, text=True)
+                if p.returncode != 0:
+                    raise RuntimeError(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "import failed")
+                res = json.loads(p.stdout.strip().splitlines()[-1])
+                ef = res["tables"]["billing"]
+                case = f"{n:,} EF lines ({size / 2**20:,.0f} MiB CP932 incl. Form 1), memory limit {limit}"
+                peaks[(n, limit)] = res["rss_mib"]
+                assert res["exit"] == 0 and ef == n, res
+                rows += [
+                    {"area": "import", "case": case, "metric": "wall time", "value": round(res["seconds"], 1), "unit": "s",
+                     "note": f"phases {res['timings']}; input built in {t_build:.0f} s; load average {load:.1f} at start"},
+                    {"area": "import", "case": case, "metric": "EF lines per second", "value": int(n / res["seconds"]), "unit": "lines/s",
+                     "note": f"all raw lines (EF + Form 1) {int(res['lines']['total'] / res['seconds']):,}/s"},
+                    {"area": "import", "case": case, "metric": "EF lines per CPU second", "value": int(n / res["cpu_s"]), "unit": "lines/s",
+                     "note": f"{res['cpu_s']:.1f} CPU s, every thread; per phase {res['cpu']}: what 1 core does, less sensitive to the machine's load"},
+                    {"area": "import", "case": case, "metric": "peak RSS", "value": round(res["rss_mib"]), "unit": "MiB",
+                     "note": f"VmHWM of one process (Arrow reader and typing in a pool of 2 threads; DuckDB memory_limit {limit})"},
+                ]
+    sizes = sorted({n for n, lim in peaks if lim == "1GB"})
+    for a, b in zip(sizes, sizes[1:]):
+        rows.append({"area": "import", "case": f"growth {a:,} -> {b:,} EF lines (memory limit 1GB)", "metric": "peak RSS ratio",
+                     "value": round(peaks[(b, "1GB")] / peaks[(a, "1GB")], 2), "unit": "x",
+                     "note": f"input {b / a:.0f}x; {peaks[(a, '1GB')]:,.0f} -> {peaks[(b, '1GB')]:,.0f} MiB"})
     rows += share()
     return rows
 
