@@ -66,7 +66,7 @@ def _fmt(v) -> str:
 
 
 def _section(area: str, rows: list[dict], when: str, seconds: float, error: str | None) -> str:
-    full = " BENCH_FULL=1" if os.environ.get("BENCH_FULL") else ""
+    full = "".join(f" {k}=1" for k in ("BENCH_FULL", "BENCH_SCALE40") if os.environ.get(k))
     lines = [
         f"## {area}",
         "",

@@ -300,3 +300,27 @@ def test_key_parts(keys, limit, parts):
     from hospstudy.data.validate import key_parts
 
     assert key_parts(keys, limit) == parts
+
+
+def test_study_engine_budget_applies_to_validation(tmp_path, monkeypatch):
+    """A study's [engine] DuckDB memory limit and spill folder are validation's too."""
+    import tempfile
+
+    from hospstudy.cohort.engine import validation_budget
+    from hospstudy.cohort.spec import EngineSpec
+
+    spec = EngineSpec(duckdb_memory_limit="512MB", duckdb_temp_directory=str(tmp_path / "scratch"))
+    assert validation_budget(spec) == {"memory_limit": "512MB", "temp_directory": str(tmp_path / "scratch")}
+    assert validation_budget(None) == {}
+    made = []
+    real = tempfile.TemporaryDirectory
+
+    def spy(*a, **k):
+        made.append(k.get("dir"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", spy)
+    db = write_db(tmp_path / "db")
+    report = validate_database(db, progress=False, **validation_budget(spec))
+    assert report.ok and made == [tmp_path / "scratch"]
+    assert (tmp_path / "scratch").is_dir() and not any((tmp_path / "scratch").iterdir())  # cleaned up

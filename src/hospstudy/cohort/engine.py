@@ -697,7 +697,7 @@ def build_cohort(study, data_dir, engine: str | None = None, spark=None, spark_m
 
     tick(STAGES[0])
     if validate:
-        run_validation(local)
+        run_validation(local, settings)
     tick("staging")
     con = connect(engine, spark=spark, settings=settings)
     layers = None
@@ -749,11 +749,21 @@ def _session_where(spark) -> str:
         return "spark connect"
 
 
-def run_validation(data_dir) -> None:
+def validation_budget(settings) -> dict:
+    """The study's ``[engine]`` DuckDB budget (memory limit, spill folder) for validation's own
+    DuckDB: one budget for all of a study's DuckDB work (``$HOSPSTUDY_MEMORY_LIMIT`` applies
+    when the study sets no limit)."""
+    if settings is None:
+        return {}
+    return {"memory_limit": getattr(settings, "duckdb_memory_limit", None),
+            "temp_directory": getattr(settings, "duckdb_temp_directory", None)}
+
+
+def run_validation(data_dir, settings=None) -> None:
     """The foundation's validation; raises DataValidationError (with its report) on errors."""
     from hospstudy.data.validate import validate_database
 
-    report = validate_database(data_dir)
+    report = validate_database(data_dir, **validation_budget(settings))
     if not report.ok:
         raise DataValidationError(
             f"{data_dir}: the database breaks the data model (see the findings above; "

@@ -273,6 +273,7 @@ class _Validator:
         self.absent: dict[str, set[str]] = {}
         self.plans: dict[str, readers.ScanPlan] = {}
         self.today = datetime.date.today()
+        self.temp_directory: str | Path | None = None
 
     # -- findings helpers
     def add(self, rule: str, table: str, column: str | None, count: int, examples, message: str | None = None):
@@ -286,7 +287,11 @@ class _Validator:
 
         t0 = time.perf_counter()
         sources = readers.locate_tables(self.path, encoding=self.encoding)
-        with tempfile.TemporaryDirectory(prefix="hospstudy-validate-") as tmp:
+        where = None
+        if self.temp_directory:
+            where = Path(self.temp_directory)
+            where.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="hospstudy-validate-", dir=where) as tmp:
             con = duckdb.connect(os.path.join(tmp, "validate.duckdb"))
             try:
                 try:
@@ -644,6 +649,7 @@ def validate_database(
     threads: int | None = None,
     progress: bool = True,
     key_parts: int | None = None,
+    temp_directory: str | Path | None = None,
 ) -> ValidationReport:
     """Check a database folder against the data model.
 
@@ -660,6 +666,9 @@ def validate_database(
         DuckDB threads (default: all cores).
     progress : bool
         Show a progress display on a terminal.
+    temp_directory : path, optional
+        Where the temporary folder (spill, CSV converted to Parquet) is made; default the
+        system's (``$TMPDIR``).
     key_parts : int, optional
         Passes in which the diagnoses, procedures and billing are joined to the admission keys
         (each over one share of the keys); default: from the number of admissions and the
@@ -684,4 +693,6 @@ def validate_database(
     (True, [])
     """
     limit = memory_limit or os.environ.get("HOSPSTUDY_MEMORY_LIMIT") or "2GB"
-    return _Validator(Path(path), encoding, limit, threads, progress, key_parts).run()
+    v = _Validator(Path(path), encoding, limit, threads, progress, key_parts)
+    v.temp_directory = temp_directory
+    return v.run()

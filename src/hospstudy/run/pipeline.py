@@ -93,13 +93,15 @@ def find_flagship() -> Path:
 # --------------------------------------------------------------------------------------------
 # validate
 # --------------------------------------------------------------------------------------------
-def validate_data(data_dir: Path, render: bool | str = True):
+def validate_data(data_dir: Path, render: bool | str = True, engine=None):
     """Validate a database with :func:`hospstudy.data.validate.validate_database`; raise
     :class:`DataValidationError` (exit 1) when it has errors. Returns the validation report.
-    ``render``: True prints the report, ``"findings"`` only when it has errors or warnings."""
+    ``render``: True prints the report, ``"findings"`` only when it has errors or warnings.
+    ``engine``: the study's engine settings, whose DuckDB memory limit and spill folder apply."""
+    from hospstudy.cohort.engine import validation_budget
     from hospstudy.data.validate import validate_database
 
-    report = validate_database(Path(data_dir))
+    report = validate_database(Path(data_dir), **validation_budget(engine))
     if render is True or (render == "findings" and report.findings):
         report.render(console)
     if not report.ok:
@@ -479,7 +481,7 @@ def _run_locked(study, study_path: Path, data_dir: Path | str, out_dir: Path, wh
         done("validate", "skipped", t0)
     else:
         with console.status("[bold]validating the database…"):
-            validate_data(data_dir, render="findings")
+            validate_data(data_dir, render="findings", engine=where)
         keys["validate"] = k_validate
         done("validate", "ran", t0)
     _write_json(state_path, state)
