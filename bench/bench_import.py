@@ -152,6 +152,29 @@ def run() -> list[dict]:
     return rows
 
 
+def summary(rows: list[dict]) -> list[str]:
+    """The issue's goals against this run's rows."""
+    def val(metric, limit="1GB"):
+        return {int(r["case"].split(" ")[0].replace(",", "")): r["value"] for r in rows
+                if r["metric"] == metric and r["case"].endswith(f"memory limit {limit}")}
+
+    speed, peak = val("EF lines per second"), val("peak RSS")
+    out = []
+    if speed:
+        best = max(speed.values())
+        out.append(f"goal (issue 9) at least 1,000,000 EF lines per wall second on 2 cores: {'met' if best >= 1e6 else 'not met'}; "
+                   + ", ".join(f"{v:,} at {n:,}" for n, v in sorted(speed.items())) + f" ({1e6 / best:.1f}x short at best)"
+                   * (best < 1e6))
+    if peak:
+        sizes = sorted(peak)
+        out.append(f"goal peak memory at most 2 GB: {'met' if max(peak.values()) <= 2048 else 'not met'} (largest {max(peak.values()):,} MiB); "
+                   f"as the input grows ({' / '.join(f'{n:,}' for n in sizes)} EF lines): "
+                   + " / ".join(f"{peak[n]:,} MiB" for n in sizes)
+                   + f"; it grows until DuckDB's work tables reach the memory limit, then by {peak[sizes[-1]] / peak[sizes[-2]]:.2f}x "
+                   f"for {sizes[-1] / sizes[-2]:.0f}x the input" * (len(sizes) > 2))
+    return out
+
+
 def _timed(args: list, cwd: Path) -> tuple[float, float]:
     """Wall and CPU seconds (the command and everything it ran) of one command."""
     import resource

@@ -154,6 +154,23 @@ def run() -> list[dict]:
     return rows
 
 
+def summary(rows: list[dict]) -> list[str]:
+    """The issue's goals against this run's rows."""
+    out = []
+    run = {r["metric"]: r["value"] for r in rows if r["case"] == "scale 40: hospstudy run (whole study)"}
+    if "peak RSS" in run:
+        out.append(f"goal (issue 13) scale 40 end to end within 8 GB of RAM: {'met' if run['peak RSS'] <= 8192 else 'not met'} "
+                   f"(hospstudy run: {run['wall time']:,} s wall, {run['CPU time']:,} CPU s, peak {run['peak RSS']:,} MiB)")
+    elif "failed" in run:
+        out.append("goal (issue 13) scale 40 end to end within 8 GB of RAM: not measured (the whole run failed; see its row)")
+    growth = [r for r in rows if r["case"].startswith("growth") and r["metric"] == "cohort CPU time ratio"]
+    for r in growth:
+        a, b = (float(x) for x in r["case"].removeprefix("growth scale ").split(" -> "))
+        out.append(f"growth {r['case'].removeprefix('growth ')}: {b / a:g}x the data, {r['value']}x the cohort's CPU time "
+                   f"({'linear or better' if r['value'] <= b / a else 'more than linear'})")
+    return out
+
+
 def _whole_run(rows, study) -> None:
     """``hospstudy run`` at scale 40, the whole study."""
     data, _ = _database(40.0)

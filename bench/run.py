@@ -65,7 +65,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _section(area: str, rows: list[dict], when: str, seconds: float, error: str | None) -> str:
+def _section(area: str, rows: list[dict], when: str, seconds: float, error: str | None, summary=()) -> str:
     full = "".join(f" {k}=1" for k in ("BENCH_FULL", "BENCH_SCALE40") if os.environ.get(k))
     lines = [
         f"## {area}",
@@ -73,6 +73,7 @@ def _section(area: str, rows: list[dict], when: str, seconds: float, error: str 
         f"- measured: {when} · {seconds:.0f} s",
         f"- machine: {machine()}",
         f"- command: `BENCH_ONLY={area}{full} make bench`",
+        *(f"- {line}" for line in summary),
         "",
     ]
     if rows:
@@ -112,19 +113,21 @@ def main() -> int:
         print(f"== {area} ({path.name})", flush=True)
         t0 = time.perf_counter()
         when = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
-        rows, error = [], None
+        rows, error, summary = [], None, []
         try:
             spec = importlib.util.spec_from_file_location(f"_bench_{area}", path)
             mod = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = mod
             spec.loader.exec_module(mod)
             rows = list(mod.run())
+            # a module may state its goals against the rows just measured (computed, not typed)
+            summary = list(mod.summary(rows)) if hasattr(mod, "summary") else []
         except Exception as e:
             failed += 1
             error = f"{type(e).__name__}: {e}"
             traceback.print_exc()
         seconds = time.perf_counter() - t0
-        sections[area] = _section(area, rows, when, seconds, error)
+        sections[area] = _section(area, rows, when, seconds, error, summary)
         print(f"   {len(rows)} rows in {seconds:.0f} s", flush=True)
         RESULTS.write_text(HEADER + "\n" + "\n".join(sections[k] for k in sorted(sections)))
     print(f"wrote {RESULTS}")
