@@ -296,6 +296,9 @@ MALFORMED = {
         ("123456789\t0000000099\t20160910\t20160901\t90\t0001\t001\t190077410\t190077410\tA100\t入院料\t1\t\t100\t0\t100\t"
          "000000000000\t100\t0\t0\t1\t06139999\t1112\t20160901\t00\t010\t0000012345\t0101\t0\t0\t001", "no_form1_stay"),
         ("123456789\t0000000003\t20160420\t20160405\t90\t0001\t001\t190077410", "short_line"),
+        # a facility code with a leading zero: staged as an integer, named with its zero
+        ("012345678\t0000000099\t20160910\t20160901\t90\t0001\t001\t190077410\t190077410\tA100\t入院料\t1\t\t100\t0\t100\t"
+         "000000000000\t100\t0\t0\t1\t06139999\t1112\t20160901\t00\t010\t0000012345\t0101\t0\t0\t001", "no_form1_stay"),
     ],
 }
 
@@ -313,9 +316,12 @@ def test_malformed_lines_get_their_named_reason(tmp_path):
     for name, extra in MALFORMED.items():
         for i, (_, reason) in enumerate(extra):
             assert examples.get((name, first[name] + i)) == reason, (name, first[name] + i, reason)
-    assert r.lines["rejected"] == 7
+    assert r.lines["rejected"] == 8
     assert r.lines["total"] == r.lines["imported"] + r.lines["skipped"] + r.lines["rejected"]
-    assert r.report["stays"]["ef_without_form1"] == {"count": 1, "examples": ["123456789-0000000099-20160901"]}
+    assert r.report["stays"]["ef_without_form1"] == {
+        "count": 2, "examples": ["012345678-0000000099-20160901", "123456789-0000000099-20160901"]}
+    details = [e["detail"] for x in r.report["reasons"] if x["reason"] == "no_form1_stay" for e in x["examples"]]
+    assert "no Form 1 whole-stay form for 施設コード 012345678, データ識別番号 0000000099, 入院年月日 20160901" in details
     # the rest is imported: the same five admissions
     assert r.tables["admissions"] == 5 and r.tables["billing"] == 15
     assert validate_database(tmp_path / "db", progress=False).exit_code == 0

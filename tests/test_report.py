@@ -259,7 +259,7 @@ def test_table1_counts_smd_and_suppression():
     males = int(((df["sex"] == "M") & cc).sum())
     row = t[(t["Level"] == "Male")].iloc[0]
     assert row[col_cc].startswith(f"{males:,} (")
-    thy = t[t["Level"] == "thyroid"].iloc[0]
+    thy = t[t["Level"] == "Thyroid"].iloc[0]
     assert thy.iloc[2] == "<10" and all(v in ("<10", "—") for v in thy.iloc[3:5])
     # secondary suppression: at least one other primary_site cell in each group column is hidden
     block = t.iloc[t.index[t["Characteristic"] == "Primary tumor site"][0]:]
