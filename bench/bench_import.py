@@ -171,7 +171,7 @@ def summary(rows: list[dict]) -> list[str]:
                    f"as the input grows ({' / '.join(f'{n:,}' for n in sizes)} EF lines): "
                    + " / ".join(f"{peak[n]:,} MiB" for n in sizes)
                    + f"; it grows until DuckDB's work tables reach the memory limit, then by {peak[sizes[-1]] / peak[sizes[-2]]:.2f}x "
-                   f"for {sizes[-1] / sizes[-2]:.0f}x the input" * (len(sizes) > 2))
+                   f"for {sizes[-1] / sizes[-2]:g}x the input" * (len(sizes) > 2))
     return out
 
 

@@ -25,11 +25,11 @@ LISTS_RAW = {
     "visceral": ["C78*"], "brain": ["C793"],
     "complications": ["T814", "T813", "T810", "J12-J18", "I26*", "I80-I82", "N390", "A40-A41", "I21*", "I60-I64", "F05*", "K56*", "G960"],
     "lung": ["C34*"], "breast": ["C50*"], "prostate": ["C61"], "kidney": ["C64", "C65"], "liver": ["C22*"],
-    "colorectal": ["C18-C20"], "thyroid": ["C73"], "stomach": ["C16*"], "oesophagus": ["C15*"], "pancreas": ["C25*"],
+    "colorectal": ["C18-C20"], "thyroid": ["C73"], "stomach": ["C16*"], "esophagus": ["C15*"], "pancreas": ["C25*"],
     "myeloma_lymphoma": ["C90*", "C81-C85"], "uterus_ovary": ["C53-C56"], "head_neck": ["C00-C14"],
     "unknown": ["C80*"], "other": ["C00-C76", "C81-C97"], "biliary": ["C23-C24"],
 }
-SITES = ["lung", "breast", "prostate", "kidney", "liver", "colorectal", "thyroid", "stomach", "oesophagus", "pancreas",
+SITES = ["lung", "breast", "prostate", "kidney", "liver", "colorectal", "thyroid", "stomach", "esophagus", "pancreas",
          "myeloma_lymphoma", "uterus_ovary", "head_neck", "unknown", "other"]
 DRUGS = {"620008001", "620008002", "620008003", "620008004", "620008005", "620008006"}
 CHARLSON = [("mi", 1, None), ("chf", 1, None), ("pvd", 1, None), ("cvd", 1, None), ("dementia", 1, None), ("copd", 1, None),
@@ -97,7 +97,7 @@ def build(root, charlson_csv) -> pd.DataFrame:
     c["primary_site"] = site
     has_drug = c.admission_id.isin(drug[drug.code.isin(DRUGS)].admission_id)
     biliary = c.admission_id.isin(any_of(prim, "biliary"))
-    rapid = c.primary_site.isin(["liver", "colorectal", "stomach", "oesophagus", "pancreas", "head_neck", "unknown"]) | biliary \
+    rapid = c.primary_site.isin(["liver", "colorectal", "stomach", "esophagus", "pancreas", "head_neck", "unknown"]) | biliary \
         | ((c.primary_site == "lung") & ~has_drug)
     slow = c.primary_site.isin(["breast", "prostate", "thyroid", "myeloma_lymphoma"])
     c["katagiri_group"] = np.where(rapid, "rapid", np.where(slow, "slow", "moderate"))

@@ -149,11 +149,13 @@ def test_fixture_database(imported):
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_a_pool_of_threads_gives_the_same_database(tmp_path, imported, baseline, monkeypatch, workers):
-    """Blocks of 500 bytes split and typed by a pool of threads, handed on in file order: the
-    same database and the same lines named in the report."""
-    from hospstudy.data.dpc import rawfiles
+    """Blocks of 500 bytes split and typed by a pool of threads, handed on in file order, staged
+    two blocks per INSERT (several statements per file): the same database and the same lines
+    named in the report."""
+    from hospstudy.data.dpc import importer, rawfiles
 
     monkeypatch.setattr(rawfiles, "CHUNK_BYTES", 500)
+    monkeypatch.setattr(importer, "INSERT_BLOCKS", 2)
     raw = standard_raw(tmp_path)
     r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=workers, show_progress=False)
     assert r.exit_code == 0 and _table_set(tmp_path / "db") == baseline
