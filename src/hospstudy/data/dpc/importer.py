@@ -89,7 +89,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
     memory_limit : str, optional
         DuckDB's memory limit while staging and building (e.g. ``'512MB'``; default
         ``$HOSPSTUDY_MEMORY_LIMIT`` or ``'1GB'``): past it, the work tables spill to a folder
-        beside ``out``. The import's peak memory is about this plus 0.5 GB (bench/RESULTS.md).
+        beside ``out``. The import's peak memory is about this plus 0.6-0.9 GB (bench/RESULTS.md).
     workers : int, optional
         Threads: above 1 (the default when there are 2 CPUs or more), a pool of this many threads
         splits and types the blocks of a raw file while DuckDB stages the previous ones; when
