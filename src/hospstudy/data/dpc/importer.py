@@ -239,8 +239,8 @@ def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progre
             other_lines[f.file_id] = (reason, R.count_lines(f.path) if f.kind != "empty" else 0)
             bar.advance(task, f.size)
         # One stream of blocks over every file (one pool of threads, busy across file
-        # boundaries), and one INSERT per file streaming its blocks through an Arrow reader: an
-        # INSERT per block cost DuckDB ~5x the CPU time (a fixed cost per statement of ~0.15 s).
+        # boundaries); each file's blocks stream through an Arrow reader into INSERT statements
+        # of at most INSERT_BLOCKS blocks (below).
         # Form 1 files first: staged after EF, Form 1's lines were appended while EF's filled
         # DuckDB's memory limit, and the Form 1 build then read them back from the spill; the
         # import's peak RSS at 20 M EF lines was 1,888 MiB that way, 1,651 Form 1 first
