@@ -5,8 +5,9 @@ in a temporary folder, streamed), one aggregate scan per table, so memory stays 
 DuckDB's ``memory_limit`` however long the billing table is; DuckDB spills to the temporary
 folder when a join or window needs more. When the admission keys do not fit in a third of the
 limit, the checks that join them run in passes over shares of the keys, reading only their
-columns (:func:`key_parts`); window checks are computed once into a small table of flagged rows. Each rule keeps its count and the five examples with
-the lowest (file, row), so the report is the same from run to run.
+columns (:func:`key_parts`); window checks are computed once into a small table of flagged
+rows. Each rule keeps its count and the five examples with the lowest (file, row), so the
+report is the same from run to run.
 
 Rules (severity): see :data:`RULES` and docs/data_model.md. Input that cannot be used at all
 (missing folder or table, unreadable or corrupt file, CSV that is neither UTF-8 nor CP932)
@@ -261,7 +262,7 @@ def _txt(expr: str) -> str:
 
 class _Validator:
     def __init__(self, path: Path, encoding, memory_limit: str, threads: int | None, show_progress: bool,
-                 key_parts: int | None = None):
+                 key_parts: int | None = None, temp_directory: str | Path | None = None):
         self.path = path
         self.key_parts = key_parts  # None: chosen from the admissions' count and the memory limit
         self.encoding = encoding
@@ -273,7 +274,7 @@ class _Validator:
         self.absent: dict[str, set[str]] = {}
         self.plans: dict[str, readers.ScanPlan] = {}
         self.today = datetime.date.today()
-        self.temp_directory: str | Path | None = None
+        self.temp_directory = temp_directory
 
     # -- findings helpers
     def add(self, rule: str, table: str, column: str | None, count: int, examples, message: str | None = None):
@@ -693,6 +694,4 @@ def validate_database(
     (True, [])
     """
     limit = memory_limit or os.environ.get("HOSPSTUDY_MEMORY_LIMIT") or "2GB"
-    v = _Validator(Path(path), encoding, limit, threads, progress, key_parts)
-    v.temp_directory = temp_directory
-    return v.run()
+    return _Validator(Path(path), encoding, limit, threads, progress, key_parts, temp_directory).run()
