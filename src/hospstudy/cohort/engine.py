@@ -755,8 +755,7 @@ def validation_budget(settings) -> dict:
     when the study sets no limit)."""
     if settings is None:
         return {}
-    return {"memory_limit": getattr(settings, "duckdb_memory_limit", None),
-            "temp_directory": getattr(settings, "duckdb_temp_directory", None)}
+    return {"memory_limit": settings.duckdb_memory_limit, "temp_directory": settings.duckdb_temp_directory}
 
 
 def run_validation(data_dir, settings=None) -> None:

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import split as S
-from hospstudy.data.dpc.form1 import is_header, kcode_sql
+from hospstudy.data.dpc.form1 import is_header, kcode_sql, key_detail
 from hospstudy.data.schema import KCODE_PATTERN
 
 _F = {name: i for i, name in enumerate(L.EF_FIELDS)}  # 0-based
@@ -34,11 +34,16 @@ def create_staging(con, keep_identifiers: bool) -> None:
       quantity REAL, qty_empty BOOLEAN, f17w TINYINT, reason VARCHAR, detail VARCHAR{extra})""")
 
 
+def key_fields(alias: str = "") -> tuple[str, str, str]:
+    """SQL: a staged EF line's 施設コード, データ識別番号 and 入院年月日 as written (zeros kept)."""
+    a = f"{alias}." if alias else ""
+    return (f"lpad(CAST({a}fac AS VARCHAR), 9, '0')", f"lpad(CAST({a}pid AS VARCHAR), 10, '0')",
+            f"strftime({a}admit_date, '%Y%m%d')")
+
+
 def key_text(alias: str = "") -> str:
     """SQL: a staged EF line's stay key as the admission_id text (施設コード-データ識別番号-入院年月日)."""
-    a = f"{alias}." if alias else ""
-    return (f"lpad(CAST({a}fac AS VARCHAR), 9, '0') || '-' || lpad(CAST({a}pid AS VARCHAR), 10, '0') || '-' || "
-            f"strftime({a}admit_date, '%Y%m%d')")
+    return " || '-' || ".join(key_fields(alias))
 
 
 _COLS = sorted(_F[k] for k in ("facility_code", "data_id", "admit_ymd", "category", "detail_no", "receipt_code",
@@ -113,8 +118,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
             if why == "header_line":
                 continue
             if why == "bad_code" and not (ok_fac[r] and ok_id[r]):
-                gd[r] = (f"施設コード {txt['facility_code'][j]} is not 9 digits" if not ok_fac[r]
-                         else f"データ識別番号 {txt['data_id'][j]} is not 10 digits")
+                gd[r] = key_detail(ok_fac[r], txt["facility_code"][j], txt["data_id"][j])
             elif why == "bad_code":
                 gd[r] = "レセプト電算処理システム用コード is empty"
             elif why == "bad_date":
@@ -160,6 +164,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
 def build(con) -> None:
     """From ``ef_stage``, ``stays`` and ``admissions_out``: ``ef_lines`` (final reasons),
     ``billing_out`` and ``ef_procedures``."""
+    fac, pid, ymd = key_fields("e")
     con.execute(f"""
     CREATE TABLE ef_lines AS
     SELECT e.* EXCLUDE (reason, detail),
@@ -173,10 +178,9 @@ def build(con) -> None:
       END AS reason,
       CASE
         WHEN e.reason IS NOT NULL THEN e.detail
-        WHEN s.status IS NULL THEN 'no Form 1 whole-stay form for 施設コード ' || lpad(CAST(e.fac AS VARCHAR), 9, '0')
-             || ', データ識別番号 ' || lpad(CAST(e.pid AS VARCHAR), 10, '0') || ', 入院年月日 ' || strftime(e.admit_date, '%Y%m%d')
-        WHEN s.status = 'unknown_facility' THEN '施設コード ' || lpad(CAST(e.fac AS VARCHAR), 9, '0')
-             || ' has no row for the stay''s fiscal year in the facilities file'
+        WHEN s.status IS NULL THEN 'no Form 1 whole-stay form for 施設コード ' || {fac} || ', データ識別番号 ' || {pid}
+             || ', 入院年月日 ' || {ymd}
+        WHEN s.status = 'unknown_facility' THEN '施設コード ' || {fac} || ' has no row for the stay''s fiscal year in the facilities file'
         WHEN s.status <> 'ok' THEN 'the stay''s Form 1 was not imported (' || s.status || ')'
         WHEN e.service_date < s.a_admit OR e.service_date > s.a_discharge THEN
              '実施年月日 ' || strftime(e.service_date, '%Y%m%d') || ' outside the stay ' || strftime(s.a_admit, '%Y%m%d')

@@ -72,6 +72,12 @@ def is_header(text: str, line_no: int) -> bool:
     return line_no == 1 or any(w in text.lower() for w in _HEADER_WORDS)
 
 
+def key_detail(fac_ok: bool, facility_code: str, data_id: str) -> str:
+    """The detail of a line whose stay key is not digits (Form 1 and EF)."""
+    return (f"施設コード {facility_code} is not 9 digits" if not fac_ok
+            else f"データ識別番号 {data_id} is not 10 digits")
+
+
 def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
     """A block of Form 1 lines (split into all 17 fields) as the staging table: every line one
     row, the fields and 入院年月日 as a date for well-formed lines, and the line-level reason
@@ -107,7 +113,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
         sel = mask & ~done
         gr[sel] = why
         done |= sel
-    bad = np.flatnonzero(gr != None)  # noqa: E711
+    bad = np.flatnonzero(done & ~looked[gi])
     gd = np.full(g, None, dtype=object)
     if len(bad):
         take = pa.array(bad)
@@ -115,8 +121,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
         for j, r in enumerate(bad):
             why = gr[r]
             if why == "bad_code":
-                gd[r] = (f"施設コード {txt['facility_code'][j]} is not 9 digits" if not ok_fac[r]
-                         else f"データ識別番号 {txt['data_id'][j]} is not 10 digits")
+                gd[r] = key_detail(ok_fac[r], txt["facility_code"][j], txt["data_id"][j])
             elif why == "bad_date":
                 gd[r] = f"入院年月日 {txt['admit_ymd'][j]} is not a date (yyyymmdd)"
             else:
@@ -243,15 +248,13 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
       bool_or(code = 'A000010' AND ireason IS NULL AND dup = 1) AS has10,
       bool_or(code = 'A000020' AND ireason IS NULL AND dup = 1) AS has20,
       bool_or(code = 'A000030' AND ireason IS NULL AND dup = 1) AS has30,
-      bool_or(ireason IN ('unknown_facility', 'outside_fiscal_years')) AS outside
+      bool_or(ireason IN ('unknown_facility', 'outside_fiscal_years')) AS outside,
+      -- the key as EF stages it (integers and a date): the stays' keys passed the digit checks
+      TRY_CAST(facility_code AS INTEGER) AS fac, TRY_CAST(data_id AS BIGINT) AS pid
     FROM f1_checked GROUP BY facility_code, data_id, admit_ymd
     """)
     con.execute(f"""
     ALTER TABLE stays ADD COLUMN status VARCHAR;
-    -- the key as EF stages it (integers and a date): the stays' keys passed the digit checks
-    ALTER TABLE stays ADD COLUMN fac INTEGER;
-    ALTER TABLE stays ADD COLUMN pid BIGINT;
-    UPDATE stays SET fac = TRY_CAST(facility_code AS INTEGER), pid = TRY_CAST(data_id AS BIGINT);
     UPDATE stays SET status = CASE
       WHEN fy NOT BETWEEN {fy_lo} AND {fy_hi} THEN 'outside_fiscal_years'
       WHEN hospital_id IS NULL THEN 'unknown_facility'

@@ -215,7 +215,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
 
 
 def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progress) -> None:
-    from itertools import groupby
+    from itertools import chain, groupby, islice
 
     from hospstudy.console import progress
 
@@ -248,32 +248,28 @@ def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progre
         staged.sort(key=lambda t: t[0].kind != "form1")
         for _, chunks in groupby(R.iter_files(staged, workers), key=lambda t: t[0].file_id):
             f, _, first = next(chunks)
-            schema = first.schema
-            tables = _chain(first, (t for _, _, t in chunks))
-            pending = [next(tables)]  # the next block to insert (None: the file is done)
-            done = [0]
-            failed: list[BaseException] = []
+            schema, table = first.schema, "f1_stage" if f.kind == "form1" else "ef_stage"
+            blocks = chain([first], (t for _, _, t in chunks))
+            done, failed = 0, []
 
-            def batches(schema=schema, f=f, failed=failed, tables=tables, pending=pending, done=done):
-                """At most INSERT_BLOCKS blocks of the file: one INSERT statement's rows."""
-                n = 0
+            def batches(part):
+                """The Arrow batches of one INSERT statement's blocks, with the progress bar."""
+                nonlocal done
                 try:
-                    while pending[0] is not None and n < INSERT_BLOCKS:
-                        yield from pending[0].cast(schema).to_batches()
-                        step = min(R.CHUNK_BYTES, max(f.size - done[0], 0))
-                        done[0] += step
+                    for block in part:
+                        yield from block.cast(schema).to_batches()
+                        step = min(R.CHUNK_BYTES, max(f.size - done, 0))
+                        done += step
                         bar.advance(task, step)
-                        n += 1
-                        pending[0] = next(tables, None)
                 except BaseException as e:  # re-raised below: DuckDB would wrap it in its own error
                     failed.append(e)
                     raise
 
-            while pending[0] is not None:
-                reader = pa.RecordBatchReader.from_batches(schema, batches())
+            while (head := next(blocks, None)) is not None:
+                reader = pa.RecordBatchReader.from_batches(schema, batches(chain([head], islice(blocks, INSERT_BLOCKS - 1))))
                 con.register("chunks", reader)
                 try:
-                    con.execute(f"INSERT INTO {'f1_stage' if f.kind == 'form1' else 'ef_stage'} SELECT * FROM chunks")
+                    con.execute(f"INSERT INTO {table} SELECT * FROM chunks")
                 except Exception:
                     if failed:
                         raise failed[0] from None
@@ -289,11 +285,6 @@ def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progre
 # one INSERT per file peaked at 2,112 MiB; per 32 / 8 / 4 blocks 2,117 / 1,844 / 1,766 MiB, with
 # staging CPU 64.4 / 64.9 / 69.2 s.
 INSERT_BLOCKS = 8
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 def _select_list(table: str) -> str:
