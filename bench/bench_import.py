@@ -143,6 +143,8 @@ def run() -> list[dict]:
                     {"area": "import", "case": case, "metric": "peak RSS", "value": round(res["rss_mib"]), "unit": "MiB",
                      "note": f"VmHWM of one process (Arrow reader and typing in a pool of 2 threads; DuckDB memory_limit {limit})"},
                 ]
+                for r in rows[-4:]:
+                    r.update(ef_lines=n, limit=limit)  # for summary(); not printed
     sizes = sorted({n for n, lim in peaks if lim == "1GB"})
     for a, b in zip(sizes, sizes[1:]):
         rows.append({"area": "import", "case": f"growth {a:,} -> {b:,} EF lines (memory limit 1GB)", "metric": "peak RSS ratio",
@@ -155,8 +157,7 @@ def run() -> list[dict]:
 def summary(rows: list[dict]) -> list[str]:
     """The issue's goals against this run's rows."""
     def val(metric, limit="1GB"):
-        return {int(r["case"].split(" ")[0].replace(",", "")): r["value"] for r in rows
-                if r["metric"] == metric and r["case"].endswith(f"memory limit {limit}")}
+        return {r["ef_lines"]: r["value"] for r in rows if r["metric"] == metric and r.get("limit") == limit}
 
     speed, peak = val("EF lines per second"), val("peak RSS")
     out = []
