@@ -259,6 +259,7 @@ def test_table1_counts_smd_and_suppression():
     males = int(((df["sex"] == "M") & cc).sum())
     row = t[(t["Level"] == "Male")].iloc[0]
     assert row[col_cc].startswith(f"{males:,} (")
+    assert t.loc[t["Characteristic"] == "Emergency admission", "Level"].tolist() == ["Yes"]  # as the other levels: capitalised
     thy = t[t["Level"] == "Thyroid"].iloc[0]
     assert thy.iloc[2] == "<10" and all(v in ("<10", "—") for v in thy.iloc[3:5])
     # secondary suppression: at least one other primary_site cell in each group column is hidden

@@ -168,7 +168,7 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
            hospital_col: str | None = None, volume_col: str | None = None) -> ReportTable:
     """Baseline characteristics by a grouping column, with SMDs and missing counts.
 
-    Categorical and binary variables show n (%) of the group (binary ones their "yes" row);
+    Categorical and binary variables show n (%) of the group (binary ones their "Yes" row);
     numeric ones median [IQR]. A "Missing" row follows any variable with missing values.
     Suppression runs on each variable's full levels × groups table (including the missing
     row and the levels not displayed, since group sizes are published). The SMD column is the
@@ -247,7 +247,7 @@ def table1(df: pd.DataFrame, by: str, covariates: Sequence[str], threshold: int 
             overall = fmt_count(int(total[i]), threshold, total_hide[i])
             if not total_hide[i]:
                 overall = f"{int(total[i]):,} ({100 * total[i] / sizes.sum():.1f}%)"
-            level_name = "yes" if kind == "binary" else level_label(var, v)
+            level_name = "Yes" if kind == "binary" else level_label(var, v)
             first = len(rows) == starts[-1]
             rows.append([label(var) if first else "", level_name, overall, *cells,
                          fmt_num(smd) if first else "", fmt_count(int(miss.sum()), threshold, total_hide[-1]) if first else ""])
