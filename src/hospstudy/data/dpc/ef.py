@@ -11,6 +11,9 @@ the reasons. Layout: p14.145 / p17.162; field 17 p14.137 / p17.151.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,14 +27,18 @@ _F = {name: i for i, name in enumerate(L.EF_FIELDS)}  # 0-based
 
 
 def create_staging(con, keep_identifiers: bool) -> None:
-    extra = ", insurer_no VARCHAR, doctor_code VARCHAR" if keep_identifiers else ""
-    # The stay key is staged as integers (施設コード, データ識別番号) and a date: the three key
-    # strings were the largest share of appending the staged lines to DuckDB, and a join on
-    # them the largest share of the EF build (measured below, at build). Their text is rebuilt
-    # where a message needs it (:func:`key_text`; leading zeros kept).
-    con.execute(f"""CREATE TABLE ef_stage (file_id INTEGER, line_no BIGINT, fac INTEGER, pid BIGINT,
-      admit_date DATE, service_date DATE, category VARCHAR, receipt_code VARCHAR, interp_no VARCHAR,
-      quantity REAL, qty_empty BOOLEAN, f17w TINYINT, reason VARCHAR, detail VARCHAR{extra})""")
+    """The EF work tables. EF lines are joined to their stays while they are read (in the
+    reading threads: :class:`Stays`), so only what each line becomes is staged: a billing row
+    (``ef_billing``: the stay's number, no key text), a rejected or skipped line with what its
+    message needs (``ef_rejects``), a surgery line's 解釈番号 (``ef_k``)."""
+    con.execute("""CREATE TABLE ef_billing (stay_no INTEGER, service_date DATE, kind TINYINT, code VARCHAR,
+      quantity REAL, fiscal_year SMALLINT)""")
+    con.execute("""CREATE TABLE ef_rejects (file_id INTEGER, line_no BIGINT, reason VARCHAR, detail VARCHAR,
+      fac INTEGER, pid BIGINT, admit_date DATE, service_date DATE, stay_status VARCHAR, stay_admit DATE,
+      stay_discharge DATE)""")
+    con.execute("CREATE TABLE ef_k (stay_no INTEGER, interp_no VARCHAR, service_date DATE)")
+    if keep_identifiers:
+        con.execute("CREATE TABLE ef_ids (stay_no INTEGER, insurer_no VARCHAR, doctor_code VARCHAR)")
 
 
 def key_fields(alias: str = "") -> tuple[str, str, str]:
@@ -57,12 +64,137 @@ def cols(keep_identifiers: bool) -> list[int]:
     return _COLS_ID if keep_identifiers else _COLS
 
 
-def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: bool) -> pa.Table:
-    """One block of EF lines (split into the fields :func:`cols`) as the typed staging table
-    (numpy; no Python loop over good lines).
+# The reason of an EF line whose Form 1 stay was not imported, by the stay's status (the
+# statuses of form1.build; an 'ok' stay imports its lines unless the service date falls outside it)
+STAY_STATUSES = ("ok", "outside_fiscal_years", "stay_not_discharged", "unknown_facility", "incomplete_stay")
+_STATUS_REASON = ("", "outside_fiscal_years", "stay_not_discharged", "unknown_facility", "stay_not_imported")
+_DAYS0 = 1 << 16  # admission dates as days since 1970 + this: 1800-2200 (what ymd_days lets pass) is positive
+_DAY_BITS = 18
 
-    Every line of the block gives one row: well-formed ones their typed fields, the others a
-    ``reason`` and a ``detail`` (these few are described one by one)."""
+
+@dataclass
+class Stays:
+    """Form 1's stays as sorted arrays, for joining EF lines to them in the reading threads.
+
+    A stay is found by two binary searches (numpy, which lets the other threads run): its
+    patient (施設コード × 10^10 + データ識別番号, unique in ``pats``), then the patient's index
+    and the admission date packed into one integer (``keys``, sorted)."""
+
+    pats: np.ndarray  # uint64, sorted, unique
+    keys: np.ndarray  # int64, sorted: patient index << 18 | admission day + 2^16
+    status: np.ndarray  # int8: the stay's status, its index in STAY_STATUSES (0 = ok)
+    stay_no: np.ndarray  # int32: the admission's rank (0 when the stay was not imported)
+    admit: np.ndarray  # int64 days: the admission's dates (ok stays)
+    discharge: np.ndarray
+    fiscal_year: np.ndarray  # int16
+
+    @classmethod
+    def load(cls, con) -> "Stays":
+        t = con.execute("""
+          SELECT s.fac::UBIGINT * 10000000000 + s.pid::UBIGINT AS pat, (s.admit_date - DATE '1970-01-01')::BIGINT AS day,
+            s.status, coalesce(a.stay_no, 0)::INTEGER AS stay_no,
+            coalesce(a.admit_date - DATE '1970-01-01', 0)::BIGINT AS admit,
+            coalesce(a.discharge_date - DATE '1970-01-01', 0)::BIGINT AS discharge,
+            coalesce(a.fiscal_year, 0)::SMALLINT AS fiscal_year
+          FROM stays s LEFT JOIN admissions_out a
+            ON a.admission_id = s.facility_code || '-' || s.data_id || '-' || s.admit_ymd
+          ORDER BY pat, day""").fetchnumpy()
+        pat = np.asarray(t["pat"], dtype=np.uint64)
+        pats, idx = np.unique(pat, return_inverse=True)
+        keys = (idx.astype(np.int64) << _DAY_BITS) | (np.asarray(t["day"], dtype=np.int64) + _DAYS0)
+        code = {name: i for i, name in enumerate(STAY_STATUSES)}
+        unknown = set(t["status"].tolist()) - set(code)
+        if unknown:  # form1.build and this list disagree: a bug, not bad input
+            raise AssertionError(f"stay statuses {sorted(unknown)} not in ef.STAY_STATUSES")
+        status = np.array([code[x] for x in t["status"].tolist()], dtype=np.int8)
+        return cls(pats, keys, status, np.asarray(t["stay_no"], dtype=np.int32),
+                   np.asarray(t["admit"], dtype=np.int64), np.asarray(t["discharge"], dtype=np.int64),
+                   np.asarray(t["fiscal_year"], dtype=np.int16))
+
+    def find(self, fac: np.ndarray, pid: np.ndarray, day: np.ndarray, want: np.ndarray) -> np.ndarray:
+        """The index of each line's stay (-1: none) where ``want``; fac, pid, day as staged."""
+        out = np.full(len(fac), -1, dtype=np.int64)
+        if not len(self.keys) or not want.any():
+            return out
+        pat = fac.astype(np.uint64) * np.uint64(10_000_000_000) + pid.astype(np.uint64)
+        p = np.minimum(np.searchsorted(self.pats, pat), len(self.pats) - 1)
+        hit = want & (self.pats[p] == pat)
+        key = (p.astype(np.int64) << _DAY_BITS) | (np.where(hit, day, 0) + _DAYS0)
+        j = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        hit &= self.keys[j] == key
+        out[hit] = j[hit]
+        return out
+
+
+@dataclass
+class Parsed:
+    """One block of EF lines, staged: rows per work table, and the counts the report needs
+    (summed over blocks by :meth:`Tally.add`)."""
+
+    tables: dict  # work table -> pa.Table
+    file_id: int
+    imported: int
+    admit_days: np.ndarray  # distinct admission dates (days) of the lines with one
+    f17_widths: dict  # width of field 17 -> lines (lines that are EF data: imported or act rows)
+    qty_empty: int  # imported lines with 使用量 empty
+    categories: dict  # データ区分 -> imported lines
+    stays_seen: np.ndarray  # stay_no of the stays with an imported line
+
+
+@dataclass
+class Tally:
+    """What :func:`parse_chunk` counted, summed over the blocks of every EF file."""
+
+    imported: dict = dataclass_field(default_factory=dict)  # file_id -> lines
+    admit_days: dict = dataclass_field(default_factory=dict)  # file_id -> set of days
+    f17_widths: dict = dataclass_field(default_factory=dict)  # file_id -> {width: lines}
+    qty_empty: int = 0
+    categories: dict = dataclass_field(default_factory=dict)
+    seen: list = dataclass_field(default_factory=list)  # arrays of stay_no, merged at the end
+
+    def add(self, p: Parsed) -> None:
+        f = p.file_id
+        self.imported[f] = self.imported.get(f, 0) + p.imported
+        self.admit_days.setdefault(f, set()).update(p.admit_days.tolist())
+        w = self.f17_widths.setdefault(f, {})
+        for k, n in p.f17_widths.items():
+            w[k] = w.get(k, 0) + n
+        self.qty_empty += p.qty_empty
+        for k, n in p.categories.items():
+            self.categories[k] = self.categories.get(k, 0) + n
+        self.seen.append(p.stays_seen)
+
+    def stays_seen(self) -> np.ndarray:
+        """stay_no of every stay with an imported EF line, sorted."""
+        return np.unique(np.concatenate(self.seen)) if self.seen else np.zeros(0, np.int32)
+
+    def fiscal_years(self, file_id: int) -> set:
+        days = np.array(sorted(self.admit_days.get(file_id, ())), dtype="datetime64[D]")
+        if not len(days):
+            return set()
+        y = days.astype("datetime64[Y]").astype(int) + 1970
+        m = days.astype("datetime64[M]").astype(int) % 12 + 1
+        return set((y - (m < 4)).tolist())
+
+
+def billing_kind(receipt_code: pa.Array, interp_no: pa.Array, category: pa.Array) -> np.ndarray:
+    """billing.kind as its index in :data:`layouts.KINDS`, by the first rule that matches
+    (layouts.py lists the rules)."""
+    k = {name: i for i, name in enumerate(L.KINDS)}
+    b = lambda a: a.to_numpy(zero_copy_only=False)  # noqa: E731
+    return np.select(
+        [b(pc.starts_with(receipt_code, L.DRUG_CODE_PREFIX)), b(pc.match_substring_regex(interp_no, L.TRANSFUSION_REGEX)),
+         b(pc.starts_with(interp_no, L.REHABILITATION_PREFIX)), b(pc.starts_with(interp_no, L.RADIOTHERAPY_PREFIX)),
+         b(pc.is_in(category, pa.array(L.PROCEDURE_CATEGORIES)))],
+        [k["drug"], k["transfusion"], k["rehabilitation"], k["radiotherapy"], k["procedure"]], k["other"]).astype(np.int8)
+
+
+def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: bool, stays: Stays) -> Parsed:
+    """One block of EF lines (split into the fields :func:`cols`): each line checked, joined to
+    its Form 1 stay (``stays``) and staged as what it becomes (numpy; no Python loop over good
+    lines): a billing row, or a row of ``ef_rejects`` with its reason (and, for the few lines
+    that break the layout or a field's rule, its detail; the stay reasons' details are written
+    from the staged key at the end: :func:`build`)."""
     n, g = b.n, int(b.good.sum())
     gi = np.flatnonzero(b.good)
     reason = np.full(n, None, dtype=object)
@@ -102,12 +234,15 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     # the threads typing other blocks wait for)
     gr = np.full(g, None, dtype=object)
     done = np.zeros(g, dtype=bool)
+    act_line = np.zeros(g, dtype=bool)
     for mask, why in ((hdr, "header_line"), (~(ok_fac & ok_id), "bad_code"), (~(ok_ad & ok_sv), "bad_date"), (act, "ef_act_line"),
                       (no_rc, "bad_code"), (~q_empty & ~q_ok, "bad_number")):
         sel = mask & ~done
         if sel.any():
             gr[sel] = why
             done |= sel
+            if why == "ef_act_line":
+                act_line = sel
     bad = np.flatnonzero(done)
     gd = np.full(g, None, dtype=object)
     if len(bad):
@@ -126,91 +261,119 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
                          else f"実施年月日 {txt['service_ymd'][j]} is not a date (yyyymmdd)")
             elif why == "bad_number":
                 gd[r] = f"使用量 {txt['quantity'][j]!r} is not a number"
-    any_reason = g < n or len(bad) > 0
-    if len(bad):
-        reason[gi] = gr
-        detail[gi] = gd
+    f17 = b.width(_F["flags17"])
+    data_line = ~done | act_line  # EF data lines (what tells the layout): well-formed or act rows
+    f17_widths = dict(zip(*(x.tolist() for x in np.unique(f17[data_line], return_counts=True))))
 
-    def full(arr: pa.Array, typ=None) -> pa.Array:
-        """A column over all lines: the good lines' values, null elsewhere."""
-        if g == n:
-            return arr if typ is None else arr.cast(typ)
-        pos = np.full(n, -1, dtype=np.int64)
-        pos[gi] = np.arange(g)
-        return arr.take(pa.array(pos, mask=pos < 0))
+    # The stay of every line that passed its own checks: the join, the stay's reasons
+    st = stays.find(v_fac, v_id, d_ad, ~done)
+    has = st >= 0
+    sti = np.where(has, st, 0)
+    if len(stays.keys):
+        status, s_no, s_ad, s_dis = stays.status[sti], stays.stay_no[sti], stays.admit[sti], stays.discharge[sti]
+    else:
+        status, s_no, s_ad, s_dis = np.zeros(g, np.int8), np.zeros(g, np.int32), np.zeros(g, np.int64), np.zeros(g, np.int64)
+    s_ok = has & (status == 0)
+    outside = s_ok & ((d_sv < s_ad) | (d_sv > s_dis))
+    stay_reason = ~done & ~(s_ok & ~outside)
+    if stay_reason.any():
+        for mask, why in ((~has, "no_form1_stay"), (outside, "date_outside_stay")):
+            sel = stay_reason & mask
+            gr[sel] = why
+        for code in range(1, len(STAY_STATUSES)):
+            gr[stay_reason & has & (status == code)] = _STATUS_REASON[code]
+    imp = np.flatnonzero(~done & ~stay_reason)  # good lines imported (index among the good lines)
+    m = len(imp)
+    every = m == n  # every line of the block imported: no take
 
-    def dates(ok, days):
-        return pa.array(days.astype(np.int32), mask=~ok).cast(pa.date32())
+    def pick(arr):
+        return arr if every else arr.take(pa.array(imp))
 
-    out = {
-        "file_id": pa.array(np.full(n, file_id, np.int32)),
-        "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
-        "fac": full(pa.array(v_fac.astype(np.int32), mask=~ok_fac)), "pid": full(pa.array(v_id, mask=~ok_id)),
-        "admit_date": full(dates(ok_ad, d_ad)), "service_date": full(dates(ok_sv, d_sv)),
-        "category": full(cols["category"]), "receipt_code": full(cols["receipt_code"]),
-        "interp_no": full(cols["interp_no"]),
-        "quantity": full(pa.array(np.where(q_ok | q_empty, qty, 0).astype(np.float32))),
-        "qty_empty": full(pa.array(q_empty)),
-        "f17w": full(pa.array(b.width(_F["flags17"]).astype(np.int8))),
-        "reason": pa.array(reason, pa.string()) if any_reason else pa.nulls(n, pa.string()),
-        "detail": pa.array(detail, pa.string()) if any_reason else pa.nulls(n, pa.string()),
-    }
-    if keep_identifiers:
-        out["insurer_no"] = full(b.strings(_F["insurer_no"]))
-        out["doctor_code"] = full(b.strings(_F["doctor_code"]))
-    return pa.table(out)
+    days = d_sv[imp]
+    code, interp, cat = pick(cols["receipt_code"]), pick(cols["interp_no"]), pick(cols["category"])
+    stay_no = s_no[imp]
+    tables = {"ef_billing": pa.table({
+        "stay_no": pa.array(stay_no, pa.int32()),
+        "service_date": pa.array(days.astype(np.int32)).cast(pa.date32()),
+        "kind": pa.array(billing_kind(code, interp, cat), pa.int8()),
+        "code": code,
+        "quantity": pa.array(np.where(q_ok | q_empty, qty, 0)[imp].astype(np.float32)),
+        "fiscal_year": pa.array(stays.fiscal_year[st[imp]] if m else np.zeros(0, np.int16), pa.int16()),
+    })}
+    surgery = np.flatnonzero(pc.equal(cat, L.SURGERY_CATEGORY).to_numpy(zero_copy_only=False))
+    if len(surgery):
+        ks = pa.array(surgery)
+        tables["ef_k"] = pa.table({"stay_no": pa.array(stay_no[surgery], pa.int32()), "interp_no": interp.take(ks),
+                                   "service_date": pa.array(days[surgery].astype(np.int32)).cast(pa.date32())})
+    if keep_identifiers and m:
+        ids = pa.table({"stay_no": pa.array(stay_no, pa.int32()), "insurer_no": pick(b.strings(_F["insurer_no"])),
+                        "doctor_code": pick(b.strings(_F["doctor_code"]))})
+        tables["ef_ids"] = ids.group_by(["stay_no", "insurer_no", "doctor_code"]).aggregate([])
+    # every line with a reason: the layout's (not good lines) and the good lines'
+    rj = np.flatnonzero(done | stay_reason)
+    if g < n or len(rj):
+        reason[gi[rj]] = gr[rj]
+        detail[gi[rj]] = gd[rj]
+        lines = np.concatenate([np.flatnonzero(~b.good), gi[rj]])
+        lines.sort()
+        pos = np.full(n, -1, dtype=np.int64)  # a line's index among the good lines' rejects (-1: not good)
+        pos[gi[rj]] = np.arange(len(rj))
+        p = pos[lines]
+        sel = pa.array(p, mask=p < 0)
+
+        def good_col(values: np.ndarray, typ) -> pa.Array:
+            """A column over the rejected lines: the good lines' values, null for the others."""
+            return pa.array(values[rj], typ).take(sel)
+
+        def day_col(values: np.ndarray, ok: np.ndarray) -> pa.Array:
+            return pa.array(values[rj].astype(np.int32), mask=~ok[rj]).cast(pa.date32()).take(sel)
+
+        names = np.array([None, *STAY_STATUSES[1:]], dtype=object)
+        tables["ef_rejects"] = pa.table({
+            "file_id": pa.array(np.full(len(lines), file_id, np.int32)),
+            "line_no": pa.array(first_line + lines, pa.int64()),
+            "reason": pa.array(reason[lines], pa.string()),
+            "detail": pa.array(detail[lines], pa.string()),
+            "fac": pa.array(v_fac[rj].astype(np.int32), mask=~ok_fac[rj]).take(sel),
+            "pid": pa.array(v_id[rj], mask=~ok_id[rj]).take(sel),
+            "admit_date": day_col(d_ad, ok_ad), "service_date": day_col(d_sv, ok_sv),
+            "stay_status": pa.array(names[np.where(has[rj], status[rj], 0)], pa.string()).take(sel),
+            "stay_admit": day_col(s_ad, s_ok), "stay_discharge": day_col(s_dis, s_ok),
+        })
+    cats = pc.value_counts(cat)
+    return Parsed(tables=tables, file_id=file_id, imported=m, admit_days=np.unique(d_ad[ok_ad]),
+                  f17_widths=f17_widths, qty_empty=int(np.count_nonzero(q_empty[imp])),
+                  categories=dict(zip(cats.field("values").to_pylist(), cats.field("counts").to_pylist())),
+                  stays_seen=np.unique(stay_no))
 
 
 def build(con) -> None:
-    """From ``ef_stage``, ``stays`` and ``admissions_out``: ``ef_lines`` (final reasons),
-    ``billing_out`` and ``ef_procedures``."""
+    """After staging: ``ef_procedures`` (surgery K-codes of the stays whose Form 1 does not
+    record them) and the view ``ef_rejected`` (each rejected or skipped line with its detail)."""
     fac, pid, ymd = key_fields("e")
     con.execute(f"""
-    CREATE TABLE ef_lines AS
-    SELECT e.* EXCLUDE (reason, detail),
+    CREATE VIEW ef_rejected AS
+    SELECT e.file_id, e.line_no, e.reason,
       CASE
-        WHEN e.reason IS NOT NULL THEN e.reason
-        WHEN s.status IS NULL THEN 'no_form1_stay'
-        WHEN s.status IN ('outside_fiscal_years', 'stay_not_discharged') THEN s.status
-        WHEN s.status = 'unknown_facility' THEN 'unknown_facility'
-        WHEN s.status <> 'ok' THEN 'stay_not_imported'
-        WHEN e.service_date < s.a_admit OR e.service_date > s.a_discharge THEN 'date_outside_stay'
-      END AS reason,
-      CASE
-        WHEN e.reason IS NOT NULL THEN e.detail
-        WHEN s.status IS NULL THEN 'no Form 1 whole-stay form for 施設コード ' || {fac} || ', データ識別番号 ' || {pid}
+        WHEN e.detail IS NOT NULL THEN e.detail
+        WHEN e.reason = 'no_form1_stay' THEN 'no Form 1 whole-stay form for 施設コード ' || {fac} || ', データ識別番号 ' || {pid}
              || ', 入院年月日 ' || {ymd}
-        WHEN s.status = 'unknown_facility' THEN '施設コード ' || {fac} || ' has no row for the stay''s fiscal year in the facilities file'
-        WHEN s.status <> 'ok' THEN 'the stay''s Form 1 was not imported (' || s.status || ')'
-        WHEN e.service_date < s.a_admit OR e.service_date > s.a_discharge THEN
-             '実施年月日 ' || strftime(e.service_date, '%Y%m%d') || ' outside the stay ' || strftime(s.a_admit, '%Y%m%d')
-             || '-' || strftime(s.a_discharge, '%Y%m%d')
-      END AS detail,
-      s.admission_id, s.fiscal_year, s.stay_no
-    FROM ef_stage e
-    -- one join on the integer key (施設コード, データ識別番号, 入院年月日) to the stays with their
-    -- admission (if imported)
-    LEFT JOIN (SELECT s.fac, s.pid, s.admit_date, s.status, a.admission_id, a.fiscal_year, a.stay_no,
-                      a.admit_date AS a_admit, a.discharge_date AS a_discharge
-               FROM stays s LEFT JOIN admissions_out a
-                 ON a.admission_id = s.facility_code || '-' || s.data_id || '-' || s.admit_ymd) s
-      ON s.fac = e.fac AND s.pid = e.pid AND s.admit_date = e.admit_date
-    """)
-    con.execute(f"""
-    CREATE VIEW billing_out AS
-    SELECT admission_id, service_date, {L.KIND_SQL} AS kind, receipt_code AS code, quantity::REAL AS quantity, fiscal_year,
-      stay_no
-    FROM ef_lines WHERE reason IS NULL
+        WHEN e.reason = 'unknown_facility' THEN '施設コード ' || {fac} || ' has no row for the stay''s fiscal year in the facilities file'
+        WHEN e.reason = 'date_outside_stay' THEN
+             '実施年月日 ' || strftime(e.service_date, '%Y%m%d') || ' outside the stay ' || strftime(e.stay_admit, '%Y%m%d')
+             || '-' || strftime(e.stay_discharge, '%Y%m%d')
+        WHEN e.stay_status IS NOT NULL THEN 'the stay''s Form 1 was not imported (' || e.stay_status || ')'
+      END AS detail
+    FROM ef_rejects e
     """)
     # Surgery K-codes (解釈番号 under データ区分 50) of stays whose Form 1 does not record that code.
     con.execute(f"""
     CREATE TABLE ef_procedures AS
-    SELECT DISTINCT e.admission_id, {kcode_sql('e.interp_no')} AS proc_code, e.service_date AS proc_date,
+    SELECT DISTINCT a.admission_id, {kcode_sql('e.interp_no')} AS proc_code, e.service_date AS proc_date,
       e.interp_no AS raw_code, 'ef' AS source
-    FROM ef_lines e
-    WHERE e.reason IS NULL AND e.category = '{L.SURGERY_CATEGORY}'
-      AND regexp_full_match({kcode_sql('e.interp_no')}, '{KCODE_PATTERN[1:-1]}')
-      AND NOT regexp_matches({kcode_sql('e.interp_no')}, '^K92[0-4]')
-      AND NOT EXISTS (SELECT 1 FROM procedures_out p WHERE p.admission_id = e.admission_id
+    FROM ef_k e JOIN admissions_out a USING (stay_no)
+    WHERE regexp_full_match({kcode_sql('e.interp_no')}, '{KCODE_PATTERN[1:-1]}')
+      AND NOT regexp_matches({kcode_sql('e.interp_no')}, '{L.TRANSFUSION_REGEX}')
+      AND NOT EXISTS (SELECT 1 FROM procedures_out p WHERE p.admission_id = a.admission_id
                       AND p.proc_code = {kcode_sql('e.interp_no')})
     """)

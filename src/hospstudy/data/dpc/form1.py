@@ -78,15 +78,22 @@ def key_detail(fac_ok: bool, facility_code: str, data_id: str) -> str:
             else f"データ識別番号 {data_id} is not 10 digits")
 
 
+# The fields read (0-based) and the fields staged: 回数管理番号, バージョン and payload 4 are used by
+# no table; 統括診療情報番号 only to tell a ward-level form (a reason, at staging). Staging all 17
+# as text made the Form 1 work table (4M lines) outgrow DuckDB's 1GB limit and spill.
+STAGED = tuple(name for name in _F if name not in ("kaisu", "form_no", "version", "p4"))
+COLS = sorted(_F.index(name) for name in (*STAGED, "form_no"))
+
+
 def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
-    """A block of Form 1 lines (split into all 17 fields) as the staging table: every line one
+    """A block of Form 1 lines (split into the fields :data:`COLS`) as the staging table: every line one
     row, the fields and 入院年月日 as a date for well-formed lines, and the line-level reason
     (numpy over the good lines; the few lines that are not well-formed, or whose 施設コード is not
     9 digits, are looked at one by one as text: blank, header, short or long)."""
     n = b.n
     gi = np.flatnonzero(b.good)
     g = len(gi)
-    cols = {name: b.strings(k) for k, name in enumerate(_F)}
+    cols = {_F[k]: b.strings(k) for k in COLS}
     ok_fac, _ = b.digits(0, 9, value=False)
     ok_id, _ = b.digits(1, 10, value=False)
     ok_ad, v_ad = b.digits(2, 8)
@@ -134,9 +141,8 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
     pos[gi] = np.arange(g)
     idx = None if g == n else pa.array(pos, mask=pos < 0)
     out = {"file_id": pa.array(np.full(n, file_id, np.int32)),
-           "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
-           "nf": pa.array(b.nfields.astype(np.int32))}
-    for name in _F:
+           "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64))}
+    for name in STAGED:
         out[name] = cols[name] if idx is None else cols[name].take(idx)
     ad = pa.array(d_ad.astype(np.int32), mask=~ok_ad).cast(pa.date32())
     out["admit_date"] = ad if idx is None else ad.take(idx)
@@ -146,8 +152,8 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
 
 
 def create_staging(con) -> None:
-    cols = ", ".join(f"{c} VARCHAR" for c in _F)
-    con.execute(f"CREATE TABLE f1_stage (file_id INTEGER, line_no BIGINT, nf INTEGER, {cols}, admit_date DATE, "
+    cols = ", ".join(f"{c} VARCHAR" for c in STAGED)
+    con.execute(f"CREATE TABLE f1_stage (file_id INTEGER, line_no BIGINT, {cols}, admit_date DATE, "
                 "reason VARCHAR, detail VARCHAR)")
 
 

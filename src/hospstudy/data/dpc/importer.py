@@ -167,16 +167,24 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         F1.create_staging(con)
         EF.create_staging(con, keep_identifiers)
         other_lines: dict[int, tuple[str, int]] = {}
-        t1, c1 = time.perf_counter(), time.process_time()
+        tally = EF.Tally()
         # While staging, DuckDB only appends what the reader hands it: a second DuckDB thread
         # there spent CPU time waiting (1M EF lines: 2.1 -> 1.0 CPU s).
         threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
-        con.execute("SET threads = 1")
-        _stage_files(con, files, workers, keep_identifiers, other_lines, show_progress)
-        con.execute(f"SET threads = {int(duck_threads or threads)}")
-        t2, c2 = time.perf_counter(), time.process_time()
-        F1.build(con, fiscal_years)
-        t2b, c2b = time.perf_counter(), time.process_time()
+        build_threads = f"SET threads = {int(duck_threads or threads)}"
+        with _Staging(con, files, workers, keep_identifiers, other_lines, tally, show_progress) as stage:
+            t1, c1 = time.perf_counter(), time.process_time()
+            con.execute("SET threads = 1")
+            stage.run("form1")
+            con.execute(build_threads)
+            t2, c2 = time.perf_counter(), time.process_time()
+            # Form 1 is built before EF is read: EF lines are joined to the stays as they are read
+            F1.build(con, fiscal_years)
+            t2b, c2b = time.perf_counter(), time.process_time()
+            con.execute("SET threads = 1")
+            stage.run("ef", stays=EF.Stays.load(con))
+            con.execute(build_threads)
+        t3a, c3a = time.perf_counter(), time.process_time()
         EF.build(con)
         t3, c3 = time.perf_counter(), time.process_time()
         tables = _write_tables(con, tmp, fac_table)
@@ -189,14 +197,13 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
                 fh.write(f"{code},{ids[code]}\n")
         if keep_identifiers:
             _write_identifiers(con, private)
-        rep = _report(con, files, other_lines, raw, facilities, fac_enc, fiscal_years, tables, keep_identifiers)
+        rep = _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_years, tables, keep_identifiers)
         rep["seconds"] = round(time.perf_counter() - t0, 2)
         t5, c5 = time.perf_counter(), time.process_time()
         # wall and CPU seconds (this process, every thread) per phase
-        rep["timings"] = {k: round(b - a, 2) for k, a, b in (("detect", t0, t1), ("read and stage", t1, t2), ("build Form 1", t2, t2b),
-                                                            ("build EF", t2b, t3), ("write", t3, t4), ("report", t4, t5))}
-        rep["cpu_seconds"] = {k: round(b - a, 2) for k, a, b in (("detect", c0, c1), ("read and stage", c1, c2), ("build Form 1", c2, c2b),
-                                                                ("build EF", c2b, c3), ("write", c3, c4), ("report", c4, c5))}
+        phases = ("detect", "read Form 1", "build Form 1", "read EF", "build EF", "write", "report")
+        rep["timings"] = {k: round(b - a, 2) for k, a, b in zip(phases, (t0, t1, t2, t2b, t3a, t3, t4), (t1, t2, t2b, t3a, t3, t4, t5))}
+        rep["cpu_seconds"] = {k: round(b - a, 2) for k, a, b in zip(phases, (c0, c1, c2, c2b, c3a, c3, c4), (c1, c2, c2b, c3a, c3, c4, c5))}
     except BaseException:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)  # a failed import leaves nothing behind
@@ -214,49 +221,72 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
     return ImportResult(out=out, report=rep, tables=tables)
 
 
-def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progress) -> None:
-    from itertools import chain, groupby, islice
+class _Staging:
+    """Reads the raw files of one kind at a time into the work tables, with one progress bar
+    over every file (other files' lines are counted at once)."""
 
-    from hospstudy.console import progress
+    def __init__(self, con, files, workers, keep_identifiers, other_lines, tally, show_progress):
+        self.con, self.files, self.workers, self.keep_identifiers = con, files, workers, keep_identifiers
+        self.other_lines, self.tally, self.show_progress = other_lines, tally, show_progress
 
-    total = sum(f.size for f in files)
-    with progress() as bar:
-        task = bar.add_task("reading raw DPC files", total=max(total, 1))
-        if not show_progress:
+    def __enter__(self):
+        from hospstudy.console import progress
+
+        self._progress = progress()
+        bar = self._progress.__enter__()
+        self.bar, self.task = bar, bar.add_task("reading raw DPC files", total=max(sum(f.size for f in self.files), 1))
+        if not self.show_progress:
             bar.disable = True
-        staged = []
-        for f in files:
+        for f in self.files:
             if f.kind in ("form1", "ef"):
-                if f.kind == "form1":
-                    parse, cols = partial(F1.parse_chunk, file_id=f.file_id), range(L.FORM1_N)
-                else:
-                    parse, cols = partial(EF.parse_chunk, file_id=f.file_id, keep_identifiers=keep_identifiers), EF.cols(keep_identifiers)
-                staged.append((f, parse, cols))
                 continue
             reason = {"other": "other_dpc_file", "empty": "blank_line"}.get(f.kind)
             if reason is None:
                 reason = "unrecognised_file" if f.path.name.split("_", 1)[0] in ("FF1", "EFn") else "not_a_dpc_file"
-            other_lines[f.file_id] = (reason, R.count_lines(f.path) if f.kind != "empty" else 0)
-            bar.advance(task, f.size)
+            self.other_lines[f.file_id] = (reason, R.count_lines(f.path) if f.kind != "empty" else 0)
+            bar.advance(self.task, f.size)
+        return self
+
+    def __exit__(self, *exc):
+        return self._progress.__exit__(*exc)
+
+    def run(self, kind: str, stays: "EF.Stays | None" = None) -> None:
+        """Stage every file of ``kind`` ('form1' into f1_stage; 'ef' into ef_billing and the
+        small ef_* tables, joined to ``stays`` as they are read)."""
+        from itertools import chain, groupby, islice
+
+        con, bar, task = self.con, self.bar, self.task
+        staged = []
+        for f in self.files:
+            if f.kind != kind:
+                continue
+            if kind == "form1":
+                staged.append((f, partial(F1.parse_chunk, file_id=f.file_id), F1.COLS))
+            else:
+                staged.append((f, partial(EF.parse_chunk, file_id=f.file_id, keep_identifiers=self.keep_identifiers,
+                                          stays=stays), EF.cols(self.keep_identifiers)))
         # One stream of blocks over every file (one pool of threads, busy across file
         # boundaries); each file's blocks stream through an Arrow reader into INSERT statements
-        # of at most INSERT_BLOCKS blocks (below).
-        # Form 1 files first: staged after EF, Form 1's lines were appended while EF's filled
-        # DuckDB's memory limit, and the Form 1 build then read them back from the spill; the
-        # import's peak RSS at 20 M EF lines was 1,888 MiB that way, 1,651 Form 1 first
-        # (2026-12-06; each file's lines and numbers are the same either way).
-        staged.sort(key=lambda t: t[0].kind != "form1")
-        for _, chunks in groupby(R.iter_files(staged, workers), key=lambda t: t[0].file_id):
+        # of at most INSERT_BLOCKS blocks (below); an EF block's few other rows (rejected
+        # lines, surgery codes) are inserted after each statement.
+        for _, chunks in groupby(R.iter_files(staged, self.workers), key=lambda t: t[0].file_id):
             f, _, first = next(chunks)
-            schema, table = first.schema, "f1_stage" if f.kind == "form1" else "ef_stage"
+            main = "f1_stage" if kind == "form1" else "ef_billing"
+            schema = (first if kind == "form1" else first.tables[main]).schema
             blocks = chain([first], (t for _, _, t in chunks))
-            done, failed = 0, []
+            done, failed, side = 0, [], {}
 
             def batches(part):
                 """The Arrow batches of one INSERT statement's blocks, with the progress bar."""
                 nonlocal done
                 try:
                     for block in part:
+                        if kind == "ef":
+                            self.tally.add(block)
+                            for name, t in block.tables.items():
+                                if name != main:
+                                    side.setdefault(name, []).append(t)
+                            block = block.tables[main]
                         yield from block.cast(schema).to_batches()
                         step = min(R.CHUNK_BYTES, max(f.size - done, 0))
                         done += step
@@ -267,15 +297,24 @@ def _stage_files(con, files, workers, keep_identifiers, other_lines, show_progre
 
             while (head := next(blocks, None)) is not None:
                 reader = pa.RecordBatchReader.from_batches(schema, batches(chain([head], islice(blocks, INSERT_BLOCKS - 1))))
-                con.register("chunks", reader)
-                try:
-                    con.execute(f"INSERT INTO {table} SELECT * FROM chunks")
-                except Exception:
-                    if failed:
-                        raise failed[0] from None
-                    raise
-                finally:
-                    con.unregister("chunks")
+                _insert(con, main, reader, failed)
+                for name, parts in side.items():
+                    _insert(con, name, pa.concat_tables(parts, promote_options="permissive"), failed)
+                side.clear()
+
+
+def _insert(con, table: str, rows, failed: list) -> None:
+    """INSERT the Arrow ``rows`` (a table or a reader) into ``table`` (by column name); an
+    error raised while the reader ran (in ``failed``) is raised as itself."""
+    con.register("chunks", rows)
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM chunks")
+    except Exception:
+        if failed:
+            raise failed[0] from None
+        raise
+    finally:
+        con.unregister("chunks")
 
 
 # Blocks (of R.CHUNK_BYTES, 16 MiB) per INSERT statement. One INSERT per block cost DuckDB ~5x
@@ -293,6 +332,7 @@ def _select_list(table: str) -> str:
 
 def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
     pq.write_table(fac_table, tmp / "facilities.parquet")
+    kinds = "[" + ", ".join(f"'{k}'" for k in L.KINDS) + "]"
     sources = {
         "admissions": ("SELECT * FROM admissions_out", "admission_id"),
         "diagnoses": ("SELECT d.*, a.fiscal_year FROM diagnoses_out d JOIN admissions_out a USING (admission_id)",
@@ -300,19 +340,23 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
         "procedures": ("SELECT p.*, a.fiscal_year FROM (SELECT * FROM procedures_out UNION ALL SELECT * FROM ef_procedures) p "
                        "JOIN admissions_out a USING (admission_id)", "admission_id, proc_date, proc_code"),
         # stay_no ranks admission_id (fixed-width fields, so the same order) as an integer: sorting
-        # 1M billing lines took 0.29 CPU s by it, 0.51 by admission_id (2026-12-06)
-        "billing": ("SELECT * FROM billing_out", "stay_no, service_date, code, kind, quantity"),
+        # 1M billing lines took 0.29 CPU s by it, 0.51 by admission_id (2026-12-06). Every
+        # billing row has its admission (its stay was 'ok' when it was read).
+        "billing": (f"SELECT a.admission_id, b.service_date, {kinds}[b.kind + 1] AS kind, b.code, b.quantity, b.fiscal_year, "
+                    "b.stay_no FROM ef_billing b JOIN (SELECT stay_no, admission_id FROM admissions_out) a USING (stay_no)",
+                    "stay_no, service_date, code, kind, quantity", "ef_billing"),
     }
     counts = {"facilities": fac_table.num_rows}
-    for name, (sql, order) in sources.items():
-        n = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+    for name, (sql, order, *base) in sources.items():
+        base = base[0] if base else f"({sql})"  # what to count rows and fiscal years in
+        n = con.execute(f"SELECT count(*) FROM {base}").fetchone()[0]
         counts[name] = int(n)
         if n == 0:
             pq.write_table(arrow_schema(name).empty_table(), tmp / f"{name}.parquet")
             continue
         # One sorted file per fiscal year, as PARTITION_BY (fiscal_year) writes them: written one
         # year at a time, 1M billing lines took 0.49 CPU s instead of 0.73 (2026-12-06).
-        for (fy,) in con.execute(f"SELECT DISTINCT fiscal_year FROM ({sql}) ORDER BY 1").fetchall():
+        for (fy,) in con.execute(f"SELECT DISTINCT fiscal_year FROM {base} ORDER BY 1").fetchall():
             part = tmp / name / f"fiscal_year={int(fy)}"
             part.mkdir(parents=True)
             con.execute(f"""COPY (SELECT {_select_list(name)} FROM ({sql}) WHERE fiscal_year = {int(fy)} ORDER BY {order})
@@ -323,23 +367,26 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
 def _write_identifiers(con, private: Path) -> None:
     con.execute(f"""COPY (
       SELECT a.admission_id, any_value(c.p3) AS postcode,
-        (SELECT string_agg(DISTINCT e.insurer_no, ' ') FROM ef_stage e WHERE {EF.key_text('e')} = a.admission_id) AS insurer_no,
-        (SELECT string_agg(DISTINCT e.doctor_code, ' ') FROM ef_stage e WHERE {EF.key_text('e')} = a.admission_id) AS doctor_codes
+        (SELECT string_agg(DISTINCT e.insurer_no, ' ' ORDER BY e.insurer_no) FROM ef_ids e WHERE e.stay_no = a.stay_no) AS insurer_no,
+        (SELECT string_agg(DISTINCT e.doctor_code, ' ' ORDER BY e.doctor_code) FROM ef_ids e WHERE e.stay_no = a.stay_no) AS doctor_codes
       FROM admissions_out a LEFT JOIN f1_items c ON c.code = 'A000010' AND a.admission_id = c.facility_code || '-' || c.data_id || '-' || c.admit_ymd
-      GROUP BY a.admission_id ORDER BY a.admission_id
+      GROUP BY a.admission_id, a.stay_no ORDER BY a.admission_id
     ) TO '{private / 'identifiers.parquet'}' (FORMAT parquet)""")
 
 
-def _report(con, files, other_lines, raw, facilities, fac_enc, fiscal_years, tables, keep_identifiers) -> dict:
+def _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_years, tables, keep_identifiers) -> dict:
     from hospstudy import __version__
 
     con.execute("""CREATE VIEW acct AS
       SELECT 'form1' AS kind, file_id, line_no, reason, detail FROM f1_stage WHERE reason IS NOT NULL
       UNION ALL SELECT 'form1', file_id, line_no, reason, detail FROM f1_lines
-      UNION ALL SELECT 'ef', file_id, line_no, reason, detail FROM ef_lines""")
+      UNION ALL SELECT 'ef', file_id, line_no, reason, detail FROM ef_rejected""")
     by_file: dict[int, dict] = {}
     for fid, reason, n in con.execute("SELECT file_id, coalesce(reason, 'imported'), count(*) FROM acct GROUP BY ALL").fetchall():
         by_file.setdefault(fid, {})[reason] = int(n)
+    for fid, n in tally.imported.items():  # EF lines imported (the billing rows; rejected lines are in acct)
+        if n:
+            by_file.setdefault(fid, {})["imported"] = n
     for fid, (reason, n) in other_lines.items():
         if n:
             by_file.setdefault(fid, {})[reason] = n
@@ -347,13 +394,12 @@ def _report(con, files, other_lines, raw, facilities, fac_enc, fiscal_years, tab
     for fid, fy in con.execute("""
         SELECT DISTINCT file_id, fy FROM (
           SELECT file_id, year(strptime(admit_ymd, '%Y%m%d')) - (month(strptime(admit_ymd, '%Y%m%d')) < 4)::INT AS fy
-          FROM f1_stage WHERE reason IS NULL OR reason = 'ward_level_form'
-          UNION ALL SELECT file_id, year(admit_date) - (month(admit_date) < 4)::INT FROM ef_stage WHERE admit_date IS NOT NULL)
+          FROM f1_stage WHERE reason IS NULL OR reason = 'ward_level_form')
         ORDER BY 1, 2""").fetchall():
         fy_by_file.setdefault(fid, []).append(int(fy))
-    widths = {fid: {int(w): int(n) for w, n in []} for fid in by_file}
-    for fid, w, n in con.execute("SELECT file_id, f17w, count(*) FROM ef_stage WHERE reason IS NULL OR reason = 'ef_act_line' GROUP BY ALL").fetchall():
-        widths.setdefault(fid, {})[int(w) if w is not None else -1] = int(n)
+    for fid in tally.admit_days:
+        fy_by_file[fid] = sorted(tally.fiscal_years(fid))
+    widths = tally.f17_widths
     file_rows, totals = [], {"total": 0, "imported": 0, "skipped": 0, "rejected": 0}
     years_seen: set[int] = set()
     for f in files:
@@ -395,10 +441,12 @@ def _report(con, files, other_lines, raw, facilities, fac_enc, fiscal_years, tab
             reasons.append({"kind": "other", "reason": reason, "severity": REP.REASONS[reason][0], "count": n,
                             "examples": [{"file": rel[fid], "line": 1, "detail": next(f.label for f in files if f.file_id == fid)}]})
     q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
+    con.register("ef_seen", pa.table({"stay_no": pa.array(tally.stays_seen(), pa.int32())}))
     no_ef = q("""SELECT count(*), list(admission_id ORDER BY admission_id)[1:5] FROM admissions_out a
-                 WHERE NOT EXISTS (SELECT 1 FROM ef_lines e WHERE e.reason IS NULL AND e.admission_id = a.admission_id)""")[0]
+                 ANTI JOIN ef_seen USING (stay_no)""")[0]
+    con.unregister("ef_seen")
     no_f1 = q(f"""SELECT count(*), list(k ORDER BY k)[1:5] FROM (SELECT DISTINCT {EF.key_text()} AS k
-                  FROM ef_lines WHERE reason = 'no_form1_stay')""")[0]
+                  FROM ef_rejects WHERE reason = 'no_form1_stay')""")[0]
     stays = {
         "form1_stays": int(q("SELECT count(*) FROM stays")[0][0]),
         "admissions": tables["admissions"],
@@ -411,13 +459,12 @@ def _report(con, files, other_lines, raw, facilities, fac_enc, fiscal_years, tab
                                 GROUP BY ALL ORDER BY 1"""):
         payload["not_used" if reason == "payload_not_used" else "unknown"][code] = int(n)
     unknown = [{"what": "EF データ区分", "code": c, "count": int(n), "treated_as": "billing kind by receipt code and 解釈番号"}
-               for c, n in q(f"""SELECT category, count(*) FROM ef_lines WHERE reason IS NULL
-                                 AND category NOT IN ({', '.join(repr(k) for k in L.EF_CATEGORIES)}) GROUP BY ALL ORDER BY 1""")]
+               for c, n in sorted(tally.categories.items()) if c not in L.EF_CATEGORIES]
     norm = [{"raw": r, "code": c, "source": s, "count": int(n)} for r, c, s, n in q("""
         SELECT raw_code, proc_code, source, count(*) FROM (SELECT * FROM procedures_out UNION ALL SELECT * FROM ef_procedures)
         WHERE raw_code <> proc_code GROUP BY ALL ORDER BY 1, 2""")]
     partial, disagree = q("SELECT count_if(partial_birth), count_if(death_codes_disagree) FROM admissions_out")[0]
-    qty_empty = q("SELECT count_if(qty_empty) FROM ef_lines WHERE reason IS NULL")[0][0]
+    qty_empty = tally.qty_empty
     notes = REP.profile_notes(years_seen) + [
         "patient_id = <施設コード>-<データ識別番号>; admission_id = <施設コード>-<データ識別番号>-<入院年月日>; "
         "hospital_id = a stable pseudonym of 施設コード (map: private/hospital_ids.csv)",

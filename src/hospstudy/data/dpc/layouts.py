@@ -203,7 +203,8 @@ EF_CATEGORIES = {
 SURGERY_CATEGORY = "50"
 PROCEDURE_CATEGORIES = ("40", "50", "54")
 
-# billing.kind, first rule that matches (SQL over the EF fields; docs/data_model.md):
+# billing.kind, first rule that matches (over the EF fields, in the reading threads:
+# :func:`hospstudy.data.dpc.ef.billing_kind`; docs/data_model.md):
 #   drug            receipt code 6xxxxxxxx (the drug master's codes), any data category
 #   transfusion     解釈番号 K920-K924 (輸血料, chapter K part 2 of the fee schedule)
 #   rehabilitation  解釈番号 in chapter H (リハビリテーション)
@@ -212,13 +213,11 @@ PROCEDURE_CATEGORIES = ("40", "50", "54")
 #   other           everything else (basic inpatient fees, laboratory, imaging, meals, materials)
 # データ区分 80 holds rehabilitation, radiotherapy and others alike: the fee-schedule chapter of
 # 解釈番号 (field 10) tells them apart, which is why the rule reads field 10 as well as 5 and 9.
-KIND_SQL = """CASE
-  WHEN starts_with(receipt_code, '6') THEN 'drug'
-  WHEN regexp_matches(interp_no, '^K92[0-4]') THEN 'transfusion'
-  WHEN starts_with(interp_no, 'H') THEN 'rehabilitation'
-  WHEN starts_with(interp_no, 'M') THEN 'radiotherapy'
-  WHEN category IN ('40', '50', '54') THEN 'procedure'
-  ELSE 'other' END"""
+DRUG_CODE_PREFIX = "6"
+TRANSFUSION_REGEX = "^K92[0-4]"
+REHABILITATION_PREFIX, RADIOTHERAPY_PREFIX = "H", "M"
+# the kinds in alphabetical order: staged as their index, so sorting by the index sorts by the name
+KINDS = ("drug", "other", "procedure", "radiotherapy", "rehabilitation", "transfusion")
 
 # ---- other DPC files: recognised and listed as skipped ----------------------------------------
 OTHER_FILE_PREFIXES = {"EFg": "outpatient EF", "Dn": "D file", "Hn": "H file", "Ef": "EF (outpatient)",
