@@ -293,6 +293,8 @@ MALFORMED = {
         ("12345678\t0000000009\t20160901\t1\t0\tA006010\t20140401\t1\t\tC795\t\t\t\t\t\t\t", "bad_code"),
         ("123456789\t0000000006\t20160801\t1\t0\tA006040\t20140401\t1\t\t795\t\t\t\t\t\t\t", "bad_code"),
         ("555555555\t0000000010\t20160901\t1\t0\tA006010\t20140401\t1\t\tC795\t\t\t\t\t\t\t", "unknown_facility"),
+        # a stay with no A000010-A000030: not imported, nor are its EF lines (below)
+        ("123456789\t0000000011\t20160901\t1\t0\tA006010\t20140401\t1\t\tC795\t\t\t\t\t\t\t", "incomplete_stay"),
     ],
     "EFn_2016.txt": [
         ("123456789\t0000000099\t20160910\t20160901\t90\t0001\t001\t190077410\t190077410\tA100\t入院料\t1\t\t100\t0\t100\t"
@@ -301,6 +303,13 @@ MALFORMED = {
         # a facility code with a leading zero: staged as an integer, named with its zero
         ("012345678\t0000000099\t20160910\t20160901\t90\t0001\t001\t190077410\t190077410\tA100\t入院料\t1\t\t100\t0\t100\t"
          "000000000000\t100\t0\t0\t1\t06139999\t1112\t20160901\t00\t010\t0000012345\t0101\t0\t0\t001", "no_form1_stay"),
+        # lines of stays that Form 1 has but did not import, and a service date outside its stay
+        ("123456789\t0000000003\t20160910\t20160405\t90\t0001\t001\t190077410\t190077410\tA100\t入院料\t1\t\t100\t0\t100\t"
+         "000000000000\t100\t0\t0\t1\t06139999\t1112\t20160501\t00\t010\t0000012345\t0101\t0\t0\t001", "date_outside_stay"),
+        ("123456789\t0000000011\t20160910\t20160901\t90\t0001\t001\t190077410\t190077410\tA100\t入院料\t1\t\t100\t0\t100\t"
+         "000000000000\t100\t0\t0\t1\t06139999\t1112\t20160901\t00\t010\t0000012345\t0101\t0\t0\t001", "stay_not_imported"),
+        ("555555555\t0000000010\t20160910\t20160901\t90\t0001\t001\t190077410\t190077410\tA100\t入院料\t1\t\t100\t0\t100\t"
+         "000000000000\t100\t0\t0\t1\t06139999\t1112\t20160901\t00\t010\t0000012345\t0101\t0\t0\t001", "unknown_facility"),
     ],
 }
 
@@ -318,12 +327,16 @@ def test_malformed_lines_get_their_named_reason(tmp_path):
     for name, extra in MALFORMED.items():
         for i, (_, reason) in enumerate(extra):
             assert examples.get((name, first[name] + i)) == reason, (name, first[name] + i, reason)
-    assert r.lines["rejected"] == 8
+    assert r.lines["rejected"] == 12
     assert r.lines["total"] == r.lines["imported"] + r.lines["skipped"] + r.lines["rejected"]
     assert r.report["stays"]["ef_without_form1"] == {
         "count": 2, "examples": ["012345678-0000000099-20160901", "123456789-0000000099-20160901"]}
     details = [e["detail"] for x in r.report["reasons"] if x["reason"] == "no_form1_stay" for e in x["examples"]]
     assert "no Form 1 whole-stay form for 施設コード 012345678, データ識別番号 0000000099, 入院年月日 20160901" in details
+    detail = {x["reason"]: x["examples"][0]["detail"] for x in r.report["reasons"] if x["kind"] == "ef"}
+    assert detail["date_outside_stay"] == "実施年月日 20160501 outside the stay 20160405-20160420"
+    assert detail["stay_not_imported"] == "the stay's Form 1 was not imported (incomplete_stay)"
+    assert detail["unknown_facility"] == "施設コード 555555555 has no row for the stay's fiscal year in the facilities file"
     # the rest is imported: the same five admissions
     assert r.tables["admissions"] == 5 and r.tables["billing"] == 15
     assert validate_database(tmp_path / "db", progress=False).exit_code == 0
@@ -391,3 +404,37 @@ def test_cli_exit_codes(tmp_path):
         assert msg in p.stderr and "Traceback" not in p.stderr
         assert len([ln for ln in p.stderr.splitlines() if ln.strip()]) == 1, p.stderr
         assert not (tmp_path / "db9").exists() and not (tmp_path / ".db9.importing").exists()
+
+
+def test_ef_lines_find_their_stay_by_key_and_admission_date():
+    """The stay join done in the reading threads (ef.Stays): a patient with two stays, the
+    same データ識別番号 at another facility, an unknown patient and an unknown admission date."""
+    import duckdb
+    import numpy as np
+
+    from hospstudy.data.dpc import ef as EF
+
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE stays AS SELECT * FROM (VALUES
+        ('123456789', '0000000001', '20150510', 123456789, 1::BIGINT, DATE '2015-05-10', 'ok'),
+        ('123456789', '0000000001', '20160101', 123456789, 1::BIGINT, DATE '2016-01-01', 'incomplete_stay'),
+        ('987654321', '0000000001', '20150510', 987654321, 1::BIGINT, DATE '2015-05-10', 'ok'),
+        ('000000001', '9999999999', '20200101', 1, 9999999999::BIGINT, DATE '2020-01-01', 'unknown_facility'))
+        t(facility_code, data_id, admit_ymd, fac, pid, admit_date, status)""")
+    con.execute("""CREATE TABLE admissions_out AS SELECT * FROM (VALUES
+        ('123456789-0000000001-20150510', DATE '2015-05-10', DATE '2015-05-20', 2015::SMALLINT, 1),
+        ('987654321-0000000001-20150510', DATE '2015-05-10', DATE '2015-06-01', 2015::SMALLINT, 2))
+        t(admission_id, admit_date, discharge_date, fiscal_year, stay_no)""")
+    stays = EF.Stays.load(con)
+    day = lambda s: (np.datetime64(s) - np.datetime64("1970-01-01")).astype(np.int64)  # noqa: E731
+    fac = np.array([123456789, 123456789, 987654321, 1, 123456789, 555555555, 123456789])
+    pid = np.array([1, 1, 1, 9999999999, 1, 1, 2])
+    days = np.array([day("2015-05-10"), day("2016-01-01"), day("2015-05-10"), day("2020-01-01"), day("2015-05-11"),
+                     day("2015-05-10"), day("2015-05-10")])
+    want = np.ones(len(fac), dtype=bool)
+    want[-1] = False  # a line that failed its own checks is not looked up
+    j = stays.find(fac, pid, days, want)
+    assert (j[4:] == -1).all()
+    assert [EF.STAY_STATUSES[stays.status[k]] for k in j[:4]] == ["ok", "incomplete_stay", "ok", "unknown_facility"]
+    assert stays.stay_no[j[0]] == 1 and stays.stay_no[j[2]] == 2 and stays.stay_no[j[1]] == 0
+    assert stays.discharge[j[2]] == day("2015-06-01") and stays.fiscal_year[j[0]] == 2015
