@@ -416,15 +416,15 @@ def test_ef_lines_find_their_stay_by_key_and_admission_date():
 
     con = duckdb.connect()
     con.execute("""CREATE TABLE stays AS SELECT * FROM (VALUES
-        ('123456789', '0000000001', '20150510', 123456789, 1::BIGINT, DATE '2015-05-10', 'ok'),
-        ('123456789', '0000000001', '20160101', 123456789, 1::BIGINT, DATE '2016-01-01', 'incomplete_stay'),
-        ('987654321', '0000000001', '20150510', 987654321, 1::BIGINT, DATE '2015-05-10', 'ok'),
-        ('000000001', '9999999999', '20200101', 1, 9999999999::BIGINT, DATE '2020-01-01', 'unknown_facility'))
-        t(facility_code, data_id, admit_ymd, fac, pid, admit_date, status)""")
+        (123456789, 1::BIGINT, DATE '2015-05-10', 'ok'),
+        (123456789, 1::BIGINT, DATE '2016-01-01', 'incomplete_stay'),
+        (987654321, 1::BIGINT, DATE '2015-05-10', 'ok'),
+        (1, 9999999999::BIGINT, DATE '2020-01-01', 'unknown_facility'))
+        t(fac, pid, admit_date, status)""")
     con.execute("""CREATE TABLE admissions_out AS SELECT * FROM (VALUES
-        ('123456789-0000000001-20150510', DATE '2015-05-10', DATE '2015-05-20', 2015::SMALLINT, 1),
-        ('987654321-0000000001-20150510', DATE '2015-05-10', DATE '2015-06-01', 2015::SMALLINT, 2))
-        t(admission_id, admit_date, discharge_date, fiscal_year, stay_no)""")
+        (123456789, 1::BIGINT, DATE '2015-05-10', DATE '2015-05-20', 2015::SMALLINT, 1),
+        (987654321, 1::BIGINT, DATE '2015-05-10', DATE '2015-06-01', 2015::SMALLINT, 2))
+        t(fac, pid, admit_date, discharge_date, fiscal_year, stay_no)""")
     stays = EF.Stays.load(con)
     day = lambda s: (np.datetime64(s) - np.datetime64("1970-01-01")).astype(np.int64)  # noqa: E731
     fac = np.array([123456789, 123456789, 987654321, 1, 123456789, 555555555, 123456789])

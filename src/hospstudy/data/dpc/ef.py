@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import split as S
-from hospstudy.data.dpc.form1 import is_header, kcode_sql, key_detail
+from hospstudy.data.dpc.form1 import is_header, kcode_sql, key_detail, key_fields, key_text
 from hospstudy.data.schema import KCODE_PATTERN
 
 _F = {name: i for i, name in enumerate(L.EF_FIELDS)}  # 0-based
@@ -39,18 +39,6 @@ def create_staging(con, keep_identifiers: bool) -> None:
     con.execute("CREATE TABLE ef_k (stay_no INTEGER, interp_no VARCHAR, service_date DATE)")
     if keep_identifiers:
         con.execute("CREATE TABLE ef_ids (stay_no INTEGER, insurer_no VARCHAR, doctor_code VARCHAR)")
-
-
-def key_fields(alias: str = "") -> tuple[str, str, str]:
-    """SQL: a staged EF line's 施設コード, データ識別番号 and 入院年月日 as written (zeros kept)."""
-    a = f"{alias}." if alias else ""
-    return (f"lpad(CAST({a}fac AS VARCHAR), 9, '0')", f"lpad(CAST({a}pid AS VARCHAR), 10, '0')",
-            f"strftime({a}admit_date, '%Y%m%d')")
-
-
-def key_text(alias: str = "") -> str:
-    """SQL: a staged EF line's stay key as the admission_id text (施設コード-データ識別番号-入院年月日)."""
-    return " || '-' || ".join(key_fields(alias))
 
 
 _COLS = sorted(_F[k] for k in ("facility_code", "data_id", "admit_ymd", "category", "detail_no", "receipt_code",
@@ -96,8 +84,7 @@ class Stays:
             coalesce(a.admit_date - DATE '1970-01-01', 0)::BIGINT AS admit,
             coalesce(a.discharge_date - DATE '1970-01-01', 0)::BIGINT AS discharge,
             coalesce(a.fiscal_year, 0)::SMALLINT AS fiscal_year
-          FROM stays s LEFT JOIN admissions_out a
-            ON a.admission_id = s.facility_code || '-' || s.data_id || '-' || s.admit_ymd
+          FROM stays s LEFT JOIN admissions_out a ON a.fac = s.fac AND a.pid = s.pid AND a.admit_date = s.admit_date
           ORDER BY pat, day""").fetchnumpy()
         pat = np.asarray(t["pat"], dtype=np.uint64)
         pats, idx = np.unique(pat, return_inverse=True)

@@ -72,6 +72,19 @@ def is_header(text: str, line_no: int) -> bool:
     return line_no == 1 or any(w in text.lower() for w in _HEADER_WORDS)
 
 
+def key_fields(alias: str = "") -> tuple[str, str, str]:
+    """SQL: a staged line's 施設コード, データ識別番号 and 入院年月日 as written (zeros kept), from
+    the integers and the date they are staged as (Form 1 and EF alike)."""
+    a = f"{alias}." if alias else ""
+    return (f"lpad(CAST({a}fac AS VARCHAR), 9, '0')", f"lpad(CAST({a}pid AS VARCHAR), 10, '0')",
+            f"strftime({a}admit_date, '%Y%m%d')")
+
+
+def key_text(alias: str = "") -> str:
+    """SQL: a staged line's stay key as the admission_id text (施設コード-データ識別番号-入院年月日)."""
+    return " || '-' || ".join(key_fields(alias))
+
+
 def key_detail(fac_ok: bool, facility_code: str, data_id: str) -> str:
     """The detail of a line whose stay key is not digits (Form 1 and EF)."""
     return (f"施設コード {facility_code} is not 9 digits" if not fac_ok
@@ -81,8 +94,10 @@ def key_detail(fac_ok: bool, facility_code: str, data_id: str) -> str:
 # The fields read (0-based) and the fields staged: 回数管理番号, バージョン and payload 4 are used by
 # no table; 統括診療情報番号 only to tell a ward-level form (a reason, at staging). Staging all 17
 # as text made the Form 1 work table (4M lines) outgrow DuckDB's 1GB limit and spill.
-STAGED = tuple(name for name in _F if name not in ("kaisu", "form_no", "version", "p4"))
-COLS = sorted(_F.index(name) for name in (*STAGED, "form_no"))
+# The stay key is staged as integers and a date (fac, pid, admit_date), as EF's: the Form 1 build
+# groups and joins on it.
+STAGED = tuple(name for name in _F if name not in ("facility_code", "data_id", "admit_ymd", "kaisu", "form_no", "version", "p4"))
+COLS = sorted(_F.index(name) for name in (*STAGED, "facility_code", "data_id", "admit_ymd", "form_no"))
 
 
 def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
@@ -94,8 +109,8 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
     gi = np.flatnonzero(b.good)
     g = len(gi)
     cols = {_F[k]: b.strings(k) for k in COLS}
-    ok_fac, _ = b.digits(0, 9, value=False)
-    ok_id, _ = b.digits(1, 10, value=False)
+    ok_fac, v_fac = b.digits(0, 9)
+    ok_id, v_id = b.digits(1, 10)
     ok_ad, v_ad = b.digits(2, 8)
     ok_ad, d_ad = S.ymd_days(ok_ad, v_ad)
     ward = pc.not_equal(cols["form_no"], L.WHOLE_STAY_FORM).to_numpy(zero_copy_only=False)
@@ -142,6 +157,9 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
     idx = None if g == n else pa.array(pos, mask=pos < 0)
     out = {"file_id": pa.array(np.full(n, file_id, np.int32)),
            "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64))}
+    key_ok = ok_fac & ok_id
+    for name, arr in (("fac", pa.array(v_fac.astype(np.int32), mask=~key_ok)), ("pid", pa.array(v_id, mask=~key_ok))):
+        out[name] = arr if idx is None else arr.take(idx)
     for name in STAGED:
         out[name] = cols[name] if idx is None else cols[name].take(idx)
     ad = pa.array(d_ad.astype(np.int32), mask=~ok_ad).cast(pa.date32())
@@ -153,12 +171,12 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
 
 def create_staging(con) -> None:
     cols = ", ".join(f"{c} VARCHAR" for c in STAGED)
-    con.execute(f"CREATE TABLE f1_stage (file_id INTEGER, line_no BIGINT, {cols}, admit_date DATE, "
+    con.execute(f"CREATE TABLE f1_stage (file_id INTEGER, line_no BIGINT, fac INTEGER, pid BIGINT, {cols}, admit_date DATE, "
                 "reason VARCHAR, detail VARCHAR)")
 
 
 def build(con, fiscal_years: tuple[int, int] | None) -> None:
-    """From ``f1_stage`` and ``fac`` (facility_code, fiscal_year, hospital_id): the tables
+    """From ``f1_stage`` and ``fac`` (fac, fiscal_year, hospital_id): the tables
     ``f1_lines`` (every line with its final reason), ``stays``, ``admissions_out``,
     ``diagnoses_out``, ``procedures_out``."""
     used = [c for c, p in L.PAYLOADS.items() if p.used]
@@ -180,7 +198,7 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     ), k AS (
       SELECT s.*, (year(admit_date) - CASE WHEN month(admit_date) < 4 THEN 1 ELSE 0 END)::SMALLINT AS fy,
              f.hospital_id
-      FROM s LEFT JOIN fac f ON f.facility_code = s.facility_code
+      FROM s LEFT JOIN fac f ON f.fac = s.fac
         AND f.fiscal_year = year(s.admit_date) - CASE WHEN month(s.admit_date) < 4 THEN 1 ELSE 0 END
     )
     SELECT k.*,
@@ -215,7 +233,7 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
       END"""
     item_detail = f"""CASE
         WHEN fy NOT BETWEEN {fy_lo} AND {fy_hi} THEN 'fiscal year ' || fy
-        WHEN hospital_id IS NULL THEN '施設コード ' || facility_code || ' has no row for fiscal year ' || fy || ' in the facilities file'
+        WHEN hospital_id IS NULL THEN '施設コード ' || {key_fields()[0]} || ' has no row for fiscal year ' || fy || ' in the facilities file'
         WHEN code NOT IN ({_inlist(known)}) THEN 'payload code ' || code
         WHEN code = 'A000010' THEN '生年月日 ' || p1 || ', 性別 ' || p2
         WHEN code = 'A000020' THEN '予定・救急医療入院 ' || p5 || ', 救急車 ' || p6
@@ -231,16 +249,15 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     con.execute(f"""
     CREATE TABLE f1_checked AS
     WITH r AS (
-      SELECT file_id, line_no, facility_code, data_id, admit_ymd, code, seq, p1, p2, p3, p5, p6, p7, p8, p9,
-        admit_date, fy, hospital_id, birth_date, d1, icd, kcode, n2, n3, jcs_txt,
+      SELECT file_id, line_no, fac, pid, admit_date, code, seq, p1, p2, p3, p5, p6, p7, p8, p9, fy, hospital_id, birth_date, d1, icd, kcode, n2, n3, jcs_txt,
         CASE WHEN code IN ({_inlist(single)}) THEN '' ELSE seq END AS dkey, {item_reason} AS ireason
       FROM f1_items
     ), multi AS (
-      SELECT facility_code, data_id, admit_ymd, code, dkey FROM r GROUP BY ALL HAVING count(*) > 1
+      SELECT fac, pid, admit_date, code, dkey FROM r GROUP BY ALL HAVING count(*) > 1
     ), ranked AS (
       SELECT file_id, line_no,
-        row_number() OVER (PARTITION BY facility_code, data_id, admit_ymd, code, dkey ORDER BY file_id, line_no) AS dup
-      FROM r SEMI JOIN multi USING (facility_code, data_id, admit_ymd, code, dkey)
+        row_number() OVER (PARTITION BY fac, pid, admit_date, code, dkey ORDER BY file_id, line_no) AS dup
+      FROM r SEMI JOIN multi USING (fac, pid, admit_date, code, dkey)
     )
     SELECT r.* EXCLUDE (dkey), CASE WHEN ireason IS NOT NULL THEN {item_detail} END AS idetail, coalesce(k.dup, 1) AS dup
     FROM r LEFT JOIN ranked k USING (file_id, line_no)
@@ -248,16 +265,14 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     # A stay: a whole-stay form whose A000010, A000020 and A000030 items are all good.
     con.execute(f"""
     CREATE TABLE stays AS
-    SELECT facility_code, data_id, admit_ymd, any_value(admit_date) AS admit_date, any_value(fy) AS fy,
+    SELECT fac, pid, admit_date, any_value(fy) AS fy,
       any_value(hospital_id) AS hospital_id,
       bool_or(code = 'A000030' AND ireason = 'stay_not_discharged') AS not_discharged,
       bool_or(code = 'A000010' AND ireason IS NULL AND dup = 1) AS has10,
       bool_or(code = 'A000020' AND ireason IS NULL AND dup = 1) AS has20,
       bool_or(code = 'A000030' AND ireason IS NULL AND dup = 1) AS has30,
-      bool_or(ireason IN ('unknown_facility', 'outside_fiscal_years')) AS outside,
-      -- the key as EF stages it (integers and a date): the stays' keys passed the digit checks
-      TRY_CAST(facility_code AS INTEGER) AS fac, TRY_CAST(data_id AS BIGINT) AS pid
-    FROM f1_checked GROUP BY facility_code, data_id, admit_ymd
+      bool_or(ireason IN ('unknown_facility', 'outside_fiscal_years')) AS outside
+    FROM f1_checked GROUP BY fac, pid, admit_date
     """)
     con.execute(f"""
     ALTER TABLE stays ADD COLUMN status VARCHAR;
@@ -270,7 +285,7 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     """)
     con.execute("""
     CREATE TABLE stay_vals AS
-    SELECT c.facility_code, c.data_id, c.admit_ymd,
+    SELECT c.fac, c.pid, c.admit_date,
       any_value(CASE WHEN code = 'A000010' THEN birth_date END) AS birth_date,
       any_value(CASE WHEN code = 'A000010' THEN p2 END) AS sex_code,
       any_value(CASE WHEN code = 'A000010' THEN p1 END) AS birth_raw,
@@ -286,12 +301,12 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
       any_value(CASE WHEN code = 'ADL0020' THEN p2 END) AS adl_dis
     FROM f1_checked c
     WHERE ireason IS NULL AND dup = 1
-    GROUP BY c.facility_code, c.data_id, c.admit_ymd
+    GROUP BY c.fac, c.pid, c.admit_date
     """)
     # Procedures outside the stay break the data model: their lines are rejected.
     con.execute(f"""
     CREATE TABLE f1_lines AS
-    SELECT c.file_id, c.line_no, c.facility_code, c.data_id, c.admit_ymd, c.code, c.seq, c.p2, c.p5, c.p6, c.p7, c.p8, c.p9,
+    SELECT c.file_id, c.line_no, c.fac, c.pid, c.admit_date, c.code, c.seq, c.p2, c.p5, c.p6, c.p7, c.p8, c.p9,
       c.icd, c.kcode, c.d1,
       CASE
         WHEN c.ireason IN ('unknown_facility', 'outside_fiscal_years', 'unknown_payload_code', 'payload_not_used') THEN c.ireason
@@ -299,7 +314,7 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
         WHEN c.ireason IS NOT NULL THEN c.ireason
         WHEN c.dup > 1 THEN 'duplicate_item'
         WHEN s.status <> 'ok' THEN s.status
-        WHEN c.code = 'A007010' AND (c.d1 < v.admit_date_chk OR c.d1 > v.discharge_date) THEN 'date_outside_stay'
+        WHEN c.code = 'A007010' AND (c.d1 < c.admit_date OR c.d1 > v.discharge_date) THEN 'date_outside_stay'
       END AS reason,
       CASE
         WHEN c.ireason IS NOT NULL THEN c.idetail
@@ -310,15 +325,14 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
         WHEN c.code = 'A007010' THEN '手術日 ' || strftime(c.d1, '%Y%m%d') || ' outside the stay'
       END AS detail
     FROM f1_checked c
-    JOIN stays s USING (facility_code, data_id, admit_ymd)
-    LEFT JOIN (SELECT facility_code, data_id, admit_ymd, discharge_date, strptime(admit_ymd, '%Y%m%d')::DATE AS admit_date_chk
-               FROM stay_vals) v USING (facility_code, data_id, admit_ymd)
+    JOIN stays s ON s.fac = c.fac AND s.pid = c.pid AND s.admit_date = c.admit_date
+    LEFT JOIN stay_vals v ON v.fac = c.fac AND v.pid = c.pid AND v.admit_date = c.admit_date
     """)
     dest_case = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in L.DISCHARGE_DEST.items())
     con.execute(f"""
     CREATE TABLE admissions_out AS
-    SELECT s.facility_code || '-' || s.data_id || '-' || s.admit_ymd AS admission_id,
-      s.facility_code || '-' || s.data_id AS patient_id,
+    SELECT {key_text('s')} AS admission_id,
+      {key_fields('s')[0]} || '-' || {key_fields('s')[1]} AS patient_id,
       s.hospital_id::INTEGER AS hospital_id, s.admit_date, v.discharge_date,
       (year(s.admit_date) - year(v.birth_date) - CASE WHEN strftime(s.admit_date, '%m%d') < strftime(v.birth_date, '%m%d') THEN 1 ELSE 0 END)::SMALLINT AS age,
       CASE v.sex_code {' '.join(f"WHEN '{k}' THEN '{x}'" for k, x in L.SEX.items())} END AS sex,
@@ -334,13 +348,14 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
       (v.dest = '8') <> (v.outcome IN ({_inlist(L.DEATH_OUTCOMES)})) AS death_codes_disagree,
       regexp_matches(v.birth_raw, '^[0-9]{{4}}(00|[0-9]{{2}}00)$') AS partial_birth,
       -- the rank of admission_id: an integer to sort the billing lines by (not written)
-      row_number() OVER (ORDER BY s.facility_code, s.data_id, s.admit_ymd) AS stay_no
-    FROM stays s JOIN stay_vals v USING (facility_code, data_id, admit_ymd)
+      row_number() OVER (ORDER BY s.fac, s.pid, s.admit_date) AS stay_no,
+      s.fac, s.pid  -- the key as staged (not written)
+    FROM stays s JOIN stay_vals v ON v.fac = s.fac AND v.pid = s.pid AND v.admit_date = s.admit_date
     WHERE s.status = 'ok'
     """)
     con.execute(f"""
     CREATE TABLE diagnoses_out AS
-    SELECT l.facility_code || '-' || l.data_id || '-' || l.admit_ymd AS admission_id, l.icd AS icd10,
+    SELECT {key_text('l')} AS admission_id, l.icd AS icd10,
       CASE l.code {' '.join(f"WHEN '{k}' THEN '{v}'" for k, v in L.DIAGNOSIS_ROLE.items())} END AS role,
       '{L.SUSPECTED_MODIFIER}' IN (l.p5, l.p6, l.p7, l.p8) AS suspected,
       l.p9 AS name, l.file_id, l.line_no
@@ -362,9 +377,9 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     ) WHERE lv IS NOT NULL GROUP BY admission_id;
     UPDATE admissions_out a SET spinal_level = s.spinal_level FROM spinal s WHERE a.admission_id = s.admission_id;
     """)
-    con.execute("""
+    con.execute(f"""
     CREATE TABLE procedures_out AS
-    SELECT l.facility_code || '-' || l.data_id || '-' || l.admit_ymd AS admission_id, l.kcode AS proc_code,
+    SELECT {key_text('l')} AS admission_id, l.kcode AS proc_code,
       l.d1 AS proc_date, l.p2 AS raw_code, 'form1' AS source
     FROM f1_lines l WHERE l.reason IS NULL AND l.code = 'A007010'
     """)

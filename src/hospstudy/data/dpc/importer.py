@@ -162,7 +162,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             "hospital_id": fac_table.column("hospital_id"),
         })
         con.register("fac_arrow", fac_rel)
-        con.execute("CREATE TABLE fac AS SELECT * FROM fac_arrow")
+        con.execute("CREATE TABLE fac AS SELECT CAST(facility_code AS INTEGER) AS fac, fiscal_year, hospital_id FROM fac_arrow")
         con.unregister("fac_arrow")
         F1.create_staging(con)
         EF.create_staging(con, keep_identifiers)
@@ -369,7 +369,7 @@ def _write_identifiers(con, private: Path) -> None:
       SELECT a.admission_id, any_value(c.p3) AS postcode,
         (SELECT string_agg(DISTINCT e.insurer_no, ' ' ORDER BY e.insurer_no) FROM ef_ids e WHERE e.stay_no = a.stay_no) AS insurer_no,
         (SELECT string_agg(DISTINCT e.doctor_code, ' ' ORDER BY e.doctor_code) FROM ef_ids e WHERE e.stay_no = a.stay_no) AS doctor_codes
-      FROM admissions_out a LEFT JOIN f1_items c ON c.code = 'A000010' AND a.admission_id = c.facility_code || '-' || c.data_id || '-' || c.admit_ymd
+      FROM admissions_out a LEFT JOIN f1_items c ON c.code = 'A000010' AND c.fac = a.fac AND c.pid = a.pid AND c.admit_date = a.admit_date
       GROUP BY a.admission_id, a.stay_no ORDER BY a.admission_id
     ) TO '{private / 'identifiers.parquet'}' (FORMAT parquet)""")
 
@@ -393,7 +393,7 @@ def _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_yea
     fy_by_file: dict[int, list] = {}
     for fid, fy in con.execute("""
         SELECT DISTINCT file_id, fy FROM (
-          SELECT file_id, year(strptime(admit_ymd, '%Y%m%d')) - (month(strptime(admit_ymd, '%Y%m%d')) < 4)::INT AS fy
+          SELECT file_id, year(admit_date) - (month(admit_date) < 4)::INT AS fy
           FROM f1_stage WHERE reason IS NULL OR reason = 'ward_level_form')
         ORDER BY 1, 2""").fetchall():
         fy_by_file.setdefault(fid, []).append(int(fy))
@@ -445,7 +445,7 @@ def _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_yea
     no_ef = q("""SELECT count(*), list(admission_id ORDER BY admission_id)[1:5] FROM admissions_out a
                  ANTI JOIN ef_seen USING (stay_no)""")[0]
     con.unregister("ef_seen")
-    no_f1 = q(f"""SELECT count(*), list(k ORDER BY k)[1:5] FROM (SELECT DISTINCT {EF.key_text()} AS k
+    no_f1 = q(f"""SELECT count(*), list(k ORDER BY k)[1:5] FROM (SELECT DISTINCT {F1.key_text()} AS k
                   FROM ef_rejects WHERE reason = 'no_form1_stay')""")[0]
     stays = {
         "form1_stays": int(q("SELECT count(*) FROM stays")[0][0]),
