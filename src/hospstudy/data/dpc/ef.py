@@ -1,12 +1,14 @@
 """EF integrated file (入院EF統合ファイル) → billing, and the procedures only EF records.
 
-Staging (:func:`parse_chunk`, one block of lines at a time, numpy) keeps only the fields the data model needs,
-typed (dates as DATE, 使用量 as REAL): the EF file is the large one, and what is not kept is not
-written. Line-level reasons: blank, header, short or long line, a key that is not 9/10 digits,
-a date or a quantity that does not parse, an act row (行為明細番号 000, from the former E file:
-its items follow as 001, 002, ... and are the billing lines). :func:`build` joins the lines to
-the stays of Form 1 (施設コード, データ識別番号, 入院年月日: fields 1, 2, 4) and gives the rest of
-the reasons. Layout: p14.145 / p17.162; field 17 p14.137 / p17.151.
+Read after Form 1 has been built: :func:`parse_chunk` (one block of lines at a time, numpy, in
+the reading threads) checks each line (blank, header, short or long line, a key that is not 9/10
+digits, a date or a quantity that does not parse, an act row: 行為明細番号 000, from the former E
+file, whose items follow as 001, 002, ... and are the billing lines), joins it to its Form 1 stay
+(施設コード, データ識別番号, 入院年月日: fields 1, 2, 4; :class:`Stays`) and stages what it
+becomes: a billing row, a rejected or skipped line, a surgery line's 解釈番号. Only the fields
+the data model needs are read; what is not kept is not written. :func:`build` then adds the
+procedures only EF records and the rejected lines' details. Layout: p14.145 / p17.162; field 17
+p14.137 / p17.151.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Form 1 (様式1) → admissions, diagnoses, procedures (DuckDB SQL over the staged lines).
 
-Staging (:func:`parse_chunk`, one block of lines at a time) splits each line into its 17
-fields and gives the line-level reasons (blank, header, short or long line, a key that is not 9/10 digits,
-an admission date that is not a date, a ward-level form). :func:`build` then works on the staged
+Staging (:func:`parse_chunk`, one block of lines at a time) splits each line into the fields
+a table uses (:data:`COLS`; the stay key as integers and a date) and gives the line-level
+reasons (blank, header, short or long line, a key that is not 9/10 digits, an admission date
+that is not a date, a ward-level form). :func:`build` then works on the staged
 table as a whole: facility and fiscal-year checks, each payload's items parsed and checked, one
 stay per whole-stay form (統括診療情報番号 0), and the three tables. Every line ends with exactly
 one ``reason`` (NULL = imported); :mod:`hospstudy.data.dpc.report` counts them.

@@ -1,12 +1,13 @@
 """``import_dpc``: a folder of raw Form 1 and EF files and a facilities CSV in, a database out.
 
-The flow: detect every file (kind, encoding, header, line ends, layout) → stream each Form 1 and
-EF file in chunks into a DuckDB work database (in memory, spilling to disk past the memory limit;
-typed, only the columns needed, each line with its line-level reason) → build stays, admissions, diagnoses and procedures from Form 1
-(:mod:`.form1`), billing and EF-only procedures from EF (:mod:`.ef`) → write the tables as
-Parquet partitioned by fiscal year (of admission) → the import report (:mod:`.report`). The
-database is written to a hidden sibling folder and moved into place at the end, so a failed
-import leaves no half-written database.
+The flow: detect every file (kind, encoding, header, line ends, layout) → stream the Form 1
+files in blocks into a DuckDB work database (in memory, spilling to disk past the memory limit;
+typed, only the columns needed, each line with its line-level reason) → build stays,
+admissions, diagnoses and procedures from them (:mod:`.form1`) → stream the EF files, each line
+joined to its stay as it is read and staged as a billing row or a rejected line (:mod:`.ef`) →
+write the tables as Parquet partitioned by fiscal year (of admission) → the import report
+(:mod:`.report`). The database is written to a hidden sibling folder and moved into place at
+the end, so a failed import leaves no half-written database.
 
 Identifiers (contract with the synthetic raw writer, docs/data_model.md):
 ``patient_id = "<施設コード>-<データ識別番号>"`` and
