@@ -384,3 +384,5 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
       l.d1 AS proc_date, l.p2 AS raw_code, 'form1' AS source
     FROM f1_lines l WHERE l.reason IS NULL AND l.code = 'A007010'
     """)
+    # The intermediate tables go: EF is read next, and what DuckDB holds counts against its limit
+    con.execute("DROP TABLE f1_checked; DROP TABLE stay_vals; DROP TABLE spinal")
