@@ -175,21 +175,25 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         build_threads = f"SET threads = {int(duck_threads or threads)}"
         with _Staging(con, files, workers, keep_identifiers, other_lines, tally, show_progress) as stage:
             t1, c1 = time.perf_counter(), time.process_time()
+            stage.describe("reading raw DPC files (Form 1)")
             con.execute("SET threads = 1")
             stage.run("form1")
             con.execute(build_threads)
             t2, c2 = time.perf_counter(), time.process_time()
             # Form 1 is built before EF is read: EF lines are joined to the stays as they are read
+            stage.describe("building admissions from Form 1")
             F1.build(con, fiscal_years)
             t2b, c2b = time.perf_counter(), time.process_time()
+            stage.describe("reading raw DPC files (EF)")
             con.execute("SET threads = 1")
             stage.run("ef", stays=EF.Stays.load(con))
             con.execute(build_threads)
-        t3a, c3a = time.perf_counter(), time.process_time()
-        EF.build(con)
-        t3, c3 = time.perf_counter(), time.process_time()
-        tables = _write_tables(con, tmp, fac_table)
-        t4, c4 = time.perf_counter(), time.process_time()
+            t3a, c3a = time.perf_counter(), time.process_time()
+            EF.build(con)
+            t3, c3 = time.perf_counter(), time.process_time()
+            stage.describe("writing the tables (sorted, by fiscal year)")
+            tables = _write_tables(con, tmp, fac_table)
+            t4, c4 = time.perf_counter(), time.process_time()
         private = tmp / "private"
         private.mkdir()
         with open(private / "hospital_ids.csv", "w", encoding="utf-8") as fh:
@@ -250,6 +254,11 @@ class _Staging:
 
     def __exit__(self, *exc):
         return self._progress.__exit__(*exc)
+
+    def describe(self, what: str) -> None:
+        """What the import is doing now (the bar's text; its spinner and clock keep running
+        through the steps that are not reading)."""
+        self.bar.update(self.task, description=what)
 
     def run(self, kind: str, stays: "EF.Stays | None" = None) -> None:
         """Stage every file of ``kind`` ('form1' into f1_stage; 'ef' into ef_billing and the
