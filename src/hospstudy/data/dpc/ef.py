@@ -310,11 +310,8 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
         p = pos[lines]
         sel = pa.array(p, mask=p < 0)
 
-        def good_col(values: np.ndarray, typ) -> pa.Array:
-            """A column over the rejected lines: the good lines' values, null for the others."""
-            return pa.array(values[rj], typ).take(sel)
-
         def day_col(values: np.ndarray, ok: np.ndarray) -> pa.Array:
+            """A date column over the rejected lines: the good lines' dates, null for the others."""
             return pa.array(values[rj].astype(np.int32), mask=~ok[rj]).cast(pa.date32()).take(sel)
 
         names = np.array([None, *STAY_STATUSES[1:]], dtype=object)
