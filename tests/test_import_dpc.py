@@ -438,3 +438,16 @@ def test_ef_lines_find_their_stay_by_key_and_admission_date():
     assert [EF.STAY_STATUSES[stays.status[k]] for k in j[:4]] == ["ok", "incomplete_stay", "ok", "unknown_facility"]
     assert stays.stay_no[j[0]] == 1 and stays.stay_no[j[2]] == 2 and stays.stay_no[j[1]] == 0
     assert stays.discharge[j[2]] == day("2015-06-01") and stays.fiscal_year[j[0]] == 2015
+
+
+def test_duckdb_size_settings_read_in_bytes():
+    """The import lends DuckDB's memory limit to the stays' arrays while EF is read: it reads the
+    limit back as DuckDB shows it ('953.6 MiB' for 1GB)."""
+    import duckdb
+
+    from hospstudy.data.dpc.importer import _setting_bytes
+
+    con = duckdb.connect()
+    for given, want in (("1GB", 10**9), ("512MB", 512 * 10**6), ("3GiB", 3 << 30)):
+        con.execute(f"SET memory_limit = '{given}'")
+        assert abs(_setting_bytes(con, "memory_limit") - want) / want < 0.001

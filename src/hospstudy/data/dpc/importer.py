@@ -185,8 +185,15 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             F1.build(con, fiscal_years)
             t2b, c2b = time.perf_counter(), time.process_time()
             stage.describe("reading raw DPC files (EF)")
+            stays = EF.Stays.load(con)
+            # The stays' arrays live outside DuckDB while EF is read: they count against the
+            # memory limit (DuckDB gets the rest, at least a quarter of it)
+            limit = _setting_bytes(con, "memory_limit")
+            con.execute(f"SET memory_limit = '{max(limit - stays.nbytes, limit // 4)}B'")
             con.execute("SET threads = 1")
-            stage.run("ef", stays=EF.Stays.load(con))
+            stage.run("ef", stays=stays)
+            con.execute(f"SET memory_limit = '{limit}B'")
+            del stays
             con.execute(build_threads)
             t3a, c3a = time.perf_counter(), time.process_time()
             EF.build(con)
@@ -311,6 +318,20 @@ class _Staging:
                 for name, parts in side.items():
                     _insert(con, name, pa.concat_tables(parts, promote_options="permissive"), failed)
                 side.clear()
+
+
+def _setting_bytes(con, name: str) -> int:
+    """A DuckDB size setting in bytes (DuckDB shows them as e.g. '953.6 MiB')."""
+    import re
+
+    text = con.execute(f"SELECT current_setting('{name}')").fetchone()[0]
+    m = re.fullmatch(r"\s*([0-9.]+)\s*(bytes|B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?\s*", str(text))
+    if not m:
+        raise AssertionError(f"DuckDB's {name} {text!r} is not a size")
+    unit = m.group(2) or "B"
+    scale = {"bytes": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+             "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}[unit]
+    return int(float(m.group(1)) * scale)
 
 
 def _insert(con, table: str, rows, failed: list) -> None:
