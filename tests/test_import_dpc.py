@@ -451,3 +451,29 @@ def test_duckdb_size_settings_read_in_bytes():
     for given, want in (("1GB", 10**9), ("512MB", 512 * 10**6), ("3GiB", 3 << 30)):
         con.execute(f"SET memory_limit = '{given}'")
         assert abs(_setting_bytes(con, "memory_limit") - want) / want < 0.001
+
+
+def test_billing_written_in_parts_keeps_its_order(tmp_path, imported, monkeypatch):
+    """Billing is written per fiscal year in parts of consecutive stays (data_000.parquet, ...):
+    read in name order they are the rows of one sorted write, in the same order, sorted by
+    (admission, service date, code, kind, quantity)."""
+    import hospstudy.data.dpc.importer as imp
+
+    def ordered(db: Path) -> tuple[list, list]:
+        years, files = [], []
+        for year in sorted((db / "billing").iterdir()):
+            parts = sorted(year.glob("*.parquet"))
+            files.append(len(parts))
+            years.append([r for p in parts for r in pq.read_table(p).to_pylist()])
+        return years, files
+
+    monkeypatch.setattr(imp, "PART_ROWS", 2)
+    import_dpc(standard_raw(tmp_path), FIX / "facilities.csv", tmp_path / "db", show_progress=False)
+    got, parts = ordered(tmp_path / "db")
+    want, whole = ordered(imported[1])
+    assert whole == [1, 1] and min(parts) > 1
+    assert got == want
+    assert validate_database(tmp_path / "db", progress=False).exit_code == 0
+    for year in got:
+        keys = [(r["admission_id"], r["service_date"], r["code"], r["kind"], r["quantity"]) for r in year]
+        assert keys == sorted(keys)
