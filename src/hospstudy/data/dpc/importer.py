@@ -405,8 +405,9 @@ def _write_billing(con, folder: Path, kinds: str) -> None:
     sorts the narrow staged rows by it and the admission ids are put in afterwards (Arrow
     ``take``): carrying the 29-byte id through DuckDB's sort was most of the write (one fiscal
     year of 10M rows: 7.0-8.9 CPU s with it, 3.7-4.2 without; a join after the sort does not
-    keep its order). 20M EF lines: the write 8.0 s wall / 15.5 CPU s by one sorted COPY per year,
-    6.3 / 12.0 this way, the same rows in the same order (2026-12-06). Every billing row has its
+    keep its order). One fiscal year of 10M rows, by hand (2026-12-06): 8.8 CPU s by one sorted
+    COPY with the ids, 6.2 sorting without them and writing with pyarrow (one thread: hence the
+    parts, written two at a time); the same rows in the same order. Every billing row has its
     admission (its stay was 'ok' when it was read); one without would fail here, not vanish."""
     import math
     from concurrent.futures import ThreadPoolExecutor
