@@ -617,6 +617,21 @@ def sql_str(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "byte": 1, "bytes": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+               "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def size_bytes(text) -> int | None:
+    """A size as DuckDB reads and shows it ('1GB' = 10^9 bytes, '953.6 MiB' = 953.6 x 2^20) in
+    bytes; None when it is not a size."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*", str(text), re.I)
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        return None
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
 def cast_expression(raw: str, kind: str, target: pa.DataType) -> str:
     """SQL (DuckDB) turning ``raw`` of source kind ``kind`` into ``target``; NULL where it cannot."""
     tk = TARGET_KIND[target]

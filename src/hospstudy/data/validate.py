@@ -623,13 +623,10 @@ def key_parts(n_keys: int, memory_limit: str) -> int:
     """Passes for the joins to the admission keys: enough that a pass's keys take at most a
     third of the memory limit (1 when the limit cannot be read)."""
     import math
-    import re
 
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?B)?\s*", str(memory_limit), re.I)
-    if not m:
+    limit = readers.size_bytes(memory_limit)
+    if not limit:
         return 1
-    unit = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
-    limit = float(m.group(1)) * unit
     return max(1, math.ceil(n_keys * KEY_BYTES / (limit / 3)))
 
 

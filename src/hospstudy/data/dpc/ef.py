@@ -56,8 +56,10 @@ def cols(keep_identifiers: bool) -> list[int]:
 
 # The reason of an EF line whose Form 1 stay was not imported, by the stay's status (the
 # statuses of form1.build; an 'ok' stay imports its lines unless the service date falls outside it)
-STAY_STATUSES = ("ok", "outside_fiscal_years", "stay_not_discharged", "unknown_facility", "incomplete_stay")
-_STATUS_REASON = ("", "outside_fiscal_years", "stay_not_discharged", "unknown_facility", "stay_not_imported")
+_STATUS_REASON = {"ok": None, "outside_fiscal_years": "outside_fiscal_years", "stay_not_discharged": "stay_not_discharged",
+                  "unknown_facility": "unknown_facility", "incomplete_stay": "stay_not_imported"}
+STAY_STATUSES = tuple(_STATUS_REASON)  # a stay's status is staged as its index here (0 = ok)
+_PAT = 10_000_000_000  # a patient as one integer: 施設コード × 10^10 + データ識別番号 (10 digits)
 _DAYS0 = 1 << 16  # admission dates as days since 1970 + this: 1800-2200 (what ymd_days lets pass) is positive
 _DAY_BITS = 18
 
@@ -97,8 +99,8 @@ class Stays:
         arrays sized beforehand: the whole result fetched at once, with the statuses as Python
         strings, held ~120 bytes per stay besides DuckDB's memory (5M stays at 100M EF lines:
         the import's peak, 2.3 GB, 2026-12-06)."""
-        con.execute("""CREATE TEMP TABLE stay_pats AS
-          SELECT fac::UBIGINT * 10000000000 + pid::UBIGINT AS pat, (row_number() OVER (ORDER BY fac, pid) - 1)::BIGINT AS p
+        con.execute(f"""CREATE TEMP TABLE stay_pats AS
+          SELECT fac, pid, fac::UBIGINT * {_PAT} + pid::UBIGINT AS pat, (row_number() OVER (ORDER BY fac, pid) - 1)::BIGINT AS p
           FROM (SELECT DISTINCT fac, pid FROM stays)""")
         cases = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(STAY_STATUSES))
         n_pats = con.execute("SELECT count(*) FROM stay_pats").fetchone()[0]
@@ -116,7 +118,7 @@ class Stays:
             coalesce(a.admit_date - DATE '1970-01-01', 0)::INTEGER AS admit,
             coalesce(a.discharge_date - DATE '1970-01-01', 0)::INTEGER AS discharge,
             coalesce(a.fiscal_year, 0)::SMALLINT AS fiscal_year
-          FROM stays s JOIN stay_pats p ON p.pat = s.fac::UBIGINT * 10000000000 + s.pid::UBIGINT
+          FROM stays s JOIN stay_pats p ON p.fac = s.fac AND p.pid = s.pid
           LEFT JOIN admissions_out a ON a.fac = s.fac AND a.pid = s.pid AND a.admit_date = s.admit_date
           ORDER BY key"""), batch_rows):
             k = b.num_rows
@@ -133,7 +135,7 @@ class Stays:
         out = np.full(len(fac), -1, dtype=np.int64)
         if not len(self.keys) or not want.any():
             return out
-        pat = fac.astype(np.uint64) * np.uint64(10_000_000_000) + pid.astype(np.uint64)
+        pat = fac.astype(np.uint64) * np.uint64(_PAT) + pid.astype(np.uint64)
         p = np.minimum(np.searchsorted(self.pats, pat), len(self.pats) - 1)
         hit = want & (self.pats[p] == pat)
         key = (p.astype(np.int64) << _DAY_BITS) | (np.where(hit, day, 0) + _DAYS0)
@@ -297,8 +299,9 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
         for mask, why in ((~has, "no_form1_stay"), (outside, "date_outside_stay")):
             sel = stay_reason & mask
             gr[sel] = why
-        for code in range(1, len(STAY_STATUSES)):
-            gr[stay_reason & has & (status == code)] = _STATUS_REASON[code]
+        for code, why in enumerate(_STATUS_REASON.values()):
+            if why:
+                gr[stay_reason & has & (status == code)] = why
     imp = np.flatnonzero(~done & ~stay_reason)  # good lines imported (index among the good lines)
     m = len(imp)
     every = m == n  # every line of the block imported: no take

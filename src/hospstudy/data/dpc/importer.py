@@ -33,7 +33,7 @@ from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import rawfiles as R
 from hospstudy.data.dpc import report as REP
 from hospstudy.data.dpc.facilities import read_facilities
-from hospstudy.data.readers import sql_str
+from hospstudy.data.readers import size_bytes, sql_str
 from hospstudy.data.schema import TABLES, arrow_schema
 from hospstudy.errors import DataUnusableError, InputError
 
@@ -322,16 +322,11 @@ class _Staging:
 
 def _setting_bytes(con, name: str) -> int:
     """A DuckDB size setting in bytes (DuckDB shows them as e.g. '953.6 MiB')."""
-    import re
-
     text = con.execute(f"SELECT current_setting('{name}')").fetchone()[0]
-    m = re.fullmatch(r"\s*([0-9.]+)\s*(bytes|B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?\s*", str(text))
-    if not m:
+    n = size_bytes(text)
+    if n is None:
         raise AssertionError(f"DuckDB's {name} {text!r} is not a size")
-    unit = m.group(2) or "B"
-    scale = {"bytes": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
-             "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}[unit]
-    return int(float(m.group(1)) * scale)
+    return n
 
 
 def _insert(con, table: str, rows, failed: list) -> None:
@@ -363,16 +358,15 @@ def _select_list(table: str) -> str:
 
 def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
     pq.write_table(fac_table, tmp / "facilities.parquet")
-    kinds = "[" + ", ".join(f"'{k}'" for k in L.KINDS) + "]"
     sources = {
         "admissions": ("SELECT * FROM admissions_out", "admission_id"),
         "diagnoses": ("SELECT d.*, a.fiscal_year FROM diagnoses_out d JOIN admissions_out a USING (admission_id)",
                       "admission_id, role, icd10, suspected, file_id, line_no"),
         "procedures": ("SELECT p.*, a.fiscal_year FROM (SELECT * FROM procedures_out UNION ALL SELECT * FROM ef_procedures) p "
                        "JOIN admissions_out a USING (admission_id)", "admission_id, proc_date, proc_code"),
+        "billing": ("SELECT * FROM ef_billing", None),  # written by _write_billing
     }
     counts = {"facilities": fac_table.num_rows}
-    sources["billing"] = ("SELECT * FROM ef_billing", None)  # written by _write_billing
     for name, (sql, order) in sources.items():
         n = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
         counts[name] = int(n)
@@ -380,7 +374,7 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
             pq.write_table(arrow_schema(name).empty_table(), tmp / f"{name}.parquet")
             continue
         if name == "billing":
-            _write_billing(con, tmp / name, kinds)
+            _write_billing(con, tmp / name)
             continue
         # One sorted file per fiscal year, as PARTITION_BY (fiscal_year) writes them: written one
         # year at a time, 1M billing lines took 0.49 CPU s instead of 0.73 (2026-12-06).
@@ -396,7 +390,7 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
 PART_ROWS = 4_000_000
 
 
-def _write_billing(con, folder: Path, kinds: str) -> None:
+def _write_billing(con, folder: Path) -> None:
     """The billing table, sorted by (stay, service date, code, kind, quantity): one folder per
     fiscal year, each year in parts of consecutive stays (``data_000.parquet``, ...: read in name
     order, the whole year in that order), written by two threads.
@@ -417,6 +411,7 @@ def _write_billing(con, folder: Path, kinds: str) -> None:
     from hospstudy.data.dpc.ef import _batches
 
     schema = pa.schema([pa.field(f.name, f.type, nullable=True) for f in arrow_schema("billing")])
+    kinds = "[" + ", ".join(f"'{k}'" for k in L.KINDS) + "]"
     tasks = []
     for fy, n in con.execute("SELECT fiscal_year, count(*) FROM ef_billing GROUP BY 1 ORDER BY 1").fetchall():
         k = max(1, math.ceil(n / PART_ROWS))
