@@ -32,8 +32,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import import_dpc
 from hospstudy.data.dpc.facilities import hospital_id
+from hospstudy.data.schema import BILLING_KINDS
 from hospstudy.data.validate import validate_database
 from hospstudy.errors import DataUnusableError
 
@@ -477,3 +479,6 @@ def test_billing_written_in_parts_keeps_its_order(tmp_path, imported, monkeypatc
     for year in got:
         keys = [(r["admission_id"], r["service_date"], r["code"], r["kind"], r["quantity"]) for r in year]
         assert keys == sorted(keys)
+        assert len({k[2] for k in keys}) > 1
+    # the writer sorts by the kind's index in L.KINDS: the same order only while KINDS is sorted
+    assert list(L.KINDS) == sorted(L.KINDS) and set(L.KINDS) == set(BILLING_KINDS)

@@ -412,8 +412,15 @@ def _write_billing(con, folder: Path) -> None:
 
     schema = pa.schema([pa.field(f.name, f.type, nullable=True) for f in arrow_schema("billing")])
     kinds = "[" + ", ".join(f"'{k}'" for k in L.KINDS) + "]"
-    tasks = []
+    # Each distinct code's rank in text order: the sort compares integers, not strings (one
+    # fiscal year of 2.4M rows, 2026-12-06, three runs: 0.91-1.10 CPU s by the code's and the
+    # kind's text, 0.64-0.82 by their ranks; ranking the codes of 5M rows 0.12-0.14; the same rows
+    # in the same order)
+    con.execute("""CREATE OR REPLACE TABLE code_rank AS
+      SELECT code, (row_number() OVER (ORDER BY code))::INTEGER AS code_rank FROM (SELECT DISTINCT code FROM ef_billing)""")
+    tasks, total = [], 0
     for fy, n in con.execute("SELECT fiscal_year, count(*) FROM ef_billing GROUP BY 1 ORDER BY 1").fetchall():
+        total += n
         k = max(1, math.ceil(n / PART_ROWS))
         cuts = con.execute(f"SELECT quantile_disc(stay_no, {[i / k for i in range(1, k)]}) FROM ef_billing "
                            f"WHERE fiscal_year = {int(fy)}").fetchone()[0] if k > 1 else []
@@ -428,11 +435,15 @@ def _write_billing(con, folder: Path) -> None:
             ids = cur.execute(f"SELECT stay_no, admission_id FROM admissions_out WHERE stay_no > {lo} AND stay_no <= {hi} "
                               "ORDER BY stay_no").to_arrow_table()
             nos, aid = ids.column(0).to_numpy(), ids.column(1).combine_chunks()
-            rows = cur.execute(f"""SELECT stay_no, service_date, {kinds}[kind + 1] AS kind, code, quantity FROM ef_billing
+            # b.kind: the kind's index in L.KINDS, which is in text order (sorting by the text cost more)
+            rows = cur.execute(f"""SELECT stay_no, service_date, {kinds}[b.kind + 1] AS kind, code, quantity
+              FROM ef_billing b JOIN code_rank USING (code)
               WHERE fiscal_year = {fy} AND stay_no > {lo} AND stay_no <= {hi}
-              ORDER BY stay_no, service_date, code, kind, quantity""")
+              ORDER BY stay_no, service_date, code_rank, b.kind, quantity""")
+            written = 0
             with pq.ParquetWriter(folder / f"fiscal_year={fy}" / f"data_{j:03d}.parquet", schema, compression="snappy") as w:
                 for b in _batches(rows, 122_880):  # DuckDB's row group size
+                    written += b.num_rows
                     stay = b.column(0).to_numpy()
                     pos = np.minimum(np.searchsorted(nos, stay), len(nos) - 1)
                     if len(nos) == 0 or not (nos[pos] == stay).all():
@@ -440,9 +451,13 @@ def _write_billing(con, folder: Path) -> None:
                     w.write_batch(pa.record_batch([aid.take(pa.array(pos)), *b.columns[1:]], schema=schema))
         finally:
             cur.close()
+        return written
 
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(one, tasks))
+        written = sum(pool.map(one, tasks))
+    con.execute("DROP TABLE code_rank")
+    if written != total:  # a row lost by the parts or the code ranks: a bug, not bad input
+        raise AssertionError(f"billing: {written} rows written of {total}")
 
 
 def _write_identifiers(con, private: Path) -> None:
