@@ -347,6 +347,78 @@ def test_malformed_lines_get_their_named_reason(tmp_path):
     assert df.loc[df.reason == "no_form1_stay", "severity"].tolist() == ["rejected"]
 
 
+def _f1(pid: int, code: str, p: dict, seq: str = "1", admit: str = "20160901") -> str:
+    payload = [p.get(i, "") for i in range(1, 10)]
+    return "\t".join(["123456789", f"{pid:010d}", admit, "1", "0", code, "20140401", seq, *payload])
+
+
+def _stay(pid: int, **items) -> list[str]:
+    """A whole stay (A000010-A000030 valid unless ``items`` replaces one) and its extra items."""
+    base = {"A000010": {1: "19500101", 2: "1", 3: "1000001"}, "A000020": {1: "20160901", 5: "200", 6: "1"},
+            "A000030": {1: "20160910", 2: "1", 3: "1"}}
+    base.update(items)
+    return [_f1(pid, code, p) for code, p in base.items()]
+
+
+# pid: (the lines of a stay, the line that is checked (0-based), its reason, its detail)
+ITEM_CASES = {
+    20: (_stay(20, A001010={2: "1e2", 3: "60"}), 3, "bad_code", "身長 1e2, 体重 60"),
+    21: (_stay(21, A001010={2: "+170.5", 3: ".5"}), 3, None, None),
+    22: (_stay(22, A000010={1: "19500007", 2: "2"}), 0, None, None),  # month 00: 1 July, an unknown month
+    23: (_stay(23, A000010={1: "19500231", 2: "1"}), 0, "bad_date", "生年月日 19500231, 性別 1"),
+    24: (_stay(24, A000010={1: "18900101", 2: "1"}), 0, "bad_date", "生年月日 18900101, 性別 1"),  # over 121 years
+    25: (_stay(25, A000010={1: "19500101", 2: "3"}), 0, "bad_code", "生年月日 19500101, 性別 3"),
+    26: (_stay(26, A000020={1: "20160901", 5: "400", 6: "1"}), 1, "bad_code", "予定・救急医療入院 400, 救急車 1"),
+    27: (_stay(27, A000030={1: "20160831", 2: "1"}), 2, "bad_date", "退院年月日 20160831, 退院先 1"),
+    28: (_stay(28, A000030={1: "20160910", 2: "B"}), 2, "stay_not_discharged", "退院年月日 20160910, 退院先 B"),
+    29: (_stay(29, A006010={2: "Ｃ７９．５"}), 3, "bad_code", "A006010 ICD-10 Ｃ７９．５"),  # a full-width point stays
+    30: (_stay(30, A006010={2: "ｃ79.5", 5: "8002"}), 3, None, None),  # full-width lower case: C795
+    31: (_stay(31, A007010={1: "20160902", 2: "Ｋ１４２－４ｲ"}), 3, None, None),
+    32: (_stay(32, A007010={1: "20160902", 2: "J1234"}), 3, "bad_code", "手術日 20160902, 点数表コード J1234"),
+    33: (_stay(33, JCS0010={2: "30R"}, ADL0010={2: "3000000000"}), 4, "bad_code", "ADL0010 3000000000"),
+    34: (_stay(34, M010010={2: "x"}, ZZZ0010={2: "y"}), 3, "payload_not_used", "M010010 x"),
+    35: (_stay(35, ZZZ0010={2: "y"}), 3, "unknown_payload_code", "payload code ZZZ0010"),
+}
+
+
+def test_form1_item_rules(tmp_path):
+    """Each payload's rules, checked where the lines are read: the item's reason and detail, and
+    the values of the items that pass. Two imports of Form 1 lines alone, so that every checked
+    line is among its reason's five examples."""
+    adm, dx, px, notes = {}, set(), set(), []
+    for part, pids in enumerate((range(20, 28), range(28, 36))):
+        lines, where = [], {}
+        for pid in pids:
+            stay, i, _, _ = ITEM_CASES[pid]
+            where[pid] = len(lines) + i + 1
+            lines += stay
+        raw = write_raw(tmp_path / f"raw{part}", {"FF1_2016.txt": lines})
+        db = tmp_path / f"db{part}"
+        r = import_dpc(raw, FIX / "facilities.csv", db, workers=1, show_progress=False)
+        got = {e["line"]: (x["reason"], e["detail"]) for x in r.report["reasons"] for e in x["examples"]}
+        for pid in pids:
+            _, _, reason, detail = ITEM_CASES[pid]
+            if reason is None:
+                assert where[pid] not in got, pid
+            else:
+                assert got[where[pid]] == (reason, detail), pid
+        adm.update({a["admission_id"].split("-")[1]: a for a in rows(db, "admissions", ["admission_id"])})
+        dx |= {(d["admission_id"].split("-")[1], d["icd10"], d["suspected"]) for d in rows(db, "diagnoses", ["admission_id"])}
+        px |= {(p["admission_id"].split("-")[1], p["proc_code"]) for p in rows(db, "procedures", ["admission_id"])}
+        px |= {(n["raw"], n["code"]) for n in r.report["code_normalisation"]}
+        notes += r.report["notes"]
+        assert validate_database(db, progress=False).exit_code == 0
+    assert adm["0000000020"]["height_cm"] is None  # only its A001010 item is rejected
+    assert adm["0000000021"]["height_cm"] == 170.5 and adm["0000000021"]["weight_kg"] == 0.5
+    assert adm["0000000022"]["age"] == 66 and adm["0000000022"]["sex"] == "F"  # born 1 July 1950
+    assert adm["0000000033"]["jcs"] == 30 and adm["0000000033"]["adl_adm"] is None
+    for pid in (23, 24, 25, 26, 27, 28):  # a stay without a valid A000010, A000020 or A000030
+        assert f"{pid:010d}" not in adm
+    assert ("0000000030", "C795", True) in dx and not any(d[0] == "0000000029" for d in dx)
+    assert ("0000000031", "K142-4") in px and ("Ｋ１４２－４ｲ", "K142-4") in px
+    assert any("1 admission(s) had an unknown birth month or day" in n for n in notes)
+
+
 def test_fiscal_years_and_identifiers(tmp_path):
     raw = standard_raw(tmp_path)
     r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", fiscal_years=(2016, 2016), keep_identifiers=True,

@@ -22,8 +22,7 @@ import pyarrow.compute as pc
 
 from hospstudy.data.dpc import layouts as L
 from hospstudy.data.dpc import split as S
-from hospstudy.data.dpc.form1 import is_header, kcode_sql, key_detail, key_fields, key_text
-from hospstudy.data.schema import KCODE_PATTERN
+from hospstudy.data.dpc.form1 import NUMBER_REGEX, is_header, kcode, key_detail, key_fields
 
 _F = {name: i for i, name in enumerate(L.EF_FIELDS)}  # 0-based
 
@@ -38,7 +37,7 @@ def create_staging(con, keep_identifiers: bool) -> None:
     con.execute("""CREATE TABLE ef_rejects (file_id INTEGER, line_no BIGINT, reason VARCHAR, detail VARCHAR,
       fac INTEGER, pid BIGINT, admit_date DATE, service_date DATE, stay_status VARCHAR, stay_admit DATE,
       stay_discharge DATE)""")
-    con.execute("CREATE TABLE ef_k (stay_no INTEGER, interp_no VARCHAR, service_date DATE)")
+    con.execute("CREATE TABLE ef_k (stay_no INTEGER, interp_no VARCHAR, kcode VARCHAR, service_date DATE)")
     if keep_identifiers:
         con.execute("CREATE TABLE ef_ids (stay_no INTEGER, insurer_no VARCHAR, doctor_code VARCHAR)")
 
@@ -46,7 +45,6 @@ def create_staging(con, keep_identifiers: bool) -> None:
 _COLS = sorted(_F[k] for k in ("facility_code", "data_id", "admit_ymd", "category", "detail_no", "receipt_code",
                                 "interp_no", "quantity", "service_ymd", "flags17"))
 _COLS_ID = sorted(_COLS + [_F["insurer_no"], _F["doctor_code"]])
-_QTY = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
 
 
 def cols(keep_identifiers: bool) -> list[int]:
@@ -238,7 +236,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     cols = {k: b.strings(_F[k]) for k in ("category", "detail_no", "receipt_code", "interp_no", "quantity")}
     qtxt = cols["quantity"]
     q_empty = (b.width(_F["quantity"]) == 0)
-    q_ok = pc.match_substring_regex(qtxt, _QTY).to_numpy(zero_copy_only=False)
+    q_ok = pc.match_substring_regex(qtxt, NUMBER_REGEX).to_numpy(zero_copy_only=False)
     qty = pc.cast(pc.if_else(pa.array(q_ok), qtxt, pa.scalar("1")), pa.float32()).to_numpy(zero_copy_only=False)
     act = pc.equal(cols["detail_no"], L.EF_ACT_DETAIL).to_numpy(zero_copy_only=False)
     no_rc = b.width(_F["receipt_code"]) == 0
@@ -323,7 +321,9 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     surgery = np.flatnonzero(pc.equal(cat, L.SURGERY_CATEGORY).to_numpy(zero_copy_only=False))
     if len(surgery):
         ks = pa.array(surgery)
-        tables["ef_k"] = pa.table({"stay_no": pa.array(stay_no[surgery], pa.int32()), "interp_no": interp.take(ks),
+        k_interp = interp.take(ks)
+        tables["ef_k"] = pa.table({"stay_no": pa.array(stay_no[surgery], pa.int32()), "interp_no": k_interp,
+                                   "kcode": kcode(k_interp),
                                    "service_date": pa.array(days[surgery].astype(np.int32)).cast(pa.date32())})
     if keep_identifiers and m:
         ids = pa.table({"stay_no": pa.array(stay_no, pa.int32()), "insurer_no": pick(b.strings(_F["insurer_no"])),
@@ -383,14 +383,12 @@ def build(con) -> None:
       END AS detail
     FROM ef_rejects e
     """)
-    # Surgery K-codes (解釈番号 under データ区分 50) of stays whose Form 1 does not record that code.
+    # Surgery K-codes (解釈番号 under データ区分 50, normalised as they were read) of stays whose
+    # Form 1 does not record that code.
     con.execute(f"""
     CREATE TABLE ef_procedures AS
-    SELECT DISTINCT a.admission_id, {kcode_sql('e.interp_no')} AS proc_code, e.service_date AS proc_date,
-      e.interp_no AS raw_code, 'ef' AS source
+    SELECT DISTINCT a.admission_id, e.kcode AS proc_code, e.service_date AS proc_date, e.interp_no AS raw_code, 'ef' AS source
     FROM ef_k e JOIN admissions_out a USING (stay_no)
-    WHERE regexp_full_match({kcode_sql('e.interp_no')}, '{KCODE_PATTERN[1:-1]}')
-      AND NOT regexp_matches({kcode_sql('e.interp_no')}, '{L.TRANSFUSION_REGEX}')
-      AND NOT EXISTS (SELECT 1 FROM procedures_out p WHERE p.admission_id = a.admission_id
-                      AND p.proc_code = {kcode_sql('e.interp_no')})
+    WHERE e.kcode <> '' AND NOT regexp_matches(e.kcode, '{L.TRANSFUSION_REGEX}')
+      AND NOT EXISTS (SELECT 1 FROM procedures_out p WHERE p.admission_id = a.admission_id AND p.proc_code = e.kcode)
     """)

@@ -1,12 +1,13 @@
-"""Form 1 (様式1) → admissions, diagnoses, procedures (DuckDB SQL over the staged lines).
+"""Form 1 (様式1) → admissions, diagnoses, procedures.
 
-Staging (:func:`parse_chunk`, one block of lines at a time) splits each line into the fields
-a table uses (:data:`COLS`; the stay key as integers and a date) and gives the line-level
-reasons (blank, header, short or long line, a key that is not 9/10 digits, an admission date
-that is not a date, a ward-level form). :func:`build` then works on the staged
-table as a whole: facility and fiscal-year checks, each payload's items parsed and checked, one
-stay per whole-stay form (統括診療情報番号 0), and the three tables. Every line ends with exactly
-one ``reason`` (NULL = imported); :mod:`hospstudy.data.dpc.report` counts them.
+Staging (:func:`parse_chunk`, one block of lines at a time, in the reading threads) checks each
+line where it is read: its own reasons (blank, header, short or long line, a key that is not
+9/10 digits, an admission date that is not a date, a ward-level form), then, as an item of its
+stay, the fiscal year, the facility (:class:`Facilities`), the payload code and the payload's own
+rules (:func:`_items`), and stages the values typed. :func:`build` then works on the staged
+table as a whole in DuckDB: duplicate items, one stay per whole-stay form (統括診療情報番号 0),
+and the three tables. Every line ends with exactly one reason (NULL = imported);
+:mod:`hospstudy.data.dpc.report` counts them.
 
 Manual pages: layout p14.20 / p17.19; A000010-A000030 p14.21-22 / p17.21; A001010 p14.23 /
 p17.22; A006010-A006050 p14.23 / p17.23-24; A007010, ADL0010/0020 p14.24 / p17.25; JCS0010
@@ -14,6 +15,8 @@ p14.24 / p17.26 (p14 = FY2014 edition, p17 = FY2017 edition, as transcribed in o
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -37,24 +40,32 @@ def _inlist(values) -> str:
 # Full-width digits, letters and dashes that hand-typed codes sometimes carry.
 _FW = "０１２３４５６７８９ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ－ー‐．"
 _HW = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ---."
+_FW_TABLE = str.maketrans(_FW, _HW)
+KCODE_EXTRACT = "^(?P<k>" + KCODE_PATTERN[1:-1].replace("(-", "(?:-") + ")"  # the K-code at the start of a code
 
 
-def norm_text(expr: str) -> str:
-    """Upper-cased, half-width, no spaces. ASCII text (bytes = characters) skips the full-width
-    translation, a no-op on it that cost 2.7 µs a value (121k ICD-10 codes: 0.33 CPU s)."""
-    return (f"CASE WHEN strlen({expr}) = length({expr}) THEN upper(replace({expr}, ' ', '')) "
-            f"ELSE upper(replace(replace(translate({expr}, '{_FW}', '{_HW}'), ' ', ''), '　', '')) END")
+def norm_text(arr: pa.Array, drop: str = "") -> pa.Array:
+    """Codes as compared: upper-cased, half-width, no spaces (nor the characters ``drop``).
+    ASCII values by Arrow; the others (full-width digits, letters and dashes that hand-typed
+    codes sometimes carry: ``ｋ１４２２`` → ``K1422``) one distinct value at a time in Python."""
+    for c in " " + drop:
+        arr = pc.replace_substring(arr, c, "")
+    ascii_ = pc.string_is_ascii(arr)
+    out = pc.ascii_upper(arr)
+    if not pc.all(ascii_).as_py():
+        mask = pc.invert(ascii_)
+        sub = arr.filter(mask)
+        uniq = pc.unique(sub)
+        fixed = pa.array([v.upper().translate(_FW_TABLE).replace(" ", "").replace("\u3000", "") for v in uniq.to_pylist()],
+                         pa.string())
+        out = pc.replace_with_mask(out, mask, fixed.take(pc.index_in(sub, value_set=uniq)))
+    return out
 
 
-def kcode_sql(expr: str) -> str:
+def kcode(arr: pa.Array) -> pa.Array:
     """The data model's K-code from a fee-schedule code as written (``K0821ｲ`` → ``K0821``);
-    '' when it does not start like a K-code."""
-    return f"regexp_extract({norm_text(expr)}, '^K[0-9]{{3}}(-[0-9]+)?[0-9]?')"
-
-
-def ymd(expr: str) -> str:
-    """A yyyymmdd text as DATE (NULL when not 8 digits or not a calendar date)."""
-    return f"CASE WHEN regexp_full_match({expr}, '[0-9]{{8}}') THEN try_strptime({expr}, '%Y%m%d')::DATE END"
+    '' when it does not start like a K-code (Form 1's A007010 and EF's 解釈番号 alike)."""
+    return pc.fill_null(pc.struct_field(pc.extract_regex(norm_text(arr), KCODE_EXTRACT), [0]), "")
 
 
 def adl_regex() -> str:
@@ -92,20 +103,256 @@ def key_detail(fac_ok: bool, facility_code: str, data_id: str) -> str:
             else f"データ識別番号 {data_id} is not 10 digits")
 
 
-# The fields read (0-based) and the fields staged: 回数管理番号, バージョン and payload 4 are used by
-# no table; 統括診療情報番号 only to tell a ward-level form (a reason, at staging). Staging all 17
-# as text made the Form 1 work table (4M lines) outgrow DuckDB's 1GB limit and spill.
-# The stay key is staged as integers and a date (fac, pid, admit_date), as EF's: the Form 1 build
-# groups and joins on it.
-STAGED = tuple(name for name in _F if name not in ("facility_code", "data_id", "admit_ymd", "kaisu", "form_no", "version", "p4"))
-COLS = sorted(_F.index(name) for name in (*STAGED, "facility_code", "data_id", "admit_ymd", "form_no"))
+# The fields read (0-based): 回数管理番号, バージョン and payload 4 are used by no table;
+# 統括診療情報番号 only to tell a ward-level form. Each line is checked where it is read (the
+# reading threads: :func:`parse_chunk`) and staged as what the build needs: the stay key as
+# integers and a date, the payloads typed (dates, numbers, normalised codes, flags), the few
+# texts the tables keep, and the line's reason. Checking the items in SQL over the staged text
+# (a table of ~25 columns per line) was half of the Form 1 build.
+COLS = sorted(_F.index(name) for name in _F if name not in ("kaisu", "version", "p4"))
+# payload codes whose item occurs once per stay (others are numbered by 連番: a duplicate is the same 連番)
+SINGLE = ("A000010", "A000020", "A000030", "A001010", "ADL0010", "ADL0020", "JCS0010",
+          "A006010", "A006020", "A006030", "A006031")
+# the staged columns besides the key, file_id and line_no (their DuckDB types)
+ITEM_COLUMNS = {
+    "code": "VARCHAR", "seq": "VARCHAR", "p2": "VARCHAR", "p3": "VARCHAR", "p9": "VARCHAR",
+    "fy": "SMALLINT", "hospital_id": "INTEGER",
+    "birth_date": "DATE", "partial_birth": "BOOLEAN", "d1": "DATE", "norm_code": "VARCHAR",
+    "n2": "DOUBLE", "n3": "DOUBLE", "jcs": "SMALLINT", "emergency": "BOOLEAN", "ambulance": "BOOLEAN",
+    "death_outcome": "BOOLEAN", "suspected": "BOOLEAN",
+    "reason": "VARCHAR", "ireason": "VARCHAR", "detail": "VARCHAR",
+}
+# An item's reasons (the rules of :func:`_items`)
+ITEM_REASONS = ("outside_fiscal_years", "unknown_facility", "unknown_payload_code", "payload_not_used", "bad_date", "bad_code",
+                "stay_not_discharged")
+# A number (A001010 height and weight; EF 使用量): decimal digits, an optional sign and point
+NUMBER_REGEX = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
 
 
-def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
-    """A block of Form 1 lines (split into the fields :data:`COLS`) as the staging table: every line one
-    row, the fields and 入院年月日 as a date for well-formed lines, and the line-level reason
-    (numpy over the good lines; the few lines that are not well-formed, or whose 施設コード is not
-    9 digits, are looked at one by one as text: blank, header, short or long)."""
+@dataclass(frozen=True)
+class Facilities:
+    """The facilities file as the reading threads look it up: (施設コード, fiscal year) ->
+    hospital_id, and the fiscal years imported."""
+
+    keys: np.ndarray  # int64, sorted: 施設コード * 10^4 + fiscal year
+    hospital_id: np.ndarray  # int64, aligned with keys
+    fy_lo: int = 0
+    fy_hi: int = 9999
+
+    @classmethod
+    def load(cls, con, fiscal_years: tuple[int, int] | None) -> "Facilities":
+        t = con.execute("SELECT fac::BIGINT * 10000 + fiscal_year AS k, hospital_id FROM fac ORDER BY k").to_arrow_table()
+        lo, hi = fiscal_years or (0, 9999)
+        return cls(t.column(0).to_numpy(), t.column(1).to_numpy().astype(np.int64), lo, hi)
+
+    def find(self, fac: np.ndarray, fy: np.ndarray) -> np.ndarray:
+        """hospital_id of each (fac, fy); -1 where the file has no row."""
+        if not len(self.keys):
+            return np.full(len(fac), -1, np.int64)
+        k = fac.astype(np.int64) * 10000 + fy
+        j = np.minimum(np.searchsorted(self.keys, k), len(self.keys) - 1)
+        return np.where(self.keys[j] == k, self.hospital_id[j], -1)
+
+
+def _in(arr: pa.Array, values) -> np.ndarray:
+    return pc.is_in(arr, value_set=pa.array(list(values), pa.string())).to_numpy(zero_copy_only=False)
+
+
+def _full(arr: pa.Array, regex: str) -> np.ndarray:
+    """Where the whole value matches ``regex`` (RE2, as DuckDB's regexp_full_match)."""
+    return pc.match_substring_regex(arr, f"^(?:{regex.strip('^$')})$").to_numpy(zero_copy_only=False)
+
+
+def _days_col(days: np.ndarray, ok: np.ndarray) -> pa.Array:
+    return pa.array(days.astype(np.int32), mask=~ok).cast(pa.date32())
+
+
+def _scatter(n: int, parts: list) -> pa.Array:
+    """A string array of ``n`` rows from ``(rows, values)`` parts; null elsewhere."""
+    parts = [(r, v) for r, v in parts if len(r)]
+    if not parts:
+        return pa.nulls(n, pa.string())
+    rows = np.concatenate([r for r, _ in parts])
+    values = pa.concat_arrays([v.cast(pa.string()) for _, v in parts])
+    pos = np.full(n, -1, np.int64)
+    pos[rows] = np.arange(len(rows))
+    return values.take(pa.array(pos, mask=pos < 0))
+
+
+def _text(*parts) -> pa.Array:
+    """Strings and string arrays joined element-wise."""
+    return pc.binary_join_element_wise(*[pa.scalar(p) if isinstance(p, str) else p for p in parts], "")
+
+
+def _items(b: S.Block, cols: dict, fac: np.ndarray, v_ad: np.ndarray, d_ad: np.ndarray, facilities: Facilities,
+           item: np.ndarray):
+    """The items of the good lines (``item``: the lines that passed the line checks): their
+    values typed, each with its item reason (the first rule it breaks) and that reason's detail.
+    Each payload's rules and values are computed on its own lines only (taken out of the block's
+    columns). Returns the staged columns (over the good lines) besides the key and the line's
+    own reason."""
+    g = len(d_ad)
+    code = cols["code"]
+    # the payload code as an index into PAYLOADS (-1: unknown)
+    codes = list(L.PAYLOADS)
+    ci = pc.fill_null(pc.index_in(code, value_set=pa.array(codes, pa.string())), -1).to_numpy(zero_copy_only=False)
+    idx = {c: i for i, c in enumerate(codes)}
+
+    def rows(*names) -> np.ndarray:
+        return np.flatnonzero(item & np.isin(ci, [idx[c] for c in names]))
+
+    used = np.isin(ci, [idx[c] for c, p in L.PAYLOADS.items() if p.used])
+    year, month = v_ad // 10000, (v_ad // 100) % 100
+    fy = year - (month < 4)
+    hid = facilities.find(fac, fy)
+    reasons = np.full(g, -1, np.int8)  # index into ITEM_REASONS; set where not yet set (first rule wins)
+
+    def fail(r: np.ndarray, bad: np.ndarray, why: str) -> None:
+        r = r[bad & (reasons[r] < 0)]
+        reasons[r] = ITEM_REASONS.index(why)
+
+    fail(np.flatnonzero(item), ((fy < facilities.fy_lo) | (fy > facilities.fy_hi))[item], "outside_fiscal_years")
+    fail(np.flatnonzero(item), (hid < 0)[item], "unknown_facility")
+    fail(np.flatnonzero(item), (ci < 0)[item], "unknown_payload_code")
+    fail(np.flatnonzero(item), ~used[item], "payload_not_used")
+
+    def field(name: str, r: np.ndarray) -> pa.Array:
+        return cols[name].take(pa.array(r))
+
+    def digits8(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """payload 1 of lines ``r``: (ok, value) where it is 8 digits."""
+        a, s, e = b.fields[_F.index("p1")]
+        return S.fixed_digits(a, s[r], e[r], 8)
+
+    def date(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """payload 1 of lines ``r`` as (ok, days) where it is a yyyymmdd date."""
+        return S.ymd_days(*digits8(r))
+
+    out_days = {"birth_date": (np.zeros(g, np.int64), np.zeros(g, bool)), "d1": (np.zeros(g, np.int64), np.zeros(g, bool))}
+    flags = {k: np.zeros(g, bool) for k in ("partial_birth", "emergency", "ambulance", "death_outcome", "suspected")}
+    nums = {k: (np.zeros(g), np.zeros(g, bool)) for k in ("n2", "n3")}
+    jcs = (np.zeros(g, np.int16), np.zeros(g, bool))
+    norm_parts = []
+    # A000010: payload 1 生年月日 (month 00 -> 1 July, day 00 -> the 15th: unknown), payload 2 性別
+    r = rows("A000010")
+    if len(r):
+        ok, v = digits8(r)
+        by, bm, bd = v // 10000, (v // 100) % 100, v % 100
+        flags["partial_birth"][r] = ok & ((bm == 0) | (bd == 0))
+        bd = np.where(bm == 0, 1, np.where(bd == 0, 15, bd))
+        ok, birth = S.ymd_days(ok & (by > 0), by * 10000 + np.where(bm == 0, 7, bm) * 100 + bd)
+        out_days["birth_date"][0][r], out_days["birth_date"][1][r] = birth, ok
+        age_years = year[r] - by
+        fail(r, ~ok | (birth > d_ad[r]) | (age_years > 121), "bad_date")
+        fail(r, ~_in(field("p2", r), L.SEX), "bad_code")
+    # A000020: payload 5 予定・救急医療入院, payload 6 救急車
+    r = rows("A000020")
+    if len(r):
+        p5, p6 = field("p5", r), field("p6", r)
+        fail(r, ~(_full(p5, "[1-3][0-9]{2}") & _full(p6, "[0-9]")), "bad_code")
+        flags["emergency"][r] = ~pc.starts_with(p5, L.SCHEDULED_PREFIX).to_numpy(zero_copy_only=False)
+        flags["ambulance"][r] = pc.equal(p6, L.AMBULANCE_YES).to_numpy(zero_copy_only=False)
+    # A000030: payload 1 退院年月日, payload 2 退院先, payload 3 転帰
+    r = rows("A000030")
+    if len(r):
+        p2 = field("p2", r)
+        ok, d1 = date(r)
+        out_days["d1"][0][r], out_days["d1"][1][r] = d1, ok
+        fail(r, _in(p2, L.NOT_YET_DISCHARGED), "stay_not_discharged")
+        fail(r, ~ok | (d1 < d_ad[r]), "bad_date")
+        fail(r, ~_in(p2, L.DISCHARGE_DEST), "bad_code")
+        flags["death_outcome"][r] = _in(field("p3", r), L.DEATH_OUTCOMES)
+    # diagnoses: payload 2 ICD-10 (normalised), payloads 5-8 修飾語 (8002: suspected)
+    r = rows(*L.DIAGNOSIS_ROLE)
+    if len(r):
+        icd = norm_text(field("p2", r), drop=".")
+        fail(r, ~_full(icd, ICD10_PATTERN), "bad_code")
+        norm_parts.append((r, icd))
+        flags["suspected"][r] = np.logical_or.reduce(
+            [pc.equal(field(p, r), L.SUSPECTED_MODIFIER).to_numpy(zero_copy_only=False) for p in ("p5", "p6", "p7", "p8")])
+    # A007010: payload 1 手術日, payload 2 点数表コード (a K-code)
+    r = rows("A007010")
+    if len(r):
+        ok, d1 = date(r)
+        out_days["d1"][0][r], out_days["d1"][1][r] = d1, ok
+        k = kcode(field("p2", r))
+        fail(r, ~ok, "bad_date")
+        fail(r, pc.equal(k, "").to_numpy(zero_copy_only=False), "bad_code")
+        norm_parts.append((r, k))
+    # A001010: payload 2 身長, payload 3 体重 (numbers; empty: not recorded)
+    r = rows("A001010")
+    if len(r):
+        fine = np.ones(len(r), bool)
+        for name, p in (("n2", "p2"), ("n3", "p3")):
+            txt = field(p, r)
+            good = _full(txt, NUMBER_REGEX)
+            fine &= good | (b.width(_F.index(p))[r] == 0)
+            val = pc.cast(pc.if_else(pa.array(good), txt, pa.scalar("0")), pa.float64()).to_numpy(zero_copy_only=False)
+            nums[name][0][r], nums[name][1][r] = val, good
+        fail(r, ~fine, "bad_code")
+    r = rows("ADL0010", "ADL0020")
+    if len(r):
+        fail(r, ~_full(field("p2", r), adl_regex()), "bad_code")
+    r = rows("JCS0010")
+    if len(r):
+        txt = pc.fill_null(pc.struct_field(pc.extract_regex(field("p2", r), "^(?P<j>[0-9]+)"), [0]), "")
+        ok = _in(txt, L.JCS_VALUES)
+        fail(r, ~ok, "bad_code")
+        jcs[0][r] = pc.cast(pc.if_else(pa.array(ok), txt, pa.scalar("0")), pa.int16()).to_numpy(zero_copy_only=False)
+        jcs[1][r] = ok
+
+    has = reasons >= 0
+    ireason = pa.DictionaryArray.from_arrays(pa.array(reasons, mask=~has), pa.array(ITEM_REASONS)).cast(pa.string())
+    # each item reason's detail, by the first group its line is in
+    bad = np.flatnonzero(has)
+    parts = []
+    if len(bad):
+        take = pa.array(bad)
+        t = {k: cols[k].take(take) for k in ("code", "p1", "p2", "p3", "p5", "p6")}
+        fy_txt = pa.array(fy[bad]).cast(pa.string())
+        fac_txt = pc.utf8_lpad(pa.array(fac[bad].astype(np.int64)).cast(pa.string()), 9, "0")
+        cb = ci[bad]
+        groups = (
+            ((fy[bad] < facilities.fy_lo) | (fy[bad] > facilities.fy_hi), lambda s: _text("fiscal year ", fy_txt.take(s))),
+            (hid[bad] < 0, lambda s: _text("施設コード ", fac_txt.take(s), " has no row for fiscal year ", fy_txt.take(s),
+                                           " in the facilities file")),
+            (cb < 0, lambda s: _text("payload code ", t["code"].take(s))),
+            (cb == idx["A000010"], lambda s: _text("生年月日 ", t["p1"].take(s), ", 性別 ", t["p2"].take(s))),
+            (cb == idx["A000020"], lambda s: _text("予定・救急医療入院 ", t["p5"].take(s), ", 救急車 ", t["p6"].take(s))),
+            (cb == idx["A000030"], lambda s: _text("退院年月日 ", t["p1"].take(s), ", 退院先 ", t["p2"].take(s))),
+            (np.isin(cb, [idx[c] for c in L.DIAGNOSIS_ROLE]), lambda s: _text(t["code"].take(s), " ICD-10 ", t["p2"].take(s))),
+            (cb == idx["A007010"], lambda s: _text("手術日 ", t["p1"].take(s), ", 点数表コード ", t["p2"].take(s))),
+            (cb == idx["A001010"], lambda s: _text("身長 ", t["p2"].take(s), ", 体重 ", t["p3"].take(s))),
+            (np.ones(len(bad), bool), lambda s: _text(t["code"].take(s), " ", t["p2"].take(s))),
+        )
+        left = np.ones(len(bad), bool)
+        for mask, make in groups:
+            s = np.flatnonzero(mask & left)
+            if len(s):
+                parts.append((bad[s], make(pa.array(s))))
+                left[s] = False
+    out = {
+        "fy": pa.array(fy.astype(np.int16)),
+        "hospital_id": pa.array(hid.astype(np.int32), mask=hid < 0),
+        **{k: _days_col(v, ok) for k, (v, ok) in out_days.items()},
+        "norm_code": _scatter(g, norm_parts),
+        **{k: pa.array(v, mask=~ok) for k, (v, ok) in nums.items()},
+        "jcs": pa.array(jcs[0], mask=~jcs[1]),
+        **{k: pa.array(v) for k, v in flags.items()},
+        "ireason": ireason,
+        "idetail": _scatter(g, parts),
+    }
+    return out
+
+
+def parse_chunk(b: S.Block, first_line: int, file_id: int, facilities: Facilities) -> pa.Table:
+    """A block of Form 1 lines (split into the fields :data:`COLS`) as the staging table: every
+    line one row with its reason. The line's own reasons (numpy over the good lines; the few
+    lines that are not well-formed, or whose 施設コード is not 9 digits, looked at one by one as
+    text: blank, header, short or long; a key or admission date that does not parse; a
+    ward-level form) in ``reason``; for the others, the item's values typed and its reason as an
+    item (:func:`_items`: fiscal year, facility, payload code, the payload's own rules) in
+    ``ireason``; the detail of either in ``detail``."""
     n = b.n
     gi = np.flatnonzero(b.good)
     g = len(gi)
@@ -152,119 +399,56 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int) -> pa.Table:
     keep = ~looked[gi]
     reason[gi[keep]] = gr[keep]
     detail[gi[keep]] = gd[keep]
+    items = _items(b, cols, v_fac, v_ad, d_ad, facilities, ~done)
+    # a line's detail: its line reason's, or its item reason's
+    line_detail = pa.array(detail[gi], pa.string())
+    items["detail"] = pc.coalesce(line_detail, items.pop("idetail"))
 
     pos = np.full(n, -1, dtype=np.int64)
     pos[gi] = np.arange(g)
     idx = None if g == n else pa.array(pos, mask=pos < 0)
+    over_good = {"fac": pa.array(v_fac.astype(np.int32), mask=~(ok_fac & ok_id)), "pid": pa.array(v_id, mask=~(ok_fac & ok_id)),
+                 "admit_date": _days_col(d_ad, ok_ad), "code": cols["code"], "seq": cols["seq"], "p2": cols["p2"],
+                 "p3": cols["p3"], "p9": cols["p9"], **items}
     out = {"file_id": pa.array(np.full(n, file_id, np.int32)),
            "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64))}
-    key_ok = ok_fac & ok_id
-    for name, arr in (("fac", pa.array(v_fac.astype(np.int32), mask=~key_ok)), ("pid", pa.array(v_id, mask=~key_ok))):
+    for name, arr in over_good.items():
         out[name] = arr if idx is None else arr.take(idx)
-    for name in STAGED:
-        out[name] = cols[name] if idx is None else cols[name].take(idx)
-    ad = pa.array(d_ad.astype(np.int32), mask=~ok_ad).cast(pa.date32())
-    out["admit_date"] = ad if idx is None else ad.take(idx)
     out["reason"] = pa.array(reason, pa.string())
-    out["detail"] = pa.array(detail, pa.string())
+    if idx is not None:  # the lines that are not well-formed: their detail
+        out["detail"] = pc.coalesce(out["detail"], pa.array(detail, pa.string()))
     return pa.table(out)
 
 
 def create_staging(con) -> None:
-    cols = ", ".join(f"{c} VARCHAR" for c in STAGED)
-    con.execute(f"CREATE TABLE f1_stage (file_id INTEGER, line_no BIGINT, fac INTEGER, pid BIGINT, {cols}, admit_date DATE, "
-                "reason VARCHAR, detail VARCHAR)")
+    cols = ", ".join(f"{c} {t}" for c, t in ITEM_COLUMNS.items())
+    con.execute(f"CREATE TABLE f1_stage (file_id INTEGER, line_no BIGINT, fac INTEGER, pid BIGINT, admit_date DATE, {cols})")
 
 
-def build(con, fiscal_years: tuple[int, int] | None) -> None:
-    """From ``f1_stage`` and ``fac`` (fac, fiscal_year, hospital_id): the tables
-    ``f1_lines`` (every line with its final reason), ``stays``, ``admissions_out``,
+def build(con) -> None:
+    """From ``f1_stage`` (every line staged and checked as an item: :func:`parse_chunk`): the
+    tables ``f1_lines`` (every item line with its final reason), ``stays``, ``admissions_out``,
     ``diagnoses_out``, ``procedures_out``."""
-    used = [c for c, p in L.PAYLOADS.items() if p.used]
-    known = list(L.PAYLOADS)
-    single = ["A000010", "A000020", "A000030", "A001010", "ADL0010", "ADL0020", "JCS0010",
-              "A006010", "A006020", "A006030", "A006031"]
-    fy_lo, fy_hi = fiscal_years or (0, 9999)
-    birth = ("CASE WHEN regexp_full_match(p1, '[0-9]{8}') AND substr(p1, 1, 4) <> '0000' THEN "
-             "try_strptime(substr(p1, 1, 4) || CASE substr(p1, 5, 2) WHEN '00' THEN '0701' ELSE substr(p1, 5, 2) "
-             "|| CASE substr(p1, 7, 2) WHEN '00' THEN '15' ELSE substr(p1, 7, 2) END END, '%Y%m%d')::DATE END")
-    icd = norm_text("replace(p2, '.', '')")
-    dest_known = _inlist(L.DISCHARGE_DEST)
-    not_dis = _inlist(L.NOT_YET_DISCHARGED)
-    # A view: materialising it copied every staged column once more (690k Form 1 lines: 1.3 CPU s)
+    # A second line of a stay's item (the same payload code, and 連番 unless the item occurs
+    # once): ranked by file and line, only where its key has more than one line.
     con.execute(f"""
-    CREATE VIEW f1_items AS
-    WITH s AS (
-      SELECT * FROM f1_stage WHERE reason IS NULL
-    ), k AS (
-      SELECT s.*, (year(admit_date) - CASE WHEN month(admit_date) < 4 THEN 1 ELSE 0 END)::SMALLINT AS fy,
-             f.hospital_id
-      FROM s LEFT JOIN fac f ON f.fac = s.fac
-        AND f.fiscal_year = year(s.admit_date) - CASE WHEN month(s.admit_date) < 4 THEN 1 ELSE 0 END
-    )
-    SELECT k.*,
-      CASE WHEN code = 'A000010' THEN {birth} END AS birth_date,
-      CASE WHEN code IN ('A000030', 'A007010') THEN {ymd('p1')} END AS d1,
-      CASE WHEN code IN ({_inlist(L.DIAGNOSIS_ROLE)}) THEN {icd} END AS icd,
-      CASE WHEN code = 'A007010' THEN {kcode_sql('p2')} END AS kcode,
-      CASE WHEN code = 'A001010' THEN TRY_CAST(p2 AS DOUBLE) END AS n2,
-      CASE WHEN code = 'A001010' THEN TRY_CAST(p3 AS DOUBLE) END AS n3,
-      CASE WHEN code = 'JCS0010' THEN regexp_extract(p2, '^[0-9]+') END AS jcs_txt
-    FROM k
-    """)
-    item_reason = f"""CASE
-        WHEN fy NOT BETWEEN {fy_lo} AND {fy_hi} THEN 'outside_fiscal_years'
-        WHEN hospital_id IS NULL THEN 'unknown_facility'
-        WHEN code NOT IN ({_inlist(known)}) THEN 'unknown_payload_code'
-        WHEN code NOT IN ({_inlist(used)}) THEN 'payload_not_used'
-        WHEN code = 'A000010' AND (birth_date IS NULL OR birth_date > admit_date
-             OR date_diff('year', birth_date, admit_date) > 121) THEN 'bad_date'
-        WHEN code = 'A000010' AND p2 NOT IN ({_inlist(L.SEX)}) THEN 'bad_code'
-        WHEN code = 'A000020' AND NOT regexp_full_match(p5, '[1-3][0-9]{{2}}') THEN 'bad_code'
-        WHEN code = 'A000020' AND NOT regexp_full_match(p6, '[0-9]') THEN 'bad_code'
-        WHEN code = 'A000030' AND p2 IN ({not_dis}) THEN 'stay_not_discharged'
-        WHEN code = 'A000030' AND (d1 IS NULL OR d1 < admit_date) THEN 'bad_date'
-        WHEN code = 'A000030' AND p2 NOT IN ({dest_known}) THEN 'bad_code'
-        WHEN code IN ({_inlist(L.DIAGNOSIS_ROLE)}) AND NOT regexp_full_match(icd, '{ICD10_PATTERN[1:-1]}') THEN 'bad_code'
-        WHEN code = 'A007010' AND d1 IS NULL THEN 'bad_date'
-        WHEN code = 'A007010' AND (kcode = '' OR NOT regexp_full_match(kcode, '{KCODE_PATTERN[1:-1]}')) THEN 'bad_code'
-        WHEN code = 'A001010' AND ((p2 <> '' AND n2 IS NULL) OR (p3 <> '' AND n3 IS NULL)) THEN 'bad_code'
-        WHEN code IN ('ADL0010', 'ADL0020') AND NOT regexp_matches(p2, '{adl_regex()}') THEN 'bad_code'
-        WHEN code = 'JCS0010' AND jcs_txt NOT IN ({_inlist(L.JCS_VALUES)}) THEN 'bad_code'
-      END"""
-    item_detail = f"""CASE
-        WHEN fy NOT BETWEEN {fy_lo} AND {fy_hi} THEN 'fiscal year ' || fy
-        WHEN hospital_id IS NULL THEN '施設コード ' || {key_fields()[0]} || ' has no row for fiscal year ' || fy || ' in the facilities file'
-        WHEN code NOT IN ({_inlist(known)}) THEN 'payload code ' || code
-        WHEN code = 'A000010' THEN '生年月日 ' || p1 || ', 性別 ' || p2
-        WHEN code = 'A000020' THEN '予定・救急医療入院 ' || p5 || ', 救急車 ' || p6
-        WHEN code = 'A000030' THEN '退院年月日 ' || p1 || ', 退院先 ' || p2
-        WHEN code IN ({_inlist(L.DIAGNOSIS_ROLE)}) THEN code || ' ICD-10 ' || p2
-        WHEN code = 'A007010' THEN '手術日 ' || p1 || ', 点数表コード ' || p2
-        WHEN code = 'A001010' THEN '身長 ' || p2 || ', 体重 ' || p3
-        ELSE code || ' ' || p2
-      END"""
-    # Only the columns the next steps read; the detail only of items with a reason; the rank of
-    # an item among its duplicates only where its key has more than one line (a window over all
-    # lines cost 0.24 CPU s per 200k lines, the count per key 0.05).
-    con.execute(f"""
-    CREATE TABLE f1_checked AS
+    CREATE TABLE f1_dups AS
     WITH r AS (
-      SELECT file_id, line_no, fac, pid, admit_date, code, seq, p1, p2, p3, p5, p6, p7, p8, p9, fy, hospital_id, birth_date, d1, icd, kcode, n2, n3, jcs_txt,
-        CASE WHEN code IN ({_inlist(single)}) THEN '' ELSE seq END AS dkey, {item_reason} AS ireason
-      FROM f1_items
+      SELECT file_id, line_no, fac, pid, admit_date, code, CASE WHEN code IN ({_inlist(SINGLE)}) THEN '' ELSE seq END AS dkey
+      FROM f1_stage WHERE reason IS NULL
     ), multi AS (
       SELECT fac, pid, admit_date, code, dkey FROM r GROUP BY ALL HAVING count(*) > 1
-    ), ranked AS (
-      SELECT file_id, line_no,
-        row_number() OVER (PARTITION BY fac, pid, admit_date, code, dkey ORDER BY file_id, line_no) AS dup
-      FROM r SEMI JOIN multi USING (fac, pid, admit_date, code, dkey)
     )
-    SELECT r.* EXCLUDE (dkey), CASE WHEN ireason IS NOT NULL THEN {item_detail} END AS idetail, coalesce(k.dup, 1) AS dup
-    FROM r LEFT JOIN ranked k USING (file_id, line_no)
+    SELECT file_id, line_no, row_number() OVER (PARTITION BY fac, pid, admit_date, code, dkey ORDER BY file_id, line_no) AS dup
+    FROM r SEMI JOIN multi USING (fac, pid, admit_date, code, dkey)
+    QUALIFY dup > 1
+    """)
+    con.execute("""
+    CREATE VIEW f1_checked AS
+    SELECT s.*, coalesce(d.dup, 1) AS dup FROM f1_stage s LEFT JOIN f1_dups d USING (file_id, line_no) WHERE s.reason IS NULL
     """)
     # A stay: a whole-stay form whose A000010, A000020 and A000030 items are all good.
-    con.execute(f"""
+    con.execute("""
     CREATE TABLE stays AS
     SELECT fac, pid, admit_date, any_value(fy) AS fy,
       any_value(hospital_id) AS hospital_id,
@@ -272,13 +456,14 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
       bool_or(code = 'A000010' AND ireason IS NULL AND dup = 1) AS has10,
       bool_or(code = 'A000020' AND ireason IS NULL AND dup = 1) AS has20,
       bool_or(code = 'A000030' AND ireason IS NULL AND dup = 1) AS has30,
-      bool_or(ireason IN ('unknown_facility', 'outside_fiscal_years')) AS outside
+      bool_or(ireason = 'outside_fiscal_years') AS outside_fy
     FROM f1_checked GROUP BY fac, pid, admit_date
     """)
-    con.execute(f"""
+    # (every line of a stay has the same fiscal year and facility: outside_fy / hospital_id say it for all)
+    con.execute("""
     ALTER TABLE stays ADD COLUMN status VARCHAR;
     UPDATE stays SET status = CASE
-      WHEN fy NOT BETWEEN {fy_lo} AND {fy_hi} THEN 'outside_fiscal_years'
+      WHEN outside_fy THEN 'outside_fiscal_years'
       WHEN hospital_id IS NULL THEN 'unknown_facility'
       WHEN not_discharged THEN 'stay_not_discharged'
       WHEN NOT (has10 AND has20 AND has30) THEN 'incomplete_stay'
@@ -289,15 +474,15 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     SELECT c.fac, c.pid, c.admit_date,
       any_value(CASE WHEN code = 'A000010' THEN birth_date END) AS birth_date,
       any_value(CASE WHEN code = 'A000010' THEN p2 END) AS sex_code,
-      any_value(CASE WHEN code = 'A000010' THEN p1 END) AS birth_raw,
-      any_value(CASE WHEN code = 'A000020' THEN p5 END) AS sched,
-      any_value(CASE WHEN code = 'A000020' THEN p6 END) AS amb,
+      any_value(CASE WHEN code = 'A000010' THEN partial_birth END) AS partial_birth,
+      any_value(CASE WHEN code = 'A000020' THEN emergency END) AS emergency,
+      any_value(CASE WHEN code = 'A000020' THEN ambulance END) AS ambulance,
       any_value(CASE WHEN code = 'A000030' THEN d1 END) AS discharge_date,
       any_value(CASE WHEN code = 'A000030' THEN p2 END) AS dest,
-      any_value(CASE WHEN code = 'A000030' THEN p3 END) AS outcome,
+      any_value(CASE WHEN code = 'A000030' THEN death_outcome END) AS death_outcome,
       any_value(CASE WHEN code = 'A001010' THEN n2 END) AS height,
       any_value(CASE WHEN code = 'A001010' THEN n3 END) AS weight,
-      any_value(CASE WHEN code = 'JCS0010' THEN jcs_txt END) AS jcs,
+      any_value(CASE WHEN code = 'JCS0010' THEN jcs END) AS jcs,
       any_value(CASE WHEN code = 'ADL0010' THEN p2 END) AS adl_adm,
       any_value(CASE WHEN code = 'ADL0020' THEN p2 END) AS adl_dis
     FROM f1_checked c
@@ -307,8 +492,7 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     # Procedures outside the stay break the data model: their lines are rejected.
     con.execute(f"""
     CREATE TABLE f1_lines AS
-    SELECT c.file_id, c.line_no, c.fac, c.pid, c.admit_date, c.code, c.seq, c.p2, c.p5, c.p6, c.p7, c.p8, c.p9,
-      c.icd, c.kcode, c.d1,
+    SELECT c.file_id, c.line_no, c.fac, c.pid, c.admit_date, c.code, c.p2, c.p9, c.norm_code, c.d1, c.suspected,
       CASE
         WHEN c.ireason IN ('unknown_facility', 'outside_fiscal_years', 'unknown_payload_code', 'payload_not_used') THEN c.ireason
         WHEN s.status IN ('unknown_facility', 'outside_fiscal_years', 'stay_not_discharged') THEN s.status
@@ -318,8 +502,8 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
         WHEN c.code = 'A007010' AND (c.d1 < c.admit_date OR c.d1 > v.discharge_date) THEN 'date_outside_stay'
       END AS reason,
       CASE
-        WHEN c.ireason IS NOT NULL THEN c.idetail
-        WHEN c.dup > 1 THEN 'a second ' || c.code || CASE WHEN c.code IN ({_inlist(single)}) THEN '' ELSE ' 連番 ' || c.seq END || ' for the stay'
+        WHEN c.ireason IS NOT NULL THEN c.detail
+        WHEN c.dup > 1 THEN 'a second ' || c.code || CASE WHEN c.code IN ({_inlist(SINGLE)}) THEN '' ELSE ' 連番 ' || c.seq END || ' for the stay'
         WHEN s.status = 'incomplete_stay' THEN 'the stay lacks a valid ' || concat_ws(', ',
              CASE WHEN NOT s.has10 THEN 'A000010' END, CASE WHEN NOT s.has20 THEN 'A000020' END,
              CASE WHEN NOT s.has30 THEN 'A000030' END)
@@ -337,17 +521,15 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
       s.hospital_id::INTEGER AS hospital_id, s.admit_date, v.discharge_date,
       (year(s.admit_date) - year(v.birth_date) - CASE WHEN strftime(s.admit_date, '%m%d') < strftime(v.birth_date, '%m%d') THEN 1 ELSE 0 END)::SMALLINT AS age,
       CASE v.sex_code {' '.join(f"WHEN '{k}' THEN '{x}'" for k, x in L.SEX.items())} END AS sex,
-      NOT starts_with(v.sched, '{L.SCHEDULED_PREFIX}') AS emergency,
-      v.amb = '{L.AMBULANCE_YES}' AS ambulance,
-      CASE WHEN v.dest = '8' OR v.outcome IN ({_inlist(L.DEATH_OUTCOMES)}) THEN 'death' ELSE CASE v.dest {dest_case} END END AS discharge_to,
+      v.emergency, v.ambulance,
+      CASE WHEN v.dest = '8' OR v.death_outcome THEN 'death' ELSE CASE v.dest {dest_case} END END AS discharge_to,
       (CASE WHEN v.height > 0 THEN v.height END)::REAL AS height_cm,
       (CASE WHEN v.weight > 0 THEN v.weight END)::REAL AS weight_kg,
-      TRY_CAST(v.jcs AS SMALLINT) AS jcs,
-      v.adl_adm, v.adl_dis,
+      v.jcs, v.adl_adm, v.adl_dis,
       CAST(NULL AS VARCHAR) AS spinal_level,
       s.fy AS fiscal_year,
-      (v.dest = '8') <> (v.outcome IN ({_inlist(L.DEATH_OUTCOMES)})) AS death_codes_disagree,
-      regexp_matches(v.birth_raw, '^[0-9]{{4}}(00|[0-9]{{2}}00)$') AS partial_birth,
+      (v.dest = '8') <> v.death_outcome AS death_codes_disagree,
+      v.partial_birth,
       -- the rank of admission_id: an integer to sort the billing lines by (not written)
       row_number() OVER (ORDER BY s.fac, s.pid, s.admit_date) AS stay_no,
       s.fac, s.pid  -- the key as staged (not written)
@@ -356,10 +538,9 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     """)
     con.execute(f"""
     CREATE TABLE diagnoses_out AS
-    SELECT {key_text('l')} AS admission_id, l.icd AS icd10,
+    SELECT {key_text('l')} AS admission_id, l.norm_code AS icd10,
       CASE l.code {' '.join(f"WHEN '{k}' THEN '{v}'" for k, v in L.DIAGNOSIS_ROLE.items())} END AS role,
-      '{L.SUSPECTED_MODIFIER}' IN (l.p5, l.p6, l.p7, l.p8) AS suspected,
-      l.p9 AS name, l.file_id, l.line_no
+      l.suspected, l.p9 AS name, l.file_id, l.line_no
     FROM f1_lines l WHERE l.reason IS NULL AND l.code IN ({_inlist(L.DIAGNOSIS_ROLE)})
     """)
     # spinal_level: not a Form 1 item; derived from the disease name (payload 9) of a confirmed
@@ -380,9 +561,9 @@ def build(con, fiscal_years: tuple[int, int] | None) -> None:
     """)
     con.execute(f"""
     CREATE TABLE procedures_out AS
-    SELECT {key_text('l')} AS admission_id, l.kcode AS proc_code,
+    SELECT {key_text('l')} AS admission_id, l.norm_code AS proc_code,
       l.d1 AS proc_date, l.p2 AS raw_code, 'form1' AS source
     FROM f1_lines l WHERE l.reason IS NULL AND l.code = 'A007010'
     """)
     # The intermediate tables go: EF is read next, and what DuckDB holds counts against its limit
-    con.execute("DROP TABLE f1_checked; DROP TABLE stay_vals; DROP TABLE spinal")
+    con.execute("DROP VIEW f1_checked; DROP TABLE f1_dups; DROP TABLE stay_vals; DROP TABLE spinal")

@@ -177,12 +177,12 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             t1, c1 = time.perf_counter(), time.process_time()
             stage.describe("reading raw DPC files (Form 1)")
             con.execute("SET threads = 1")
-            stage.run("form1")
+            stage.run("form1", facilities=F1.Facilities.load(con, fiscal_years))
             con.execute(build_threads)
             t2, c2 = time.perf_counter(), time.process_time()
             # Form 1 is built before EF is read: EF lines are joined to the stays as they are read
             stage.describe("building admissions from Form 1")
-            F1.build(con, fiscal_years)
+            F1.build(con)
             t2b, c2b = time.perf_counter(), time.process_time()
             stage.describe("reading raw DPC files (EF)")
             stays = EF.Stays.load(con)
@@ -267,9 +267,10 @@ class _Staging:
         through the steps that are not reading)."""
         self.bar.update(self.task, description=what)
 
-    def run(self, kind: str, stays: "EF.Stays | None" = None) -> None:
-        """Stage every file of ``kind`` ('form1' into f1_stage; 'ef' into ef_billing and the
-        small ef_* tables, joined to ``stays`` as they are read)."""
+    def run(self, kind: str, stays: "EF.Stays | None" = None, facilities: "F1.Facilities | None" = None) -> None:
+        """Stage every file of ``kind`` ('form1' into f1_stage, each item checked against
+        ``facilities``; 'ef' into ef_billing and the small ef_* tables, joined to ``stays`` as
+        they are read)."""
         from itertools import chain, groupby, islice
 
         con, bar, task = self.con, self.bar, self.task
@@ -278,7 +279,7 @@ class _Staging:
             if f.kind != kind:
                 continue
             if kind == "form1":
-                staged.append((f, partial(F1.parse_chunk, file_id=f.file_id), F1.COLS))
+                staged.append((f, partial(F1.parse_chunk, file_id=f.file_id, facilities=facilities), F1.COLS))
             else:
                 staged.append((f, partial(EF.parse_chunk, file_id=f.file_id, keep_identifiers=self.keep_identifiers,
                                           stays=stays), EF.cols(self.keep_identifiers)))
@@ -465,7 +466,7 @@ def _write_identifiers(con, private: Path) -> None:
       SELECT a.admission_id, any_value(c.p3) AS postcode,
         (SELECT string_agg(DISTINCT e.insurer_no, ' ' ORDER BY e.insurer_no) FROM ef_ids e WHERE e.stay_no = a.stay_no) AS insurer_no,
         (SELECT string_agg(DISTINCT e.doctor_code, ' ' ORDER BY e.doctor_code) FROM ef_ids e WHERE e.stay_no = a.stay_no) AS doctor_codes
-      FROM admissions_out a LEFT JOIN f1_items c ON c.code = 'A000010' AND c.fac = a.fac AND c.pid = a.pid AND c.admit_date = a.admit_date
+      FROM admissions_out a LEFT JOIN f1_stage c ON c.reason IS NULL AND c.code = 'A000010' AND c.fac = a.fac AND c.pid = a.pid AND c.admit_date = a.admit_date
       GROUP BY a.admission_id, a.stay_no ORDER BY a.admission_id
     ) TO '{private / 'identifiers.parquet'}' (FORMAT parquet)""")
 
