@@ -107,3 +107,46 @@ def test_undecodable_values_name_their_line():
     assert e.value.line == 1
     # a byte that is not CP932 in a field that is not read passes: those bytes are never decoded
     assert S.read_fields(bad, NF, [0, 4], "cp932").strings(4).to_pylist() == ["x", "x"]
+
+
+_DIGITS = st.text(alphabet="0123456789", min_size=0, max_size=11)
+_NOT_QUITE = st.sampled_from([b"", b"/", b":", b" ", b"a", b"\x00", b"\xff", "０".encode("cp932")])  # next to '0'-'9', others
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 10), st.lists(st.tuples(_DIGITS, _NOT_QUITE, st.integers(0, 12)), min_size=1, max_size=40),
+       st.booleans())
+def test_fixed_digits_match_python(width, fields, end_to_end):
+    """Values of ``width`` ASCII digits, end to end in one buffer (a column of Arrow's reader: the
+    SWAR path for width >= 8) or scattered; some broken by a byte that is not a digit."""
+    vals = []
+    for digits, bad, at in fields:
+        v = ((digits * 3)[:width].rjust(width, "7") if end_to_end else digits).encode()
+        if bad and at < len(v):
+            v = v[:at] + bad + v[at + 1:]
+        vals.append(v)
+    if end_to_end:
+        vals = [v[:width].ljust(width, b"1") for v in vals]
+    buf = b"xy" + b"".join(vals) + b"z"
+    lens = np.array([len(v) for v in vals])
+    s = 2 + np.concatenate([[0], np.cumsum(lens)[:-1]])
+    ok, val = S.fixed_digits(np.frombuffer(buf, np.uint8), s, s + lens, width)
+    for i, v in enumerate(vals):
+        want = len(v) == width and all(48 <= c <= 57 for c in v)
+        assert ok[i] == want, (v, width)
+        assert val[i] == (int(v) if want else 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 99_999_999), min_size=1, max_size=50))
+def test_ymd_days_match_python_dates(values):
+    import datetime as dt
+
+    v = np.array(values + [20000229, 19000229, 20240229, 20230229, 18000101, 22001231, 17991231, 22010101, 20161231])
+    ok, days = S.ymd_days(np.ones(len(v), bool), v)
+    for x, o, d in zip(v.tolist(), ok.tolist(), days.tolist()):
+        try:
+            want = (dt.date(x // 10000, x // 100 % 100, x % 100) - dt.date(1970, 1, 1)).days if 1800 <= x // 10000 <= 2200 else None
+        except ValueError:
+            want = None
+        assert (o, d) == ((True, want) if want is not None else (False, 0)), x

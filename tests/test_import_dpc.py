@@ -312,6 +312,11 @@ MALFORMED = {
          "000000000000\t100\t0\t0\t1\t06139999\t1112\t20160901\t00\t010\t0000012345\t0101\t0\t0\t001", "stay_not_imported"),
         ("555555555\t0000000010\t20160910\t20160901\t90\t0001\t001\t190077410\t190077410\tA100\t入院料\t1\t\t100\t0\t100\t"
          "000000000000\t100\t0\t0\t1\t06139999\t1112\t20160901\t00\t010\t0000012345\t0101\t0\t0\t001", "unknown_facility"),
+        # 使用量 that is not a decimal number
+        ("123456789\t0000000003\t20160420\t20160405\t90\t0001\t001\t190077410\t190077410\tA100\t入院料\t1e2\t\t100\t0\t100\t"
+         "000000000000\t100\t0\t0\t1\t06139999\t1112\t20160406\t00\t010\t0000012345\t0101\t0\t0\t001", "bad_number"),
+        ("123456789\t0000000003\t20160420\t20160405\t90\t0001\t001\t190077410\t190077410\tA100\t入院料\t１\t\t100\t0\t100\t"
+         "000000000000\t100\t0\t0\t1\t06139999\t1112\t20160406\t00\t010\t0000012345\t0101\t0\t0\t001", "bad_number"),
     ],
 }
 
@@ -329,7 +334,7 @@ def test_malformed_lines_get_their_named_reason(tmp_path):
     for name, extra in MALFORMED.items():
         for i, (_, reason) in enumerate(extra):
             assert examples.get((name, first[name] + i)) == reason, (name, first[name] + i, reason)
-    assert r.lines["rejected"] == 12
+    assert r.lines["rejected"] == 14
     assert r.lines["total"] == r.lines["imported"] + r.lines["skipped"] + r.lines["rejected"]
     assert r.report["stays"]["ef_without_form1"] == {
         "count": 2, "examples": ["012345678-0000000099-20160901", "123456789-0000000099-20160901"]}
