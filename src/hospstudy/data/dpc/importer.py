@@ -344,13 +344,13 @@ def _insert(con, table: str, rows, failed: list) -> None:
         con.unregister("chunks")
 
 
-# Blocks (of R.CHUNK_BYTES, 16 MiB) per INSERT statement. One INSERT per block cost DuckDB ~5x
-# the CPU time (a fixed cost per statement of ~0.15 s); one INSERT per file kept the file's rows
-# in the statement's transaction-local storage, so the import's peak memory grew with the largest
-# file past DuckDB's memory limit. 50 M EF lines in two files (+ 10 M Form 1 lines), 2026-12-06:
+# Blocks (of R.CHUNK_BYTES, 8 MiB) per INSERT statement: 128 MiB of raw lines. One INSERT per
+# block cost DuckDB ~5x the CPU time (a fixed cost per statement of ~0.15 s); one INSERT per file
+# kept the file's rows in the statement's transaction-local storage, so the import's peak memory
+# grew with the largest file past DuckDB's memory limit. 50 M EF lines in two files (+ 10 M Form 1 lines), 2026-12-06:
 # one INSERT per file peaked at 2,112 MiB; per 32 / 8 / 4 blocks 2,117 / 1,844 / 1,766 MiB, with
-# staging CPU 64.4 / 64.9 / 69.2 s.
-INSERT_BLOCKS = 8
+# staging CPU 64.4 / 64.9 / 69.2 s (blocks of 16 MiB then: 8 per statement).
+INSERT_BLOCKS = 16
 
 
 def _select_list(table: str) -> str:
