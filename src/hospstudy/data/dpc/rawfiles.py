@@ -27,9 +27,9 @@ from hospstudy.data.dpc import split as S
 from hospstudy.errors import DataUnusableError, InputError
 
 SAMPLE_BYTES = 256 << 10
-# Bytes per block read and typed by one thread. 5M EF lines, three runs each (2026-12-06): EF
-# reading 4.7-5.5 CPU s with 16 MiB blocks, 4.2-4.7 with 8 MiB (two threads' blocks and what
-# they make fit the 32 MiB L3 cache better), 4.5-5.0 with 6 MiB, 5.4 with 2 MiB.
+# Bytes per block read and typed by one thread. 5M EF lines (2026-12-06): EF reading 4.7-5.5 CPU
+# s with 16 MiB blocks, 4.2-4.7 with 8 MiB (five runs each; two threads' blocks and what they
+# make fit the 32 MiB L3 cache better), 4.5-5.0 with 6 MiB (three runs), 5.4 with 2 MiB (two).
 CHUNK_BYTES = 8 << 20
 _PAYLOAD_CODE = re.compile(r"^[A-Z]{1,3}[0-9]{4,6}$")
 _FACILITY = re.compile(r"^[0-9]{9}$")
