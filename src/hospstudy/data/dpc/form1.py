@@ -115,12 +115,15 @@ SINGLE = ("A000010", "A000020", "A000030", "A001010", "ADL0010", "ADL0020", "JCS
           "A006010", "A006020", "A006030", "A006031")
 # the staged columns besides the key, file_id and line_no (their DuckDB types)
 ITEM_COLUMNS = {
-    "code": "VARCHAR", "seq": "VARCHAR", "p2": "VARCHAR", "p3": "VARCHAR", "p9": "VARCHAR",
+    "code": "VARCHAR", "seq": "VARCHAR", "p2": "VARCHAR", "p9": "VARCHAR",
     "fy": "SMALLINT", "hospital_id": "INTEGER",
     "birth_date": "DATE", "partial_birth": "BOOLEAN", "d1": "DATE", "norm_code": "VARCHAR",
     "n2": "DOUBLE", "n3": "DOUBLE", "jcs": "SMALLINT", "emergency": "BOOLEAN", "ambulance": "BOOLEAN",
     "death_outcome": "BOOLEAN", "suspected": "BOOLEAN",
-    "ikey": "INTEGER", "reason": "VARCHAR", "ireason": "VARCHAR", "detail": "VARCHAR",
+    # item: the line passed its own checks (it is an item of its stay); reason: the line's own
+    # reason, else its reason as an item (NULL: none); one column for both (at 4M Form 1 lines
+    # the work table nears DuckDB's memory limit)
+    "ikey": "INTEGER", "item": "BOOLEAN", "reason": "VARCHAR", "detail": "VARCHAR",
 }
 # An item's reasons (the rules of :func:`_items`)
 ITEM_REASONS = ("outside_fiscal_years", "unknown_facility", "unknown_payload_code", "payload_not_used", "bad_date", "bad_code",
@@ -349,20 +352,20 @@ def _items(b: S.Block, cols: dict, fac: np.ndarray, v_ad: np.ndarray, d_ad: np.n
         "jcs": pa.array(jcs[0], mask=~jcs[1]),
         **{k: pa.array(v) for k, v in flags.items()},
         "ikey": pa.array(ikey.astype(np.int32), mask=(ci < 0) | ~(single | plain)),
-        "ireason": ireason,
+        "reason": ireason,
         "idetail": _scatter(g, parts),
     }
     return out
 
 
-def parse_chunk(b: S.Block, first_line: int, file_id: int, facilities: Facilities) -> pa.Table:
+def parse_chunk(b: S.Block, first_line: int, file_id: int, facilities: Facilities, keep_identifiers: bool = False) -> pa.Table:
     """A block of Form 1 lines (split into the fields :data:`COLS`) as the staging table: every
     line one row with its reason. The line's own reasons (numpy over the good lines; the few
     lines that are not well-formed, or whose 施設コード is not 9 digits, looked at one by one as
     text: blank, header, short or long; a key or admission date that does not parse; a
-    ward-level form) in ``reason``; for the others, the item's values typed and its reason as an
-    item (:func:`_items`: fiscal year, facility, payload code, the payload's own rules) in
-    ``ireason``; the detail of either in ``detail``."""
+    ward-level form); for the others (``item``), the item's values typed and its reason as an
+    item (:func:`_items`: fiscal year, facility, payload code, the payload's own rules); the
+    reason's detail in ``detail``; with ``keep_identifiers``, A000010's postcode (payload 3)."""
     n = b.n
     gi = np.flatnonzero(b.good)
     g = len(gi)
@@ -410,28 +413,32 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, facilities: Facilitie
     reason[gi[keep]] = gr[keep]
     detail[gi[keep]] = gd[keep]
     items = _items(b, cols, v_fac, v_ad, d_ad, facilities, ~done)
-    # a line's detail: its line reason's, or its item reason's
-    line_detail = pa.array(detail[gi], pa.string())
-    items["detail"] = pc.coalesce(line_detail, items.pop("idetail"))
+    # a line's reason and detail: its own, or as an item
+    items["reason"] = pc.coalesce(pa.array(reason[gi], pa.string()), items["reason"])
+    items["detail"] = pc.coalesce(pa.array(detail[gi], pa.string()), items.pop("idetail"))
+    items["item"] = pa.array(~done)
+    if keep_identifiers:
+        items["postcode"] = pc.if_else(pc.equal(cols["code"], "A000010"), cols["p3"], pa.scalar(None, pa.string()))
 
     pos = np.full(n, -1, dtype=np.int64)
     pos[gi] = np.arange(g)
     idx = None if g == n else pa.array(pos, mask=pos < 0)
     over_good = {"fac": pa.array(v_fac.astype(np.int32), mask=~(ok_fac & ok_id)), "pid": pa.array(v_id, mask=~(ok_fac & ok_id)),
                  "admit_date": _days_col(d_ad, ok_ad), "code": cols["code"], "seq": cols["seq"], "p2": cols["p2"],
-                 "p3": cols["p3"], "p9": cols["p9"], **items}
+                 "p9": cols["p9"], **items}
     out = {"file_id": pa.array(np.full(n, file_id, np.int32)),
            "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64))}
     for name, arr in over_good.items():
         out[name] = arr if idx is None else arr.take(idx)
-    out["reason"] = pa.array(reason, pa.string())
-    if idx is not None:  # the lines that are not well-formed: their detail
+    if idx is not None:  # the lines that are not well-formed: their reason and detail
+        out["reason"] = pc.coalesce(out["reason"], pa.array(reason, pa.string()))
         out["detail"] = pc.coalesce(out["detail"], pa.array(detail, pa.string()))
+        out["item"] = pc.fill_null(out["item"], False)
     return pa.table(out)
 
 
-def create_staging(con) -> None:
-    cols = ", ".join(f"{c} {t}" for c, t in ITEM_COLUMNS.items())
+def create_staging(con, keep_identifiers: bool = False) -> None:
+    cols = ", ".join(f"{c} {t}" for c, t in ITEM_COLUMNS.items()) + (", postcode VARCHAR" if keep_identifiers else "")
     con.execute(f"CREATE TABLE f1_stage (file_id INTEGER, line_no BIGINT, fac INTEGER, pid BIGINT, admit_date DATE, {cols})")
 
 
@@ -448,7 +455,7 @@ def build(con) -> None:
     CREATE TABLE f1_dups AS
     WITH r AS (
       SELECT file_id, line_no, fac, pid, admit_date, ikey, code, CASE WHEN code IN ({_inlist(SINGLE)}) THEN '' ELSE seq END AS dkey
-      FROM f1_stage WHERE reason IS NULL
+      FROM f1_stage WHERE item
     ), multi AS (
       SELECT fac, pid, admit_date, ikey FROM r WHERE ikey IS NOT NULL GROUP BY ALL HAVING count(*) > 1
     ), candidates AS (
@@ -461,7 +468,8 @@ def build(con) -> None:
     """)
     con.execute("""
     CREATE VIEW f1_checked AS
-    SELECT s.*, coalesce(d.dup, 1) AS dup FROM f1_stage s LEFT JOIN f1_dups d USING (file_id, line_no) WHERE s.reason IS NULL
+    SELECT s.* EXCLUDE (reason), s.reason AS ireason, coalesce(d.dup, 1) AS dup
+    FROM f1_stage s LEFT JOIN f1_dups d USING (file_id, line_no) WHERE s.item
     """)
     # A stay: a whole-stay form whose A000010, A000020 and A000030 items are all good.
     con.execute("""

@@ -165,7 +165,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         con.register("fac_arrow", fac_rel)
         con.execute("CREATE TABLE fac AS SELECT CAST(facility_code AS INTEGER) AS fac, fiscal_year, hospital_id FROM fac_arrow")
         con.unregister("fac_arrow")
-        F1.create_staging(con)
+        F1.create_staging(con, keep_identifiers)
         EF.create_staging(con, keep_identifiers)
         other_lines: dict[int, tuple[str, int]] = {}
         tally = EF.Tally()
@@ -279,7 +279,8 @@ class _Staging:
             if f.kind != kind:
                 continue
             if kind == "form1":
-                staged.append((f, partial(F1.parse_chunk, file_id=f.file_id, facilities=facilities), F1.COLS))
+                staged.append((f, partial(F1.parse_chunk, file_id=f.file_id, facilities=facilities,
+                                          keep_identifiers=self.keep_identifiers), F1.COLS))
             else:
                 staged.append((f, partial(EF.parse_chunk, file_id=f.file_id, keep_identifiers=self.keep_identifiers,
                                           stays=stays), EF.cols(self.keep_identifiers)))
@@ -483,10 +484,10 @@ def _write_billing(con, folder: Path) -> None:
 
 def _write_identifiers(con, private: Path) -> None:
     con.execute(f"""COPY (
-      SELECT a.admission_id, any_value(c.p3) AS postcode,
+      SELECT a.admission_id, any_value(c.postcode) AS postcode,
         (SELECT string_agg(DISTINCT e.insurer_no, ' ' ORDER BY e.insurer_no) FROM ef_ids e WHERE e.stay_no = a.stay_no) AS insurer_no,
         (SELECT string_agg(DISTINCT e.doctor_code, ' ' ORDER BY e.doctor_code) FROM ef_ids e WHERE e.stay_no = a.stay_no) AS doctor_codes
-      FROM admissions_out a LEFT JOIN f1_stage c ON c.reason IS NULL AND c.code = 'A000010' AND c.fac = a.fac AND c.pid = a.pid AND c.admit_date = a.admit_date
+      FROM admissions_out a LEFT JOIN f1_stage c ON c.item AND c.code = 'A000010' AND c.fac = a.fac AND c.pid = a.pid AND c.admit_date = a.admit_date
       GROUP BY a.admission_id, a.stay_no ORDER BY a.admission_id
     ) TO '{private / 'identifiers.parquet'}' (FORMAT parquet)""")
 
@@ -495,7 +496,7 @@ def _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_yea
     from hospstudy import __version__
 
     con.execute("""CREATE VIEW acct AS
-      SELECT 'form1' AS kind, file_id, line_no, reason, detail FROM f1_stage WHERE reason IS NOT NULL
+      SELECT 'form1' AS kind, file_id, line_no, reason, detail FROM f1_stage WHERE NOT item
       UNION ALL SELECT 'form1', file_id, line_no, reason, detail FROM f1_lines
       UNION ALL SELECT 'ef', file_id, line_no, reason, detail FROM ef_rejected""")
     by_file: dict[int, dict] = {}
@@ -511,7 +512,7 @@ def _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_yea
     for fid, fy in con.execute("""
         SELECT DISTINCT file_id, fy FROM (
           SELECT file_id, year(admit_date) - (month(admit_date) < 4)::INT AS fy
-          FROM f1_stage WHERE reason IS NULL OR reason = 'ward_level_form')
+          FROM f1_stage WHERE item OR reason = 'ward_level_form')
         ORDER BY 1, 2""").fetchall():
         fy_by_file.setdefault(fid, []).append(int(fy))
     for fid in tally.admit_days:
