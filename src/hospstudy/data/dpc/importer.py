@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -193,6 +194,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             con.execute("SET threads = 1")
             stage.run("ef", stays=stays)
             con.execute(f"SET memory_limit = '{limit}B'")
+            tally.seen = np.flatnonzero(stays.seen).astype(np.int32)
             del stays
             con.execute(build_threads)
             t3a, c3a = time.perf_counter(), time.process_time()
@@ -410,8 +412,6 @@ def _write_billing(con, folder: Path) -> None:
     import math
     from concurrent.futures import ThreadPoolExecutor
 
-    import numpy as np
-
     from hospstudy.data.dpc.ef import _batches
 
     # admission_id, kind and code are written dictionary-encoded from integers: the admission's
@@ -515,7 +515,7 @@ def _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_yea
           FROM f1_stage WHERE item OR reason = 'ward_level_form')
         ORDER BY 1, 2""").fetchall():
         fy_by_file.setdefault(fid, []).append(int(fy))
-    for fid in tally.admit_days:
+    for fid in tally.years:
         fy_by_file[fid] = sorted(tally.fiscal_years(fid))
     widths = tally.f17_widths
     file_rows, totals = [], {"total": 0, "imported": 0, "skipped": 0, "rejected": 0}
