@@ -84,7 +84,7 @@ class Stays:
     admit: np.ndarray  # int32 days since 1970: the admission's dates (ok stays)
     discharge: np.ndarray
     fiscal_year: np.ndarray  # int16
-    seen: np.ndarray = None  # bool by stay_no: the admission has an imported EF line (set as EF is read)
+    seen: np.ndarray | None = None  # bool by stay_no: the admission has an imported EF line (set as EF is read)
 
     def __post_init__(self):
         if self.seen is None:
