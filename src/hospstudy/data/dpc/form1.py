@@ -457,10 +457,11 @@ def create_staging(con, keep_identifiers: bool = False) -> None:
     con.execute(f"CREATE TABLE f1_stage (file_id INTEGER, line_no BIGINT, fac INTEGER, pid BIGINT, admit_date DATE, {cols})")
 
 
-def build(con) -> None:
+def build(con, keep_identifiers: bool = False) -> None:
     """From ``f1_stage`` (every line staged and checked as an item: :func:`parse_chunk`): the
-    tables ``f1_lines`` (every item line with its final reason), ``stays``, ``admissions_out``,
-    ``diagnoses_out``, ``procedures_out``."""
+    tables ``stays``, ``admissions_out``, ``diagnoses_out``, ``procedures_out``, and for the
+    report ``f1_rejected`` (every line with a reason), ``f1_imported`` and ``f1_years`` (per file)
+    and with ``keep_identifiers`` ``f1_postcodes``. The staged lines are dropped."""
     # A second line of a stay's item (the same payload code, and 連番 unless the item occurs
     # once): ranked by file and line, only where its key has more than one line.
     # Keys are compared as integers (ikey: 1M lines 0.36 -> 0.26 CPU s, 2026-12-06), the few
@@ -586,5 +587,21 @@ def build(con) -> None:
       l.d1 AS proc_date, l.p2 AS raw_code, 'form1' AS source
     FROM f1_lines l WHERE l.reason IS NULL AND l.code = 'A007010'
     """)
-    # The intermediate tables go: EF is read next, and what DuckDB holds counts against its limit
-    con.execute("DROP VIEW f1_checked; DROP TABLE f1_dups")
+    # What the import report needs of the lines is kept small (the rejected and skipped lines, the
+    # imported lines' count and fiscal years per file; the postcodes with --keep-identifiers), and
+    # the line tables go: EF is read next, and what DuckDB holds counts against its limit (at 10M
+    # Form 1 lines they held ~3 GB, which DuckDB then spilled while EF was read and written).
+    con.execute("""
+    CREATE TABLE f1_rejected AS
+    SELECT file_id, line_no, code, reason, detail FROM f1_lines WHERE reason IS NOT NULL
+    UNION ALL SELECT file_id, line_no, code, reason, detail FROM f1_stage WHERE NOT item;
+    CREATE TABLE f1_imported AS SELECT file_id, count(*) AS lines FROM f1_lines WHERE reason IS NULL GROUP BY file_id;
+    CREATE TABLE f1_years AS
+    SELECT DISTINCT file_id, year(admit_date) - (month(admit_date) < 4)::INT AS fy
+    FROM f1_stage WHERE item OR reason = 'ward_level_form';
+    """)
+    if keep_identifiers:
+        con.execute("""CREATE TABLE f1_postcodes AS SELECT fac, pid, admit_date, any_value(postcode) AS postcode
+                       FROM f1_stage WHERE item AND code = 'A000010' GROUP BY ALL""")
+    con.execute("""DROP VIEW f1_checked; DROP TABLE f1_dups; DROP TABLE f1_lines; DROP TABLE f1_stage;
+                   CREATE OR REPLACE TABLE stays AS SELECT fac, pid, admit_date, status FROM stays""")

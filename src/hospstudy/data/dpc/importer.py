@@ -183,7 +183,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             t2, c2 = time.perf_counter(), time.process_time()
             # Form 1 is built before EF is read: EF lines are joined to the stays as they are read
             stage.describe("building admissions from Form 1")
-            F1.build(con)
+            F1.build(con, keep_identifiers)
             t2b, c2b = time.perf_counter(), time.process_time()
             stage.describe("reading raw DPC files (EF)")
             stays = EF.Stays.load(con)
@@ -487,7 +487,7 @@ def _write_identifiers(con, private: Path) -> None:
       SELECT a.admission_id, any_value(c.postcode) AS postcode,
         (SELECT string_agg(DISTINCT e.insurer_no, ' ' ORDER BY e.insurer_no) FROM ef_ids e WHERE e.stay_no = a.stay_no) AS insurer_no,
         (SELECT string_agg(DISTINCT e.doctor_code, ' ' ORDER BY e.doctor_code) FROM ef_ids e WHERE e.stay_no = a.stay_no) AS doctor_codes
-      FROM admissions_out a LEFT JOIN f1_stage c ON c.item AND c.code = 'A000010' AND c.fac = a.fac AND c.pid = a.pid AND c.admit_date = a.admit_date
+      FROM admissions_out a LEFT JOIN f1_postcodes c ON c.fac = a.fac AND c.pid = a.pid AND c.admit_date = a.admit_date
       GROUP BY a.admission_id, a.stay_no ORDER BY a.admission_id
     ) TO '{private / 'identifiers.parquet'}' (FORMAT parquet)""")
 
@@ -496,24 +496,20 @@ def _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_yea
     from hospstudy import __version__
 
     con.execute("""CREATE VIEW acct AS
-      SELECT 'form1' AS kind, file_id, line_no, reason, detail FROM f1_stage WHERE NOT item
-      UNION ALL SELECT 'form1', file_id, line_no, reason, detail FROM f1_lines
+      SELECT 'form1' AS kind, file_id, line_no, reason, detail FROM f1_rejected
       UNION ALL SELECT 'ef', file_id, line_no, reason, detail FROM ef_rejected""")
     by_file: dict[int, dict] = {}
     for fid, reason, n in con.execute("SELECT file_id, coalesce(reason, 'imported'), count(*) FROM acct GROUP BY ALL").fetchall():
         by_file.setdefault(fid, {})[reason] = int(n)
-    for fid, n in tally.imported.items():  # EF lines imported (the billing rows; rejected lines are in acct)
+    # lines imported (EF: the billing rows; rejected and skipped lines are in acct)
+    for fid, n in [*con.execute("SELECT file_id, lines FROM f1_imported").fetchall(), *tally.imported.items()]:
         if n:
-            by_file.setdefault(fid, {})["imported"] = n
+            by_file.setdefault(fid, {})["imported"] = int(n)
     for fid, (reason, n) in other_lines.items():
         if n:
             by_file.setdefault(fid, {})[reason] = n
     fy_by_file: dict[int, list] = {}
-    for fid, fy in con.execute("""
-        SELECT DISTINCT file_id, fy FROM (
-          SELECT file_id, year(admit_date) - (month(admit_date) < 4)::INT AS fy
-          FROM f1_stage WHERE item OR reason = 'ward_level_form')
-        ORDER BY 1, 2""").fetchall():
+    for fid, fy in con.execute("SELECT file_id, fy FROM f1_years ORDER BY 1, 2").fetchall():
         fy_by_file.setdefault(fid, []).append(int(fy))
     for fid in tally.years:
         fy_by_file[fid] = sorted(tally.fiscal_years(fid))
@@ -573,7 +569,7 @@ def _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_yea
         "ef_only_procedures": int(q("SELECT count(*) FROM ef_procedures")[0][0]),
     }
     payload = {"not_used": {}, "unknown": {}}
-    for code, reason, n in q("""SELECT code, reason, count(*) FROM f1_lines WHERE reason IN ('payload_not_used', 'unknown_payload_code')
+    for code, reason, n in q("""SELECT code, reason, count(*) FROM f1_rejected WHERE reason IN ('payload_not_used', 'unknown_payload_code')
                                 GROUP BY ALL ORDER BY 1"""):
         payload["not_used" if reason == "payload_not_used" else "unknown"][code] = int(n)
     unknown = [{"what": "EF データ区分", "code": c, "count": int(n), "treated_as": "billing kind by receipt code and 解釈番号"}
