@@ -192,7 +192,8 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             limit = _setting_bytes(con, "memory_limit")
             con.execute(f"SET memory_limit = '{max(limit - stays.nbytes, limit // 4)}B'")
             con.execute("SET threads = 1")
-            stage.run("ef", stays=stays)
+            codes = EF.Codes()
+            stage.run("ef", stays=stays, codes=codes)
             con.execute(f"SET memory_limit = '{limit}B'")
             tally.seen = np.flatnonzero(stays.seen).astype(np.int32)
             del stays
@@ -201,7 +202,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             EF.build(con)
             t3, c3 = time.perf_counter(), time.process_time()
             stage.describe("writing the tables (sorted, by fiscal year)")
-            tables = _write_tables(con, tmp, fac_table)
+            tables = _write_tables(con, tmp, fac_table, codes)
             t4, c4 = time.perf_counter(), time.process_time()
         private = tmp / "private"
         private.mkdir()
@@ -269,7 +270,8 @@ class _Staging:
         through the steps that are not reading)."""
         self.bar.update(self.task, description=what)
 
-    def run(self, kind: str, stays: "EF.Stays | None" = None, facilities: "F1.Facilities | None" = None) -> None:
+    def run(self, kind: str, stays: "EF.Stays | None" = None, facilities: "F1.Facilities | None" = None,
+            codes: "EF.Codes | None" = None) -> None:
         """Stage every file of ``kind`` ('form1' into f1_stage, each item checked against
         ``facilities``; 'ef' into ef_billing and the small ef_* tables, joined to ``stays`` as
         they are read)."""
@@ -285,7 +287,7 @@ class _Staging:
                                           keep_identifiers=self.keep_identifiers), F1.COLS))
             else:
                 staged.append((f, partial(EF.parse_chunk, file_id=f.file_id, keep_identifiers=self.keep_identifiers,
-                                          stays=stays), EF.cols(self.keep_identifiers)))
+                                          stays=stays, codes=codes), EF.cols(self.keep_identifiers)))
         # One stream of blocks over every file (one pool of threads, busy across file
         # boundaries); each file's blocks stream through an Arrow reader into INSERT statements
         # of at most INSERT_BLOCKS blocks (below); an EF block's few other rows (rejected
@@ -360,7 +362,7 @@ def _select_list(table: str) -> str:
     return ", ".join(f"CAST({c.name} AS {_DUCK[c.type]}) AS {c.name}" for c in TABLES[table])
 
 
-def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
+def _write_tables(con, tmp: Path, fac_table: pa.Table, codes: EF.Codes) -> dict:
     pq.write_table(fac_table, tmp / "facilities.parquet")
     # sorted by admission as stay_no, its rank: an integer sort (1M admissions and 1M diagnoses,
     # 2026-12-06: 2.3 CPU s by the text of admission_id, 1.8 by stay_no; the same rows, same order)
@@ -380,7 +382,7 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
             pq.write_table(arrow_schema(name).empty_table(), tmp / f"{name}.parquet")
             continue
         if name == "billing":
-            _write_billing(con, tmp / name)
+            _write_billing(con, tmp / name, codes)
             continue
         # One sorted file per fiscal year, as PARTITION_BY (fiscal_year) writes them: written one
         # year at a time, 1M billing lines took 0.49 CPU s instead of 0.73 (2026-12-06).
@@ -396,7 +398,7 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table) -> dict:
 PART_ROWS = 4_000_000
 
 
-def _write_billing(con, folder: Path) -> None:
+def _write_billing(con, folder: Path, codes: EF.Codes) -> None:
     """The billing table, sorted by (stay, service date, code, kind, quantity): one folder per
     fiscal year, each year in parts of consecutive stays (``data_000.parquet``, ...: read in name
     order, the whole year in that order), written by two threads.
@@ -423,13 +425,13 @@ def _write_billing(con, folder: Path) -> None:
     schema = pa.schema([pa.field(f.name, dict_type if f.name in ("admission_id", "kind", "code") else f.type, nullable=True)
                         for f in arrow_schema("billing")])
     kinds = pa.array(L.KINDS, pa.string())
-    # Each distinct code's rank in text order: the sort compares integers, not strings (one
-    # fiscal year of 2.4M rows, 2026-12-06, three runs: 0.91-1.10 CPU s by the code's and the
-    # kind's text, 0.64-0.82 by their ranks; ranking the codes of 5M rows 0.12-0.14; the same rows
-    # in the same order)
-    con.execute("""CREATE OR REPLACE TABLE code_rank AS
-      SELECT code, (row_number() OVER (ORDER BY code) - 1)::INTEGER AS code_rank FROM (SELECT DISTINCT code FROM ef_billing)""")
-    codes = con.execute("SELECT code FROM code_rank ORDER BY code_rank").to_arrow_table().column(0).combine_chunks()
+    # Each code's rank in text order: the sort compares integers, not strings (one fiscal year of
+    # 2.4M rows, 2026-12-06, three runs: 0.91-1.10 CPU s by the code's and the kind's text,
+    # 0.64-0.82 by their ranks; the same rows in the same order)
+    rank, code_text = codes.ranked()
+    con.register("code_rank_arrow", pa.table({"code_id": pa.array(np.arange(len(rank), dtype=np.int32)), "code_rank": rank}))
+    con.execute("CREATE OR REPLACE TABLE code_rank AS SELECT * FROM code_rank_arrow")
+    con.unregister("code_rank_arrow")
     tasks, total = [], 0
     for fy, n in con.execute("SELECT fiscal_year, count(*) FROM ef_billing GROUP BY 1 ORDER BY 1").fetchall():
         total += n
@@ -456,7 +458,7 @@ def _write_billing(con, folder: Path) -> None:
             nos, aid = ids.column(0).to_numpy(), ids.column(1).combine_chunks()
             # kind: its index in L.KINDS, which is in text order
             rows = cur.execute(f"""SELECT stay_no, service_date, kind, code_rank, quantity
-              FROM ef_billing JOIN code_rank USING (code)
+              FROM ef_billing JOIN code_rank USING (code_id)
               WHERE fiscal_year = {fy} AND stay_no > {lo} AND stay_no <= {hi}
               ORDER BY stay_no, service_date, code_rank, kind, quantity""")
             written = 0
@@ -470,7 +472,7 @@ def _write_billing(con, folder: Path) -> None:
                         raise AssertionError("a billing row without its admission")  # a bug, not bad input
                     w.write_batch(pa.record_batch([
                         dictionary(pos, aid), b.column(1), dictionary(b.column(2).to_numpy().astype(np.intp), kinds),
-                        dictionary(b.column(3).to_numpy(), codes), b.column(4)], schema=schema))
+                        dictionary(b.column(3).to_numpy(), code_text), b.column(4)], schema=schema))
         finally:
             cur.close()
         return written
