@@ -122,6 +122,10 @@ def run() -> list[dict]:
             t0 = time.perf_counter()
             build(raw, n)
             t_build = time.perf_counter() - t0
+            # the input just written goes to disk before the import is timed: at 50M lines its
+            # 10 GB of dirty pages otherwise competed with the import's reads (detect 7.5 s wall
+            # instead of 0.3, EF reading 26.8 s instead of ~22; 2026-12-06)
+            os.sync()
             size = sum(p.stat().st_size for p in raw.glob("*.txt"))
             for limit in limits:
                 p = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(raw / "facilities.csv"), str(Path(tmp) / f"db_{limit}"), limit],
@@ -162,10 +166,12 @@ def summary(rows: list[dict]) -> list[str]:
     speed, peak = val("EF lines per second"), val("peak RSS")
     out = []
     if speed:
-        best = max(speed.values())
-        out.append(f"goal (issue 9) at least 1,000,000 EF lines per wall second on 2 cores: {'met' if best >= 1e6 else 'not met'}; "
-                   + ", ".join(f"{v:,} at {n:,}" for n, v in sorted(speed.items())) + f" ({1e6 / best:.1f}x short at best)"
-                   * (best < 1e6))
+        met = [n for n, v in sorted(speed.items()) if v >= 1e6]
+        short = [f"{n:,} ({1e6 / v:.2f}x short)" for n, v in sorted(speed.items()) if v < 1e6]
+        verdict = ("met at every size" if not short else
+                   f"met at {', '.join(f'{n:,}' for n in met)} EF lines, not at {', '.join(short)}" if met else "not met at any size")
+        out.append(f"goal (issue 9) at least 1,000,000 EF lines per wall second on 2 cores: {verdict}; "
+                   + ", ".join(f"{v:,} at {n:,}" for n, v in sorted(speed.items())))
     if peak:
         sizes = sorted(peak)
         out.append(f"goal peak memory at most 2 GB: {'met' if max(peak.values()) <= 2048 else 'not met'} (largest {max(peak.values()):,} MiB); "
