@@ -91,11 +91,13 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
     memory_limit : str, optional
         DuckDB's memory limit while staging and building (e.g. ``'512MB'``; default
         ``$HOSPSTUDY_MEMORY_LIMIT`` or ``'1GB'``): past it, the work tables spill to a folder
-        beside ``out``. The import's peak memory is about this plus 0.6-0.9 GB (bench/RESULTS.md).
+        beside ``out``. The import's peak memory is about this plus 0.5-0.7 GB up to 50M EF lines,
+        1.0 GB at 100M (bench/RESULTS.md, docs/data_model.md).
     workers : int, optional
         Threads: above 1 (the default when there are 2 CPUs or more), a pool of this many threads
         splits and types the blocks of a raw file while DuckDB stages the previous ones; when
-        given, DuckDB builds the tables with this many threads (default: DuckDB's, every CPU).
+        given, DuckDB builds the tables with this many threads (default: DuckDB's, every CPU), and
+        billing is written by one thread when it is 1 (else two).
 
     Returns
     -------
@@ -202,7 +204,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             EF.build(con)
             t3, c3 = time.perf_counter(), time.process_time()
             stage.describe("writing the tables (sorted, by fiscal year)")
-            tables = _write_tables(con, tmp, fac_table, codes)
+            tables = _write_tables(con, tmp, fac_table, codes, workers)
             t4, c4 = time.perf_counter(), time.process_time()
         private = tmp / "private"
         private.mkdir()
@@ -362,7 +364,7 @@ def _select_list(table: str) -> str:
     return ", ".join(f"CAST({c.name} AS {_DUCK[c.type]}) AS {c.name}" for c in TABLES[table])
 
 
-def _write_tables(con, tmp: Path, fac_table: pa.Table, codes: EF.Codes) -> dict:
+def _write_tables(con, tmp: Path, fac_table: pa.Table, codes: EF.Codes, workers: int = 2) -> dict:
     pq.write_table(fac_table, tmp / "facilities.parquet")
     # sorted by admission as stay_no, its rank: an integer sort (1M admissions and 1M diagnoses,
     # 2026-12-06: 2.3 CPU s by the text of admission_id, 1.8 by stay_no; the same rows, same order)
@@ -382,7 +384,7 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table, codes: EF.Codes) -> dict:
             pq.write_table(arrow_schema(name).empty_table(), tmp / f"{name}.parquet")
             continue
         if name == "billing":
-            _write_billing(con, tmp / name, codes)
+            _write_billing(con, tmp / name, codes, threads=min(2, workers))
             continue
         # One sorted file per fiscal year, as PARTITION_BY (fiscal_year) writes them: written one
         # year at a time, 1M billing lines took 0.49 CPU s instead of 0.73 (2026-12-06).
@@ -398,10 +400,11 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table, codes: EF.Codes) -> dict:
 PART_ROWS = 4_000_000
 
 
-def _write_billing(con, folder: Path, codes: EF.Codes) -> None:
+def _write_billing(con, folder: Path, codes: EF.Codes, threads: int = 2) -> None:
     """The billing table, sorted by (stay, service date, code, kind, quantity): one folder per
     fiscal year, each year in parts of consecutive stays (``data_000.parquet``, ...: read in name
-    order, the whole year in that order), written by two threads.
+    order, the whole year in that order), written by ``threads`` threads (two; one with
+    ``--workers 1``).
 
     stay_no ranks admission_id (fixed-width fields, so the same order) as an integer. DuckDB
     sorts the narrow staged rows by it and the admission ids are put in afterwards (Arrow
@@ -478,7 +481,7 @@ def _write_billing(con, folder: Path, codes: EF.Codes) -> None:
             cur.close()
         return written
 
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         written = sum(pool.map(one, tasks))
     con.execute("DROP TABLE code_rank")
     if written != total:  # a row lost by the parts or the code ranks: a bug, not bad input
