@@ -137,6 +137,18 @@ ITEM_REASONS = ("outside_fiscal_years", "unknown_facility", "unknown_payload_cod
 NUMBER_REGEX = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
 
 
+def numbers(txt: pa.Array, typ: pa.DataType, fill: str) -> tuple[np.ndarray, np.ndarray]:
+    """(good, value) of text that must be a number (:data:`NUMBER_REGEX`); ``fill`` read where it
+    is not. Digits only (most values: Arrow's ascii_is_decimal, 0.002 µs a value) skip the regex
+    (0.022 µs a value, 2026-12-06)."""
+    good = pc.ascii_is_decimal(txt).to_numpy(zero_copy_only=False)
+    other = np.flatnonzero(~good)
+    if len(other):
+        good[other] = pc.match_substring_regex(txt.take(pa.array(other)), NUMBER_REGEX).to_numpy(zero_copy_only=False)
+    src = txt if good.all() else pc.if_else(pa.array(good), txt, pa.scalar(fill))
+    return good, pc.cast(src, typ).to_numpy(zero_copy_only=False)
+
+
 @dataclass(frozen=True)
 class Facilities:
     """The facilities file as the reading threads look it up: (施設コード, fiscal year) ->
@@ -310,10 +322,8 @@ def _items(b: S.Block, cols: dict, fac: np.ndarray, v_ad: np.ndarray, d_ad: np.n
     if len(r):
         fine = np.ones(len(r), bool)
         for name, p in (("n2", "p2"), ("n3", "p3")):
-            txt = field(p, r)
-            good = _full(txt, NUMBER_REGEX)
+            good, val = numbers(field(p, r), pa.float64(), "0")
             fine &= good | (b.width(_F.index(p))[r] == 0)
-            val = pc.cast(pc.if_else(pa.array(good), txt, pa.scalar("0")), pa.float64()).to_numpy(zero_copy_only=False)
             nums[name][0][r], nums[name][1][r] = val, good
         fail(r, ~fine, "bad_code")
     r = rows("ADL0010", "ADL0020")
