@@ -201,7 +201,8 @@ class Tally:
     f17_widths: dict = dataclass_field(default_factory=dict)  # file_id -> {width: lines}
     qty_empty: int = 0
     categories: dict = dataclass_field(default_factory=dict)
-    seen: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, np.int32))  # stay_no with an imported line
+    # stay_no of every stay with an imported line, sorted (set by the import from Stays.seen once EF is read)
+    seen: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, np.int32))
 
     def add(self, p: Parsed) -> None:
         f = p.file_id
@@ -213,14 +214,6 @@ class Tally:
         self.qty_empty += p.qty_empty
         for k, n in p.categories.items():
             self.categories[k] = self.categories.get(k, 0) + n
-
-    def stays_seen(self) -> np.ndarray:
-        """stay_no of every stay with an imported EF line, sorted (set by the import from
-        :attr:`Stays.seen` once EF is read)."""
-        return self.seen
-
-    def fiscal_years(self, file_id: int) -> set:
-        return self.years.get(file_id, set())
 
 
 def billing_kind(receipt_code: pa.Array, interp_no: pa.Array, category: pa.Array) -> np.ndarray:
@@ -388,7 +381,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     cats = pc.value_counts(cat)
     stays.seen[stay_no] = True  # (threads only ever set True: no lost update)
     # the fiscal years of the admission dates (bincount, not np.unique: a 1M-line sort per block)
-    fy = v_ad[ok_ad] // 10000 - ((v_ad[ok_ad] // 100) % 100 < 4)
+    fy = S.ymd_fiscal_year(v_ad[ok_ad])
     years = np.flatnonzero(np.bincount(fy - 1800)) + 1800 if len(fy) else np.zeros(0, np.int64)
     return Parsed(tables=tables, file_id=file_id, imported=m, fiscal_years=years,
                   f17_widths=f17_widths, qty_empty=int(np.count_nonzero(q_empty[imp])),

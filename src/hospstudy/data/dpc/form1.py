@@ -62,10 +62,16 @@ def norm_text(arr: pa.Array, drop: str = "") -> pa.Array:
     return out
 
 
+def _extract(arr: pa.Array, regex: str) -> pa.Array:
+    """The first group of ``regex`` (a named group) in each value; '' where it does not match (as
+    DuckDB's regexp_extract)."""
+    return pc.fill_null(pc.struct_field(pc.extract_regex(arr, regex), [0]), "")
+
+
 def kcode(arr: pa.Array) -> pa.Array:
     """The data model's K-code from a fee-schedule code as written (``K0821ｲ`` → ``K0821``);
     '' when it does not start like a K-code (Form 1's A007010 and EF's 解釈番号 alike)."""
-    return pc.fill_null(pc.struct_field(pc.extract_regex(norm_text(arr), KCODE_EXTRACT), [0]), "")
+    return _extract(norm_text(arr), KCODE_EXTRACT)
 
 
 def adl_regex() -> str:
@@ -231,8 +237,7 @@ def _items(b: S.Block, cols: dict, fac: np.ndarray, v_ad: np.ndarray, d_ad: np.n
     single = np.isin(ci, [idx[c] for c in SINGLE])
     seq_no = pc.cast(pc.if_else(pa.array(plain & ~single), seq, pa.scalar("0")), pa.int32()).to_numpy(zero_copy_only=False)
     ikey = ci.astype(np.int64) * 1_000_000 + seq_no
-    year, month = v_ad // 10000, (v_ad // 100) % 100
-    fy = year - (month < 4)
+    year, fy = v_ad // 10000, S.ymd_fiscal_year(v_ad)
     hid = facilities.find(fac, fy)
     reasons = np.full(g, -1, np.int8)  # index into ITEM_REASONS; set where not yet set (first rule wins)
 
@@ -331,7 +336,7 @@ def _items(b: S.Block, cols: dict, fac: np.ndarray, v_ad: np.ndarray, d_ad: np.n
         fail(r, ~_full(field("p2", r), adl_regex()), "bad_code")
     r = rows("JCS0010")
     if len(r):
-        txt = pc.fill_null(pc.struct_field(pc.extract_regex(field("p2", r), "^(?P<j>[0-9]+)"), [0]), "")
+        txt = _extract(field("p2", r), "^(?P<j>[0-9]+)")
         ok = _in(txt, L.JCS_VALUES)
         fail(r, ~ok, "bad_code")
         jcs[0][r] = pc.cast(pc.if_else(pa.array(ok), txt, pa.scalar("0")), pa.int16()).to_numpy(zero_copy_only=False)

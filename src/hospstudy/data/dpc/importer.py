@@ -354,7 +354,8 @@ def _insert(con, table: str, rows, failed: list) -> None:
 # Blocks (of R.CHUNK_BYTES, 8 MiB) per INSERT statement: 128 MiB of raw lines. One INSERT per
 # block cost DuckDB ~5x the CPU time (a fixed cost per statement of ~0.15 s); one INSERT per file
 # kept the file's rows in the statement's transaction-local storage, so the import's peak memory
-# grew with the largest file past DuckDB's memory limit. 50 M EF lines in two files (+ 10 M Form 1 lines), 2026-12-06:
+# grew with the largest file past DuckDB's memory limit. 50 M EF lines in two files (+ 10 M Form 1
+# lines), 2026-12-06:
 # one INSERT per file peaked at 2,112 MiB; per 32 / 8 / 4 blocks 2,117 / 1,844 / 1,766 MiB, with
 # staging CPU 64.4 / 64.9 / 69.2 s (blocks of 16 MiB then: 8 per statement).
 INSERT_BLOCKS = 16
@@ -517,8 +518,8 @@ def _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_yea
     fy_by_file: dict[int, list] = {}
     for fid, fy in con.execute("SELECT file_id, fy FROM f1_years ORDER BY 1, 2").fetchall():
         fy_by_file.setdefault(fid, []).append(int(fy))
-    for fid in tally.years:
-        fy_by_file[fid] = sorted(tally.fiscal_years(fid))
+    for fid, years in tally.years.items():
+        fy_by_file[fid] = sorted(years)
     widths = tally.f17_widths
     file_rows, totals = [], {"total": 0, "imported": 0, "skipped": 0, "rejected": 0}
     years_seen: set[int] = set()
@@ -561,7 +562,7 @@ def _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_yea
             reasons.append({"kind": "other", "reason": reason, "severity": REP.REASONS[reason][0], "count": n,
                             "examples": [{"file": rel[fid], "line": 1, "detail": next(f.label for f in files if f.file_id == fid)}]})
     q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
-    con.register("ef_seen", pa.table({"stay_no": pa.array(tally.stays_seen(), pa.int32())}))
+    con.register("ef_seen", pa.table({"stay_no": pa.array(tally.seen, pa.int32())}))
     no_ef = q("""SELECT count(*), list(admission_id ORDER BY admission_id)[1:5] FROM admissions_out a
                  ANTI JOIN ef_seen USING (stay_no)""")[0]
     con.unregister("ef_seen")

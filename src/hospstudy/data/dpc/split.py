@@ -372,3 +372,8 @@ def ymd_days(ok: np.ndarray, v: np.ndarray):
     doy = (153 * ((m + 9) % 12) + 2) // 5 + d - 1
     days = era * 146097 + yoe * 365 + (yoe >> 2) - yoe // 100 + doy - 719468
     return ok, np.where(ok, days, 0).astype(np.int64)
+
+
+def ymd_fiscal_year(v: np.ndarray) -> np.ndarray:
+    """The Japanese fiscal year (April to March) of yyyymmdd integers (as schema.fiscal_year)."""
+    return v // 10000 - ((v // 100) % 100 < 4)
