@@ -321,13 +321,19 @@ MALFORMED = {
 }
 
 
-def test_malformed_lines_get_their_named_reason(tmp_path):
+def _malformed_raw(tmp_path) -> tuple[Path, dict]:
+    """The fixture with MALFORMED's lines appended (and the line number of each file's first)."""
     raw = standard_raw(tmp_path)
     first = {}
     for name, extra in MALFORMED.items():
         with open(raw / name, "ab") as fh:
             first[name] = sum(1 for _ in open(raw / name, "rb")) + 1
             fh.write(b"".join(line.encode("cp932") + b"\r\n" for line, _ in extra))
+    return raw, first
+
+
+def test_malformed_lines_get_their_named_reason(tmp_path):
+    raw, first = _malformed_raw(tmp_path)
     r = import_dpc(raw, FIX / "facilities.csv", tmp_path / "db", workers=1, show_progress=False)
     assert r.exit_code == 1
     examples = {(e["file"], e["line"]): x["reason"] for x in r.report["reasons"] for e in x["examples"]}
@@ -350,6 +356,24 @@ def test_malformed_lines_get_their_named_reason(tmp_path):
     df = r.reasons()
     assert set(df.columns) == {"kind", "reason", "severity", "count"}
     assert df.loc[df.reason == "no_form1_stay", "severity"].tolist() == ["rejected"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ef_read_in_passes_gives_the_same_database_and_report(tmp_path, monkeypatch, workers):
+    """Stays over the budget: EF read in passes, each over the stays of a range of patients
+    (the budget forced down to a few bytes: about a pass per patient). Every line is read by one
+    pass only, rejected lines included: the same database and the same report as in one pass."""
+    from hospstudy.data.dpc import importer
+
+    raw, _ = _malformed_raw(tmp_path)
+    one = import_dpc(raw, FIX / "facilities.csv", tmp_path / "one", workers=workers, show_progress=False)
+    monkeypatch.setattr(importer, "stays_budget", lambda limit: 40)
+    many = import_dpc(raw, FIX / "facilities.csv", tmp_path / "many", workers=workers, show_progress=False)
+    assert one.report["ef_passes"] == 1 and many.report["ef_passes"] >= 4
+    assert _table_set(tmp_path / "many") == _table_set(tmp_path / "one")
+    for k in ("lines", "tables", "files", "reasons", "stays", "payload_codes", "unknown_codes", "code_normalisation", "notes"):
+        assert many.report[k] == one.report[k], k
+    assert many.exit_code == one.exit_code == 1
 
 
 def _f1(pid: int, code: str, p: dict, seq: str = "1", admit: str = "20160901") -> str:
@@ -516,7 +540,26 @@ def test_ef_lines_find_their_stay_by_key_and_admission_date():
     assert (j[4:] == -1).all()
     assert [EF.STAY_STATUSES[stays.status[k]] for k in j[:4]] == ["ok", "incomplete_stay", "ok", "unknown_facility"]
     assert stays.stay_no[j[0]] == 1 and stays.stay_no[j[2]] == 2 and stays.stay_no[j[1]] == 0
-    assert stays.discharge[j[2]] == day("2015-06-01") and stays.fiscal_year[j[0]] == 2015
+    assert stays.discharge[j[2]] == day("2015-06-01")
+    assert EF.Stays.ranges(con, budget=96) == [(0, None)]  # 4 stays x 18 bytes + 3 patients x 8: one pass
+    # In passes (the stays' arrays over the budget): each patient's stays in one pass only, and
+    # each line read by one pass only (a line without a valid key by the first)
+    ranges = EF.Stays.ranges(con, budget=40)
+    assert len(ranges) == 2 and ranges[0][0] == 0 and ranges[-1][1] is None  # (cuts at stays: the patient with two at one)
+    key_ok = np.ones(len(fac), dtype=bool)
+    key_ok[5] = False  # as if its 施設コード were not 9 digits
+    found, owners = [], np.zeros(len(fac), dtype=int)
+    for i, (lo, hi) in enumerate(ranges):
+        part = EF.Stays.load(con, lo, hi, first=i == 0)
+        own = part.owns(fac, pid, key_ok)
+        owners += own
+        jj = part.find(fac, pid, days, want & own)
+        found += [(int(fac[k]), int(pid[k]), EF.STAY_STATUSES[part.status[jj[k]]], int(part.stay_no[jj[k]]))
+                  for k in np.flatnonzero(jj >= 0)]
+        assert len(part.keys) >= 1 and (jj[~own] == -1).all()
+    assert (owners == 1).all()
+    assert sorted(found) == sorted([(123456789, 1, "ok", 1), (123456789, 1, "incomplete_stay", 0), (987654321, 1, "ok", 2),
+                                    (1, 9999999999, "unknown_facility", 0)])
 
 
 def test_duckdb_size_settings_read_in_bytes():

@@ -76,41 +76,59 @@ class Stays:
 
     A stay is found by two binary searches (numpy, which lets the other threads run): its
     patient (施設コード × 10^10 + データ識別番号, unique in ``pats``), then the patient's index
-    and the admission date packed into one integer (``keys``, sorted)."""
+    and the admission date packed into one integer (``keys``, sorted). What a line needs of its
+    stay besides (the admission date, its fiscal year) is the line's own 入院年月日.
+
+    One object holds the stays of the patients in ``[lo, hi)`` (every stay unless the import
+    reads EF in passes: :meth:`ranges`); a pass reads the lines of its patients, and the ``first``
+    pass also those without a valid key (nothing else can own them)."""
 
     pats: np.ndarray  # uint64, sorted, unique
     keys: np.ndarray  # int64, sorted: patient index << 18 | admission day + 2^16
     status: np.ndarray  # int8: the stay's status, its index in STAY_STATUSES (0 = ok)
     stay_no: np.ndarray  # int32: the admission's rank (0 when the stay was not imported)
-    admit: np.ndarray  # int32 days since 1970: the admission's dates (ok stays)
-    discharge: np.ndarray
-    fiscal_year: np.ndarray  # int16
-    seen: np.ndarray | None = None  # bool by stay_no: the admission has an imported EF line (set as EF is read)
-
-    def __post_init__(self):
-        if self.seen is None:
-            self.seen = np.zeros(int(self.stay_no.max()) + 1 if len(self.stay_no) else 1, bool)
+    discharge: np.ndarray  # int32 days since 1970: the admission's discharge date (ok stays)
+    seen: np.ndarray  # bool by stay: an EF line of the stay was imported (set as EF is read)
+    lo: int = 0  # the patients of this pass: lo <= 施設コード × 10^10 + データ識別番号 < hi (None: no bound)
+    hi: int | None = None
+    first: bool = True
 
     @property
     def nbytes(self) -> int:
-        """Memory held (about 24 bytes per stay and 8 per patient)."""
-        return sum(a.nbytes for a in (self.pats, self.keys, self.status, self.stay_no, self.admit, self.discharge,
-                                      self.fiscal_year, self.seen))
+        """Memory held: 18 bytes per stay and 8 per patient."""
+        return sum(a.nbytes for a in (self.pats, self.keys, self.status, self.stay_no, self.discharge, self.seen))
+
+    @staticmethod
+    def ranges(con, budget: int) -> list[tuple[int, int | None]]:
+        """The patients' ranges ``[lo, hi)`` of the passes over EF: one (every patient) when the
+        stays' arrays fit in ``budget`` bytes, else as many ranges of about equal stays as it
+        takes (a patient's stays are never split)."""
+        n, n_pats = con.execute("SELECT count(*), count(DISTINCT (fac, pid)) FROM stays").fetchone()
+        need = 18 * n + 8 * n_pats
+        k = max(1, -(-need // max(budget, 1)))
+        if k == 1:
+            return [(0, None)]
+        cuts = con.execute(f"SELECT quantile_disc(fac::UBIGINT * {_PAT} + pid::UBIGINT, "
+                           f"{[i / k for i in range(1, k)]}) FROM stays").fetchone()[0]
+        bounds = [0, *sorted({int(c) for c in cuts} - {0}), None]
+        return list(zip(bounds, bounds[1:]))
 
     @classmethod
-    def load(cls, con, batch_rows: int = 1 << 20) -> "Stays":
-        """The stays from the Form 1 build (``stays``, ``admissions_out``), read in batches into
-        arrays sized beforehand: the whole result fetched at once, with the statuses as Python
-        strings, held ~120 bytes per stay besides DuckDB's memory (5M stays at 100M EF lines:
-        the import's peak, 2.3 GB, 2026-12-06)."""
-        con.execute(f"""CREATE TEMP TABLE stay_pats AS
-          SELECT fac, pid, fac::UBIGINT * {_PAT} + pid::UBIGINT AS pat, (row_number() OVER (ORDER BY fac, pid) - 1)::BIGINT AS p
-          FROM (SELECT DISTINCT fac, pid FROM stays)""")
+    def load(cls, con, lo: int = 0, hi: int | None = None, first: bool = True, batch_rows: int = 1 << 20) -> "Stays":
+        """The stays of the patients in ``[lo, hi)`` from the Form 1 build (``stays``,
+        ``admissions_out``), read in batches into arrays sized beforehand: the whole result
+        fetched at once, with the statuses as Python strings, held ~120 bytes per stay besides
+        DuckDB's memory (5M stays at 100M EF lines: the import's peak, 2.3 GB, 2026-12-06)."""
+        pat = f"fac::UBIGINT * {_PAT} + pid::UBIGINT"
+        where = f"{pat} >= {int(lo)}" + (f" AND {pat} < {int(hi)}" if hi is not None else "")
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE stay_pats AS
+          SELECT fac, pid, {pat} AS pat, (row_number() OVER (ORDER BY fac, pid) - 1)::BIGINT AS p
+          FROM (SELECT DISTINCT fac, pid FROM stays WHERE {where})""")
         cases = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(STAY_STATUSES))
         n_pats = con.execute("SELECT count(*) FROM stay_pats").fetchone()[0]
-        n = con.execute("SELECT count(*) FROM stays").fetchone()[0]
+        n = con.execute(f"SELECT count(*) FROM stays WHERE {where}").fetchone()[0]
         out = cls(np.empty(n_pats, np.uint64), np.empty(n, np.int64), np.empty(n, np.int8), np.empty(n, np.int32),
-                  np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int16), seen=np.zeros(0, bool))
+                  np.empty(n, np.int32), np.zeros(n, bool), lo=int(lo), hi=None if hi is None else int(hi), first=first)
         i = 0
         for b in _batches(con.execute("SELECT pat FROM stay_pats ORDER BY p"), batch_rows):
             out.pats[i:i + b.num_rows] = b.column(0).to_numpy()
@@ -119,28 +137,36 @@ class Stays:
         for b in _batches(con.execute(f"""
           SELECT (p.p << {_DAY_BITS}) | ((s.admit_date - DATE '1970-01-01') + {_DAYS0}) AS key,
             (CASE s.status {cases} ELSE -1 END)::TINYINT AS status, coalesce(a.stay_no, 0)::INTEGER AS stay_no,
-            coalesce(a.admit_date - DATE '1970-01-01', 0)::INTEGER AS admit,
-            coalesce(a.discharge_date - DATE '1970-01-01', 0)::INTEGER AS discharge,
-            coalesce(a.fiscal_year, 0)::SMALLINT AS fiscal_year
+            coalesce(a.discharge_date - DATE '1970-01-01', 0)::INTEGER AS discharge
           FROM stays s JOIN stay_pats p ON p.fac = s.fac AND p.pid = s.pid
           LEFT JOIN admissions_out a ON a.fac = s.fac AND a.pid = s.pid AND a.admit_date = s.admit_date
           ORDER BY key"""), batch_rows):
             k = b.num_rows
-            for name, arr in zip(("keys", "status", "stay_no", "admit", "discharge", "fiscal_year"), b.columns):
+            for name, arr in zip(("keys", "status", "stay_no", "discharge"), b.columns):
                 getattr(out, name)[i:i + k] = arr.to_numpy()
             i += k
         con.execute("DROP TABLE stay_pats")
-        out.seen = np.zeros(int(out.stay_no.max()) + 1 if n else 1, bool)
         if i != n or (out.status < 0).any():  # form1.build and STAY_STATUSES disagree: a bug, not bad input
             raise AssertionError("stays: a status not in ef.STAY_STATUSES, or rows lost")
         return out
+
+    def owns(self, fac: np.ndarray, pid: np.ndarray, key_ok: np.ndarray) -> np.ndarray | None:
+        """Which lines this pass reads (None: every line): a valid key in ``[lo, hi)``, or no
+        valid key and the first pass."""
+        if self.lo == 0 and self.hi is None:
+            return None
+        pat = _pat(fac, pid)
+        inside = pat >= np.uint64(self.lo)
+        if self.hi is not None:
+            inside &= pat < np.uint64(self.hi)
+        return np.where(key_ok, inside, self.first)
 
     def find(self, fac: np.ndarray, pid: np.ndarray, day: np.ndarray, want: np.ndarray) -> np.ndarray:
         """The index of each line's stay (-1: none) where ``want``; fac, pid, day as staged."""
         out = np.full(len(fac), -1, dtype=np.int64)
         if not len(self.keys) or not want.any():
             return out
-        pat = fac.astype(np.uint64) * np.uint64(_PAT) + pid.astype(np.uint64)
+        pat = _pat(fac, pid)
         p = np.minimum(np.searchsorted(self.pats, pat), len(self.pats) - 1)
         hit = want & (self.pats[p] == pat)
         key = (p.astype(np.int64) << _DAY_BITS) | (np.where(hit, day, 0) + _DAYS0)
@@ -148,6 +174,11 @@ class Stays:
         hit &= self.keys[j] == key
         out[hit] = j[hit]
         return out
+
+
+def _pat(fac: np.ndarray, pid: np.ndarray) -> np.ndarray:
+    """A patient as one integer (0 where the key was not valid: fac and pid 0)."""
+    return fac.astype(np.uint64) * np.uint64(_PAT) + pid.astype(np.uint64)
 
 
 class Codes:
@@ -201,8 +232,6 @@ class Tally:
     f17_widths: dict = dataclass_field(default_factory=dict)  # file_id -> {width: lines}
     qty_empty: int = 0
     categories: dict = dataclass_field(default_factory=dict)
-    # stay_no of every stay with an imported line, sorted (set by the import from Stays.seen once EF is read)
-    seen: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, np.int32))
 
     def add(self, p: Parsed) -> None:
         f = p.file_id
@@ -238,8 +267,9 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     gi = np.flatnonzero(b.good)
     reason = np.full(n, None, dtype=object)
     detail = np.full(n, None, dtype=object)
+    broken = np.flatnonzero(~b.good) if stays.first else np.zeros(0, np.int64)  # read by the first pass
     # lines that break the layout: blank, header, short, long
-    for i in np.flatnonzero(~b.good):
+    for i in broken:
         text = b.line_text(i)
         if not text.strip():
             reason[i] = "blank_line"
@@ -250,6 +280,8 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
             detail[i] = f"{b.nfields[i]} fields (EF has {L.EF_N})"
     ok_fac, v_fac = b.digits(_F["facility_code"], 9)
     ok_id, v_id = b.digits(_F["data_id"], 10)
+    # the lines this pass reads (None: every line); the others are left to their own pass
+    own = stays.owns(v_fac, v_id, ok_fac & ok_id)
     ok_ad, v_ad = b.digits(_F["admit_ymd"], 8)
     ok_ad, d_ad = S.ymd_days(ok_ad, v_ad)
     ok_sv, v_sv = b.digits(_F["service_ymd"], 8)
@@ -263,7 +295,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     no_rc = b.width(_F["receipt_code"]) == 0
     # a header line with 31 fields: field 1 not a facility code, first line or naming 施設/facility
     hdr = np.zeros(g, dtype=bool)
-    for j in np.flatnonzero(~ok_fac):
+    for j in np.flatnonzero(~ok_fac if own is None else ~ok_fac & own):
         i = gi[j]
         text = b.line_text(i)
         hdr[j] = is_header(text, first_line + i)
@@ -271,7 +303,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     # (boolean masks, not comparisons of the object array with None: those hold the GIL, which
     # the threads typing other blocks wait for)
     gr = np.full(g, None, dtype=object)
-    done = np.zeros(g, dtype=bool)
+    done = np.zeros(g, dtype=bool) if own is None else ~own  # (another pass's lines count as done, never as rejected)
     act_line = np.zeros(g, dtype=bool)
     for mask, why in ((hdr, "header_line"), (~(ok_fac & ok_id), "bad_code"), (~(ok_ad & ok_sv), "bad_date"), (act, "ef_act_line"),
                       (no_rc, "bad_code"), (~q_empty & ~q_ok, "bad_number")):
@@ -281,7 +313,8 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
             done |= sel
             if why == "ef_act_line":
                 act_line = sel
-    bad = np.flatnonzero(done)
+    failed = done if own is None else done & own  # lines that failed their own checks
+    bad = np.flatnonzero(failed)
     gd = np.full(g, None, dtype=object)
     if len(bad):
         txt = {k: (cols[k] if k in cols else b.strings(_F[k])).take(pa.array(bad)).to_pylist()
@@ -307,10 +340,11 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     st = stays.find(v_fac, v_id, d_ad, ~done)
     has = st >= 0
     sti = np.where(has, st, 0)
+    s_ad = d_ad  # a line's stay has the line's admission date
     if len(stays.keys):
-        status, s_no, s_ad, s_dis = stays.status[sti], stays.stay_no[sti], stays.admit[sti], stays.discharge[sti]
+        status, s_no, s_dis = stays.status[sti], stays.stay_no[sti], stays.discharge[sti]
     else:
-        status, s_no, s_ad, s_dis = np.zeros(g, np.int8), np.zeros(g, np.int32), np.zeros(g, np.int64), np.zeros(g, np.int64)
+        status, s_no, s_dis = np.zeros(g, np.int8), np.zeros(g, np.int32), np.zeros(g, np.int64)
     s_ok = has & (status == 0)
     outside = s_ok & ((d_sv < s_ad) | (d_sv > s_dis))
     stay_reason = ~done & ~(s_ok & ~outside)
@@ -337,7 +371,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
         "kind": pa.array(billing_kind(code, interp, cat), pa.int8()),
         "code_id": pa.array(codes.ids(code)),
         "quantity": pa.array(np.where(q_ok | q_empty, qty, 0)[imp].astype(np.float32)),
-        "fiscal_year": pa.array(stays.fiscal_year[st[imp]] if m else np.zeros(0, np.int16), pa.int16()),
+        "fiscal_year": pa.array(S.ymd_fiscal_year(v_ad[imp].astype(np.int32)).astype(np.int16)),  # of the admission
     })}
     surgery = np.flatnonzero(pc.equal(cat, L.SURGERY_CATEGORY).to_numpy(zero_copy_only=False))
     if len(surgery):
@@ -351,11 +385,11 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
                         "doctor_code": pick(b.strings(_F["doctor_code"]))})
         tables["ef_ids"] = ids.group_by(["stay_no", "insurer_no", "doctor_code"]).aggregate([])
     # every line with a reason: the layout's (not good lines) and the good lines'
-    rj = np.flatnonzero(done | stay_reason)
-    if g < n or len(rj):
+    rj = np.flatnonzero(failed | stay_reason)
+    if len(broken) or len(rj):
         reason[gi[rj]] = gr[rj]
         detail[gi[rj]] = gd[rj]
-        lines = np.concatenate([np.flatnonzero(~b.good), gi[rj]])
+        lines = np.concatenate([broken, gi[rj]])
         lines.sort()
         pos = np.full(n, -1, dtype=np.int64)  # a line's index among the good lines' rejects (-1: not good)
         pos[gi[rj]] = np.arange(len(rj))
@@ -379,9 +413,9 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
             "stay_admit": day_col(s_ad, s_ok), "stay_discharge": day_col(s_dis, s_ok),
         })
     cats = pc.value_counts(cat)
-    stays.seen[stay_no] = True  # (threads only ever set True: no lost update)
+    stays.seen[st[imp]] = True  # (threads only ever set True: no lost update)
     # the fiscal years of the admission dates (bincount, not np.unique: a 1M-line sort per block)
-    fy = S.ymd_fiscal_year(v_ad[ok_ad])
+    fy = S.ymd_fiscal_year(v_ad[ok_ad if own is None else ok_ad & own])
     years = np.flatnonzero(np.bincount(fy - 1800)) + 1800 if len(fy) else np.zeros(0, np.int64)
     return Parsed(tables=tables, file_id=file_id, imported=m, fiscal_years=years,
                   f17_widths=f17_widths, qty_empty=int(np.count_nonzero(q_empty[imp])),

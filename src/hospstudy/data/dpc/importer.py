@@ -187,18 +187,26 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             stage.describe("building admissions from Form 1")
             F1.build(con, keep_identifiers)
             t2b, c2b = time.perf_counter(), time.process_time()
-            stage.describe("reading raw DPC files (EF)")
-            stays = EF.Stays.load(con)
             # The stays' arrays live outside DuckDB while EF is read: they count against the
-            # memory limit (DuckDB gets the rest, at least a quarter of it)
+            # memory limit (DuckDB gets the rest). When they would take more than half of it
+            # (18 bytes a stay and 8 a patient: about 20M stays at 1GB), EF is read in passes, each over the stays of a range of
+            # patients, so the import's memory stays bounded whatever the number of stays.
             limit = _setting_bytes(con, "memory_limit")
-            con.execute(f"SET memory_limit = '{max(limit - stays.nbytes, limit // 4)}B'")
-            con.execute("SET threads = 1")
+            passes = EF.Stays.ranges(con, stays_budget(limit))
+            stage.ef_passes(len(passes))
             codes = EF.Codes()
-            stage.run("ef", stays=stays, codes=codes)
-            con.execute(f"SET memory_limit = '{limit}B'")
-            tally.seen = np.flatnonzero(stays.seen).astype(np.int32)
-            del stays
+            con.execute("CREATE TABLE ef_seen (stay_no INTEGER)")  # admissions with an imported EF line
+            for i, (lo, hi) in enumerate(passes):
+                stage.describe("reading raw DPC files (EF)" + (f", pass {i + 1} of {len(passes)}" if len(passes) > 1 else ""))
+                stays = EF.Stays.load(con, lo, hi, first=i == 0)
+                con.execute(f"SET memory_limit = '{max(limit - stays.nbytes, limit // 4)}B'")
+                con.execute("SET threads = 1")
+                stage.run("ef", stays=stays, codes=codes)
+                con.execute(f"SET memory_limit = '{limit}B'")
+                con.register("seen_arrow", pa.table({"stay_no": stays.stay_no[stays.seen]}))
+                con.execute("INSERT INTO ef_seen SELECT stay_no FROM seen_arrow")
+                con.unregister("seen_arrow")
+                del stays
             con.execute(build_threads)
             t3a, c3a = time.perf_counter(), time.process_time()
             EF.build(con)
@@ -215,6 +223,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         if keep_identifiers:
             _write_identifiers(con, private)
         rep = _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_years, tables, keep_identifiers)
+        rep["ef_passes"] = len(passes)
         rep["seconds"] = round(time.perf_counter() - t0, 2)
         t5, c5 = time.perf_counter(), time.process_time()
         # wall and CPU seconds (this process, every thread) per phase
@@ -251,7 +260,8 @@ class _Staging:
 
         self._progress = progress()
         bar = self._progress.__enter__()
-        self.bar, self.task = bar, bar.add_task("reading raw DPC files", total=max(sum(f.size for f in self.files), 1))
+        self.total = max(sum(f.size for f in self.files), 1)
+        self.bar, self.task = bar, bar.add_task("reading raw DPC files", total=self.total)
         if not self.show_progress:
             bar.disable = True
         for f in self.files:
@@ -266,6 +276,13 @@ class _Staging:
 
     def __exit__(self, *exc):
         return self._progress.__exit__(*exc)
+
+    def ef_passes(self, k: int) -> None:
+        """EF is read ``k`` times: the bar's total grows by the EF files' size for each pass after the first."""
+        if k > 1:
+            extra = (k - 1) * sum(f.size for f in self.files if f.kind == "ef")
+            self.total += extra
+            self.bar.update(self.task, total=self.total)
 
     def describe(self, what: str) -> None:
         """What the import is doing now (the bar's text; its spinner and clock keep running
@@ -395,6 +412,12 @@ def _write_tables(con, tmp: Path, fac_table: pa.Table, codes: EF.Codes, workers:
             con.execute(f"""COPY (SELECT {_select_list(name)} FROM ({sql}) WHERE fiscal_year = {int(fy)} ORDER BY {order})
                             TO '{part / 'data_0.parquet'}' (FORMAT parquet, COMPRESSION snappy)""")
     return counts
+
+
+def stays_budget(memory_limit: int) -> int:
+    """Bytes the stays' arrays may take while EF is read (half of DuckDB's memory limit); past it
+    EF is read in passes (:meth:`hospstudy.data.dpc.ef.Stays.ranges`)."""
+    return memory_limit // 2
 
 
 # Billing rows per part file (each a DuckDB sort of its own; their ids held while it is written)
@@ -562,10 +585,8 @@ def _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_yea
             reasons.append({"kind": "other", "reason": reason, "severity": REP.REASONS[reason][0], "count": n,
                             "examples": [{"file": rel[fid], "line": 1, "detail": next(f.label for f in files if f.file_id == fid)}]})
     q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
-    con.register("ef_seen", pa.table({"stay_no": pa.array(tally.seen, pa.int32())}))
     no_ef = q("""SELECT count(*), list(admission_id ORDER BY admission_id)[1:5] FROM admissions_out a
                  ANTI JOIN ef_seen USING (stay_no)""")[0]
-    con.unregister("ef_seen")
     no_f1 = q(f"""SELECT count(*), list(k ORDER BY k)[1:5] FROM (SELECT DISTINCT {F1.key_text()} AS k
                   FROM ef_rejects WHERE reason = 'no_form1_stay')""")[0]
     stays = {
