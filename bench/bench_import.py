@@ -31,14 +31,17 @@ from _common import print_rows  # bench/ is on sys.path: the script's folder, or
 FULL = os.environ.get("BENCH_FULL") == "1"
 SHARE_SCALE = 0.2
 ROOT = Path(__file__).resolve().parent.parent
-# (EF lines, DuckDB memory limit)
-SIZES = {1_000_000: ["1GB"], 5_000_000: ["1GB", "512MB"], 20_000_000: ["1GB"], **({50_000_000: ["1GB"]} if FULL else {})}
+# EF lines -> the DuckDB memory limits to import them with ("1GB/3 passes": 1GB, the stays' budget
+# forced down so that EF is read in 3 passes, as past ~20M stays at 1GB)
+SIZES = {1_000_000: ["1GB"], 5_000_000: ["1GB", "512MB"], 20_000_000: ["1GB", "1GB/3 passes"], **({50_000_000: ["1GB"]} if FULL else {})}
 EF_PER_STAY = 20
 HOSPITALS = 200
 
 _CHILD = r"""
 import json, resource, sys, time
-from hospstudy.data.dpc import import_dpc
+from hospstudy.data.dpc import import_dpc, importer
+if len(sys.argv) > 5:  # the stays' budget in bytes (forces EF to be read in passes)
+    importer.stays_budget = lambda limit, b=int(sys.argv[5]): b
 t0 = time.perf_counter()
 r = import_dpc(sys.argv[1], sys.argv[2], sys.argv[3], show_progress=False, memory_limit=sys.argv[4])
 secs = time.perf_counter() - t0
@@ -48,7 +51,7 @@ me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.R
 hwm = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
 print(json.dumps({"seconds": secs, "rss_mib": hwm / 1024, "cpu_s": me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime,
                   "lines": r.lines, "tables": r.tables, "timings": r.report["timings"], "cpu": r.report["cpu_seconds"],
-                  "exit": r.exit_code}))
+                  "exit": r.exit_code, "passes": r.report["ef_passes"]}))
 """
 
 
@@ -113,7 +116,7 @@ def build(folder: Path, ef_lines: int) -> None:
 
 
 def run() -> list[dict]:
-    rows = []
+    rows = host_reference()
     load = os.getloadavg()[0]
     peaks = {}
     for n, limits in SIZES.items():
@@ -128,15 +131,18 @@ def run() -> list[dict]:
             os.sync()
             size = sum(p.stat().st_size for p in raw.glob("*.txt"))
             for limit in limits:
-                p = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(raw / "facilities.csv"), str(Path(tmp) / f"db_{limit}"), limit],
-                                   capture_output=True, text=True)
+                mem, _, passes = limit.partition("/")
+                # the stays' arrays: 18 bytes a stay and 8 a patient (here one patient per stay)
+                budget = [str(26 * (n // EF_PER_STAY) // int(passes.split()[0]) + 1)] if passes else []
+                p = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(raw / "facilities.csv"), str(Path(tmp) / f"db_{len(rows)}"),
+                                    mem] + budget, capture_output=True, text=True)
                 if p.returncode != 0:
                     raise RuntimeError(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "import failed")
                 res = json.loads(p.stdout.strip().splitlines()[-1])
                 ef = res["tables"]["billing"]
                 case = f"{n:,} EF lines ({size / 2**20:,.0f} MiB CP932 incl. Form 1), memory limit {limit}"
                 peaks[(n, limit)] = res["rss_mib"]
-                assert res["exit"] == 0 and ef == n, res
+                assert res["exit"] == 0 and ef == n and res["passes"] == (int(passes.split()[0]) if passes else 1), res
                 rows += [
                     {"area": "import", "case": case, "metric": "wall time", "value": round(res["seconds"], 1), "unit": "s",
                      "note": f"phases {res['timings']}; input built in {t_build:.0f} s; load average {load:.1f} at start"},
@@ -145,7 +151,8 @@ def run() -> list[dict]:
                     {"area": "import", "case": case, "metric": "EF lines per CPU second", "value": int(n / res["cpu_s"]), "unit": "lines/s",
                      "note": f"{res['cpu_s']:.1f} CPU s, every thread; per phase {res['cpu']}: what 1 core does, less sensitive to the machine's load"},
                     {"area": "import", "case": case, "metric": "peak RSS", "value": round(res["rss_mib"]), "unit": "MiB",
-                     "note": f"VmHWM of one process (Arrow reader and typing in a pool of 2 threads; DuckDB memory_limit {limit})"},
+                     "note": f"VmHWM of one process (Arrow reader and typing in a pool of 2 threads; DuckDB memory_limit {mem}; "
+                             f"EF read in {res['passes']} pass(es))"},
                 ]
                 for r in rows[-4:]:
                     r.update(ef_lines=n, limit=limit)  # for summary(); not printed
@@ -156,6 +163,43 @@ def run() -> list[dict]:
                      "note": f"input {b / a:.0f}x; {peaks[(a, '1GB')]:,.0f} -> {peaks[(b, '1GB')]:,.0f} MiB"})
     rows += share()
     return rows
+
+
+def host_reference() -> list[dict]:
+    """Fixed single-thread work like the import's, timed before it (best of 3): the same code ran
+    1.6-1.8x slower on this kind of machine at 23:10 UTC than at 15:57 on 2026-12-06 (bench_validate's
+    cases, both 'AMD EPYC, 2 cores'), so a run's throughput is read beside its host's speed."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    line = "\t".join(["100000001", "0000000001", "20150420", "20150401", "21", "0001", "001", "620000001", "620000001",
+                      "A100", "ロキソプロフェン", "1", "錠", "1650", "0", "1650", "0", "1650", "0", "0", "1", "06139999", "1112",
+                      "20150402", "00", "010", "0000012345", "0101", "0", "0", "001"]).encode("cp932") + b"\r\n"
+    data = pa.py_buffer(line * 200_000)
+    opts = (pcsv.ReadOptions(column_names=[f"f{k}" for k in range(31)], use_threads=False, block_size=data.size + 1),
+            pcsv.ParseOptions(delimiter="\t", quote_char=False), pcsv.ConvertOptions(column_types={f"f{k}": pa.binary() for k in range(31)}))
+    values = np.random.default_rng(0).random(5_000_000)
+    con = duckdb.connect()
+    con.execute("SET threads = 1")
+
+    def best(fn) -> float:
+        out = []
+        for _ in range(3):
+            t0 = time.process_time()
+            fn()
+            out.append(time.process_time() - t0)
+        return min(out)
+
+    work = {
+        "Arrow CSV parse, 200,000 EF lines (31 fields)": lambda: pcsv.read_csv(data, *opts),
+        "numpy sort, 5,000,000 doubles": lambda: np.sort(values),
+        "DuckDB sort, 5,000,000 rows (1 thread)": lambda: con.execute(
+            "CREATE OR REPLACE TEMP TABLE sorted AS SELECT hash(i) AS x FROM range(5000000) t(i) ORDER BY x"),
+    }
+    return [{"area": "import", "case": f"host reference: {name}", "metric": "CPU time (best of 3)", "value": round(best(fn), 3),
+             "unit": "s", "note": "fixed single-thread work: compare hosts and days by it"} for name, fn in work.items()]
 
 
 def summary(rows: list[dict]) -> list[str]:
