@@ -374,6 +374,8 @@ def test_ef_read_in_passes_gives_the_same_database_and_report(tmp_path, monkeypa
     for k in ("lines", "tables", "files", "reasons", "stays", "payload_codes", "unknown_codes", "code_normalisation", "notes"):
         assert many.report[k] == one.report[k], k
     assert many.exit_code == one.exit_code == 1
+    md = (tmp_path / "many" / "import_report.md").read_text(encoding="utf-8")
+    assert f"EF read in {many.report['ef_passes']} passes" in md and "EF read in" not in (tmp_path / "one" / "import_report.md").read_text(encoding="utf-8")
 
 
 def _f1(pid: int, code: str, p: dict, seq: str = "1", admit: str = "20160901") -> str:

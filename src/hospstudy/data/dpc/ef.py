@@ -34,7 +34,7 @@ def create_staging(con, keep_identifiers: bool) -> None:
     (``ef_billing``: the stay's number, no key text), a rejected or skipped line with what its
     message needs (``ef_rejects``), a surgery line's 解釈番号 (``ef_k``)."""
     con.execute("""CREATE TABLE ef_billing (stay_no INTEGER, service_date DATE, kind TINYINT, code_id INTEGER,
-      quantity REAL, fiscal_year SMALLINT)""")
+      quantity REAL)""")  # (its fiscal year: a range of stay_no, form1.build)
     con.execute("""CREATE TABLE ef_rejects (file_id INTEGER, line_no BIGINT, reason VARCHAR, detail VARCHAR,
       fac INTEGER, pid BIGINT, admit_date DATE, service_date DATE, stay_status VARCHAR, stay_admit DATE,
       stay_discharge DATE)""")
@@ -371,7 +371,6 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
         "kind": pa.array(billing_kind(code, interp, cat), pa.int8()),
         "code_id": pa.array(codes.ids(code)),
         "quantity": pa.array(np.where(q_ok | q_empty, qty, 0)[imp].astype(np.float32)),
-        "fiscal_year": pa.array(S.ymd_fiscal_year(v_ad[imp].astype(np.int32)).astype(np.int16)),  # of the admission
     })}
     surgery = np.flatnonzero(pc.equal(cat, L.SURGERY_CATEGORY).to_numpy(zero_copy_only=False))
     if len(surgery):

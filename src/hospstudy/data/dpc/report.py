@@ -94,6 +94,9 @@ def render_md(rep: dict) -> str:
         out += [f"| `{x['raw']}` | `{x['code']}` | {x['source']} | {x['count']:,} |" for x in rep["code_normalisation"]]
     out += ["", "## Layouts, assumptions and choices", ""]
     out += [f"- {n}" for n in rep["notes"]]
+    if rep.get("ef_passes", 1) > 1:
+        out.append(f"- EF read in {rep['ef_passes']} passes, each over the stays of one range of patients (the stays' arrays "
+                   "would have taken more than half of the memory limit); each line counted by its patient's pass only")
     out.append("")
     return "\n".join(out)
 
