@@ -76,3 +76,27 @@ def test_errors():
         hospital_profiles(d, "nope", "hospital_id", np.full(len(d), 0.1))
     with pytest.raises(ModelError, match="'method' parameter"):
         funnel_limits(0.1, [10], method="poisson")
+
+
+def test_a_separated_case_mix_fit_gives_expected_counts_inside_0_1():
+    """A case-mix model that separates the outcome: eta runs far past +-37, where a plain expit
+    gives probabilities of exactly 0 or 1 (which hospital_profiles rightly refuses). The fitted
+    probabilities follow R's binomial linkinv (bounded by eps beyond |eta| = 30), so the
+    profiles are computed (seen on the flagship's 207-patient test database, 2026-12-06)."""
+    import warnings
+
+    from hospstudy.models.glm import logit
+
+    rng = np.random.default_rng(3)
+    n = 400
+    x = np.r_[rng.uniform(-30, -1, n // 2), rng.uniform(1, 30, n // 2)]
+    d = pd.DataFrame({"y": (x > 0).astype(float), "x": x, "h": np.repeat(np.arange(20), n // 20)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = logit("y ~ x", d)
+        prof = risk_standardized_rates("y ~ x", d, "h")
+    mu = np.asarray(m.extra["fitted"])
+    eps = np.finfo(float).eps
+    assert ((mu > 0) & (mu < 1)).all()
+    assert (mu == 1 / (1 + eps)).sum() > 50 and (mu == eps / (1 + eps)).sum() > 50  # beyond |eta| = 30
+    assert len(prof.table) == 20 and np.isclose(prof.table["observed"].sum(), prof.table["expected"].sum(), rtol=1e-6)

@@ -224,6 +224,21 @@ def separation_check(X, y, terms, mu, converged: bool, func: str) -> list[str]:
     return sep
 
 
+_EPS = np.finfo(float).eps
+
+
+def linkinv(eta: np.ndarray) -> np.ndarray:
+    """The fitted probabilities as R's ``binomial()$linkinv`` gives them: ``expit(eta)``, but
+    ``eps / (1 + eps)`` below eta -30 and ``1 / (1 + eps)`` above 30 (R's ``logit_linkinv`` in
+    family.c, eps = DBL_EPSILON), so they stay strictly between 0 and 1 under separation, where
+    eta diverges: a plain ``expit`` gives exactly 0 below -745 and exactly 1 above 37, which
+    broke the hospital profiles' expected counts (risk_standardized_rates) on a separated
+    case-mix fit."""
+    from scipy.special import expit
+
+    return np.where(eta < -30, _EPS / (1 + _EPS), np.where(eta > 30, 1 / (1 + _EPS), expit(eta)))
+
+
 def _irls(X, y, w, func: str, maxiter: int = 50, tol: float = 1e-12):
     """Binomial-logit IRLS on the normal equations with unit-norm columns.
 
@@ -275,7 +290,7 @@ def _irls(X, y, w, func: str, maxiter: int = 50, tol: float = 1e-12):
             break
         dev_old = dev
     beta = beta / norms
-    mu = expit(eta)
+    mu = linkinv(eta)
     score = X.T @ (ww * (y - mu))
     info = (X * (ww * mu * (1 - mu))[:, None]).T @ X
     ll = -deviance(eta) / 2
