@@ -92,7 +92,8 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         DuckDB's memory limit while staging and building (e.g. ``'512MB'``; default
         ``$HOSPSTUDY_MEMORY_LIMIT`` or ``'1GB'``): past it, the work tables spill to a folder
         beside ``out``. The import's peak memory is about this plus 0.5-0.7 GB up to 50M EF lines,
-        1.0 GB at 100M (bench/RESULTS.md, docs/data_model.md).
+        0.75-1.0 GB at 100M (two runs, bench/RESULTS.md, docs/data_model.md); past about 20M
+        stays at 1GB, EF is read in passes rather than holding more stays.
     workers : int, optional
         Threads: above 1 (the default when there are 2 CPUs or more), a pool of this many threads
         splits and types the blocks of a raw file while DuckDB stages the previous ones; when
