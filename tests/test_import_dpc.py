@@ -358,19 +358,25 @@ def test_malformed_lines_get_their_named_reason(tmp_path):
     assert df.loc[df.reason == "no_form1_stay", "severity"].tolist() == ["rejected"]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_ef_read_in_passes_gives_the_same_database_and_report(tmp_path, monkeypatch, workers):
+@pytest.mark.parametrize("workers, keep, years", [(1, False, None), (2, True, (2016, 2016))])
+def test_ef_read_in_passes_gives_the_same_database_and_report(tmp_path, monkeypatch, workers, keep, years):
     """Stays over the budget: EF read in passes, each over the stays of a range of patients
     (the budget forced down to a few bytes: about a pass per patient). Every line is read by one
-    pass only, rejected lines included: the same database and the same report as in one pass."""
+    pass only, rejected lines included: the same database, identifiers and report as in one pass."""
     from hospstudy.data.dpc import importer
 
     raw, _ = _malformed_raw(tmp_path)
-    one = import_dpc(raw, FIX / "facilities.csv", tmp_path / "one", workers=workers, show_progress=False)
+    kw = dict(workers=workers, keep_identifiers=keep, fiscal_years=years, show_progress=False)
+    one = import_dpc(raw, FIX / "facilities.csv", tmp_path / "one", **kw)
     monkeypatch.setattr(importer, "stays_budget", lambda limit: 40)
-    many = import_dpc(raw, FIX / "facilities.csv", tmp_path / "many", workers=workers, show_progress=False)
-    assert one.report["ef_passes"] == 1 and many.report["ef_passes"] >= 4
+    many = import_dpc(raw, FIX / "facilities.csv", tmp_path / "many", **kw)
+    assert one.report["ef_passes"] == 1 and many.report["ef_passes"] >= 3
     assert _table_set(tmp_path / "many") == _table_set(tmp_path / "one")
+    if keep:
+        import pandas as pd
+
+        ids = [pd.read_parquet(tmp_path / d / "private" / "identifiers.parquet") for d in ("one", "many")]
+        assert len(ids[0]) > 0 and ids[0].equals(ids[1])
     for k in ("lines", "tables", "files", "reasons", "stays", "payload_codes", "unknown_codes", "code_normalisation", "notes"):
         assert many.report[k] == one.report[k], k
     assert many.exit_code == one.exit_code == 1
