@@ -28,6 +28,8 @@ from pathlib import Path
 
 from _common import print_rows  # bench/ is on sys.path: the script's folder, or run.py puts it there
 
+from hospstudy.data.dpc.ef import PATIENT_BYTES, STAY_BYTES
+
 FULL = os.environ.get("BENCH_FULL") == "1"
 SHARE_SCALE = 0.2
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,8 +134,9 @@ def run() -> list[dict]:
             size = sum(p.stat().st_size for p in raw.glob("*.txt"))
             for limit in limits:
                 mem, _, passes = limit.partition("/")
-                # the stays' arrays: 18 bytes a stay and 8 a patient (here one patient per stay)
-                budget = [str(26 * (n // EF_PER_STAY) // int(passes.split()[0]) + 1)] if passes else []
+                # the stays' arrays' bytes (here one patient per stay) over the passes wanted
+                need = (STAY_BYTES + PATIENT_BYTES) * (n // EF_PER_STAY)
+                budget = [str(need // int(passes.split()[0]) + 1)] if passes else []
                 p = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(raw / "facilities.csv"), str(Path(tmp) / f"db_{len(rows)}"),
                                     mem] + budget, capture_output=True, text=True)
                 if p.returncode != 0:

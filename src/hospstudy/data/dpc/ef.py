@@ -59,6 +59,8 @@ _STATUS_REASON = {"ok": None, "outside_fiscal_years": "outside_fiscal_years", "s
                   "unknown_facility": "unknown_facility", "incomplete_stay": "stay_not_imported"}
 STAY_STATUSES = tuple(_STATUS_REASON)  # a stay's status is staged as its index here (0 = ok)
 _PAT = 10_000_000_000  # a patient as one integer: 施設コード × 10^10 + データ識別番号 (10 digits)
+_PAT_SQL = f"fac::UBIGINT * {_PAT} + pid::UBIGINT"  # the same, of a row of the stays
+STAY_BYTES, PATIENT_BYTES = 18, 8  # what Stays holds per stay (keys, status, stay_no, discharge, seen) and per patient
 _DAYS0 = 1 << 16  # admission dates as days since 1970 + this: 1800-2200 (what ymd_days lets pass) is positive
 _DAY_BITS = 18
 
@@ -104,12 +106,11 @@ class Stays:
         stays' arrays fit in ``budget`` bytes, else as many ranges of about equal stays as it
         takes (a patient's stays are never split)."""
         n, n_pats = con.execute("SELECT count(*), count(DISTINCT (fac, pid)) FROM stays").fetchone()
-        need = 18 * n + 8 * n_pats
+        need = STAY_BYTES * n + PATIENT_BYTES * n_pats
         k = max(1, -(-need // max(budget, 1)))
         if k == 1:
             return [(0, None)]
-        cuts = con.execute(f"SELECT quantile_disc(fac::UBIGINT * {_PAT} + pid::UBIGINT, "
-                           f"{[i / k for i in range(1, k)]}) FROM stays").fetchone()[0]
+        cuts = con.execute(f"SELECT quantile_disc({_PAT_SQL}, {[i / k for i in range(1, k)]}) FROM stays").fetchone()[0]
         bounds = [0, *sorted({int(c) for c in cuts} - {0}), None]
         return list(zip(bounds, bounds[1:]))
 
@@ -119,10 +120,9 @@ class Stays:
         ``admissions_out``), read in batches into arrays sized beforehand: the whole result
         fetched at once, with the statuses as Python strings, held ~120 bytes per stay besides
         DuckDB's memory (5M stays at 100M EF lines: the import's peak, 2.3 GB, 2026-12-06)."""
-        pat = f"fac::UBIGINT * {_PAT} + pid::UBIGINT"
-        where = f"{pat} >= {int(lo)}" + (f" AND {pat} < {int(hi)}" if hi is not None else "")
+        where = f"{_PAT_SQL} >= {int(lo)}" + (f" AND {_PAT_SQL} < {int(hi)}" if hi is not None else "")
         con.execute(f"""CREATE OR REPLACE TEMP TABLE stay_pats AS
-          SELECT fac, pid, {pat} AS pat, (row_number() OVER (ORDER BY fac, pid) - 1)::BIGINT AS p
+          SELECT fac, pid, {_PAT_SQL} AS pat, (row_number() OVER (ORDER BY fac, pid) - 1)::BIGINT AS p
           FROM (SELECT DISTINCT fac, pid FROM stays WHERE {where})""")
         cases = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(STAY_STATUSES))
         n_pats = con.execute("SELECT count(*) FROM stay_pats").fetchone()[0]
