@@ -583,10 +583,13 @@ def test_duckdb_size_settings_read_in_bytes():
         assert abs(_setting_bytes(con, "memory_limit") - want) / want < 0.001
 
 
-def test_billing_written_in_parts_keeps_its_order(tmp_path, imported, monkeypatch):
-    """Billing is written per fiscal year in parts of consecutive stays (data_000.parquet, ...):
-    read in name order they are the rows of one sorted write, in the same order, sorted by
-    (admission, service date, code, kind, quantity)."""
+@pytest.mark.parametrize("part_rows, batch_rows, workers", [(2, 122_880, 2), (2, 3, 2), (3, 2, 1)])
+def test_billing_written_in_parts_keeps_its_order(tmp_path, imported, monkeypatch, part_rows, batch_rows, workers):
+    """Billing is written per fiscal year in parts of consecutive rows (data_00000.parquet, ...)
+    from one sorted stream cut into pieces (at the years' and the parts' ends, by two writing
+    threads or one): read in name order they are the rows of one sorted write, in the same
+    order, sorted by (admission, service date, code, kind, quantity); with small batches the
+    pieces also cross the admission ids' batches."""
     import hospstudy.data.dpc.importer as imp
 
     def ordered(db: Path) -> tuple[list, list]:
@@ -597,11 +600,16 @@ def test_billing_written_in_parts_keeps_its_order(tmp_path, imported, monkeypatc
             years.append([r for p in parts for r in pq.read_table(p).to_pylist()])
         return years, files
 
-    monkeypatch.setattr(imp, "PART_ROWS", 2)
-    import_dpc(standard_raw(tmp_path), FIX / "facilities.csv", tmp_path / "db", show_progress=False)
+    monkeypatch.setattr(imp, "PART_ROWS", part_rows)
+    monkeypatch.setattr(imp, "_BATCH_ROWS", batch_rows)
+    import_dpc(standard_raw(tmp_path), FIX / "facilities.csv", tmp_path / "db", show_progress=False, workers=workers)
     got, parts = ordered(tmp_path / "db")
     want, whole = ordered(imported[1])
     assert whole == [1, 1] and min(parts) > 1
+    for year, n in zip(got, parts):  # every part but a year's last holds part_rows rows
+        assert len(year) > part_rows * (n - 1)
+        assert all(pq.read_metadata(p).num_rows == part_rows
+                   for p in sorted(sorted((tmp_path / "db" / "billing").iterdir())[got.index(year)].glob("*.parquet"))[:-1])
     assert got == want
     assert validate_database(tmp_path / "db", progress=False).exit_code == 0
     for year in got:

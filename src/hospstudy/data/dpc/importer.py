@@ -421,25 +421,73 @@ def stays_budget(memory_limit: int) -> int:
     return memory_limit // 2
 
 
-# Billing rows per part file (each a DuckDB sort of its own; their ids held while it is written)
+# Billing rows per part file: consecutive rows of the year's sorted order (the last part of a year
+# holds the rest). Part files are written by two threads (pyarrow writes one file on one thread).
 PART_ROWS = 4_000_000
+_BATCH_ROWS = 122_880  # DuckDB's row group size
+# Pieces of billing rows (at most _BATCH_ROWS each) handed to the writing threads and not yet
+# written: the most the reader runs ahead of them (~4M rows: 67 MB of sorted rows, 17 bytes
+# each, and as much again while they are encoded), and what DuckDB's memory limit is lowered by
+# while it sorts for them (50M EF lines, 2026-12-07: the import's peak 1,646 MiB without,
+# 1,550-1,559 MiB with; the write phase 16.1-20.6 s wall, 30.8-38.1 CPU s, against 25.0 s and
+# 47.2 CPU s by one sort per part).
+_PENDING = 32
+_PENDING_BYTES = 128 << 20
+
+
+class _AdmissionIds:
+    """The admission ids by stay number, read from a stream sorted by stay number as far as the
+    billing rows have reached (the ids of the stays behind them are let go)."""
+
+    def __init__(self, result):
+        from hospstudy.data.dpc.ef import _batches
+
+        self._batches = iter(_batches(result, _BATCH_ROWS))
+        self._chunks: list[tuple[np.ndarray, pa.Array]] = []  # (stay numbers, ids), in order
+        self._done = False
+
+    def cover(self, lo: int, hi: int) -> tuple[np.ndarray, pa.Array]:
+        """The stay numbers in ``[lo, hi]`` (sorted) and their ids."""
+        while self._chunks and self._chunks[0][0][-1] < lo:
+            self._chunks.pop(0)
+        while not self._done and (not self._chunks or self._chunks[-1][0][-1] < hi):
+            b = next(self._batches, None)
+            if b is None:
+                self._done = True
+            elif b.num_rows:
+                self._chunks.append((b.column(0).to_numpy(), b.column(1)))
+        nos, ids = [], []
+        for n, a in self._chunks:
+            i, j = np.searchsorted(n, lo), np.searchsorted(n, hi, side="right")
+            if j > i:
+                nos.append(n[i:j])
+                ids.append(a.slice(i, j - i))
+        if len(nos) == 1:
+            return nos[0], ids[0]
+        return (np.concatenate(nos), pa.concat_arrays(ids)) if nos else (np.empty(0, np.int64), pa.array([], pa.string()))
 
 
 def _write_billing(con, folder: Path, codes: EF.Codes, staged: int, threads: int = 2) -> None:
     """The billing table, sorted by (stay, service date, code, kind, quantity): one folder per
-    fiscal year, each year in parts of consecutive stays (``data_000.parquet``, ...: read in name
-    order, the whole year in that order), written by ``threads`` threads (two; one with
-    ``--workers 1``); ``staged``: the rows of ef_billing, every one of which must be written.
+    fiscal year, each year in part files of :data:`PART_ROWS` consecutive rows
+    (``data_00000.parquet``, ...: read in name order, the whole year in that order), written by
+    ``threads`` threads (two; one with ``--workers 1``); ``staged``: the rows of ef_billing, every
+    one of which must be written.
+
+    One DuckDB sort of every staged row (spilling past the memory limit), streamed: the reader
+    cuts it into pieces at the years' and the parts' ends and hands each part's pieces to one
+    writing thread, parts taking turns. It sorted by one query per part before, each a scan of
+    every staged row when the input interleaves hospitals, so the write grew as parts x rows
+    (sort and fetch alone, stays interleaved, 2026-12-07: 100M rows 52.3 CPU s in 25 parts,
+    31.5 in one sort; 20M 5.6-6.1 vs 4.9-5.2; peak 1,016 vs 1,095 MiB).
 
     stay_no ranks admission_id (fixed-width fields, so the same order) as an integer. DuckDB
-    sorts the narrow staged rows by it and the admission ids are put in afterwards (Arrow
-    ``take``): carrying the 29-byte id through DuckDB's sort was most of the write (one fiscal
-    year of 10M rows: 7.0-8.9 CPU s with it, 3.7-4.2 without; a join after the sort does not
-    keep its order). One fiscal year of 10M rows, by hand (2026-12-06): 8.8 CPU s by one sorted
-    COPY with the ids, 6.2 sorting without them and writing with pyarrow (one thread: hence the
-    parts, written two at a time); the same rows in the same order. Every billing row has its
-    admission (its stay was 'ok' when it was read); one without would fail here, not vanish."""
-    import math
+    sorts the narrow staged rows by it and the admission ids are put in afterwards, from a second
+    stream of admissions_out sorted by stay_no: carrying the 29-byte id through DuckDB's sort was
+    most of the write (one fiscal year of 10M rows: 7.0-8.9 CPU s with it, 3.7-4.2 without).
+    Every billing row has its admission (its stay was 'ok' when it was read); one without fails
+    here, it does not vanish."""
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from hospstudy.data.dpc.ef import _batches
@@ -462,20 +510,8 @@ def _write_billing(con, folder: Path, codes: EF.Codes, staged: int, threads: int
     con.execute("CREATE OR REPLACE TABLE code_rank AS SELECT * FROM code_rank_arrow")
     con.unregister("code_rank_arrow")
     # each fiscal year is a range of stay numbers (form1.build numbers the admissions by year first)
-    years = con.execute("SELECT fiscal_year, min(stay_no) - 1, max(stay_no) FROM admissions_out GROUP BY 1 ORDER BY 1").fetchall()
-    counts = con.execute("SELECT " + ", ".join(f"count(*) FILTER (WHERE stay_no > {lo} AND stay_no <= {hi})" for _, lo, hi in years)
-                         + " FROM ef_billing").fetchone() if years else ()
-    tasks, total = [], 0
-    for (fy, first, last), n in zip(years, counts):
-        if not n:
-            continue
-        total += n
-        k = max(1, math.ceil(n / PART_ROWS))
-        cuts = con.execute(f"SELECT quantile_disc(stay_no, {[i / k for i in range(1, k)]}) FROM ef_billing "
-                           f"WHERE stay_no > {first} AND stay_no <= {last}").fetchone()[0] if k > 1 else []
-        bounds = [first, *sorted(c for c in set(cuts) if first < c < last), last]
-        (folder / f"fiscal_year={int(fy)}").mkdir(parents=True)
-        tasks += [(int(fy), j, lo, hi) for j, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
+    years = con.execute("SELECT fiscal_year, max(stay_no) FROM admissions_out GROUP BY 1 ORDER BY 1").fetchall()
+    year_last = np.array([last for _, last in years], np.int64)
 
     def dictionary(indices: np.ndarray, values: pa.Array) -> pa.DictionaryArray:
         """``values[indices]`` as a dictionary array of the values used only."""
@@ -484,38 +520,74 @@ def _write_billing(con, folder: Path, codes: EF.Codes, staged: int, threads: int
         remap = (np.cumsum(used) - 1).astype(np.int32)
         return pa.DictionaryArray.from_arrays(pa.array(remap[indices]), values.take(pa.array(np.flatnonzero(used))))
 
-    def one(task):
-        fy, j, lo, hi = task
-        cur = con.cursor()
-        try:
-            ids = cur.execute(f"SELECT stay_no, admission_id FROM admissions_out WHERE stay_no > {lo} AND stay_no <= {hi} "
-                              "ORDER BY stay_no").to_arrow_table()
-            nos, aid = ids.column(0).to_numpy(), ids.column(1).combine_chunks()
-            # kind: its index in L.KINDS, which is in text order
-            rows = cur.execute(f"""SELECT stay_no, service_date, kind, code_rank, quantity
-              FROM ef_billing JOIN code_rank USING (code_id)
-              WHERE stay_no > {lo} AND stay_no <= {hi}
-              ORDER BY stay_no, service_date, code_rank, kind, quantity""")
-            written = 0
-            with pq.ParquetWriter(folder / f"fiscal_year={fy}" / f"data_{j:03d}.parquet", schema, compression="snappy",
-                                  store_schema=False, dictionary_pagesize_limit=8 << 20) as w:
-                for b in _batches(rows, 122_880):  # DuckDB's row group size
-                    written += b.num_rows
-                    stay = b.column(0).to_numpy()
-                    pos = np.minimum(np.searchsorted(nos, stay), len(nos) - 1)
-                    if len(nos) == 0 or not (nos[pos] == stay).all():
-                        raise AssertionError("a billing row without its admission")  # a bug, not bad input
-                    w.write_batch(pa.record_batch([
-                        dictionary(pos, aid), b.column(1), dictionary(b.column(2).to_numpy().astype(np.intp), kinds),
-                        dictionary(b.column(3).to_numpy(), code_text), b.column(4)], schema=schema))
-        finally:
-            cur.close()
-        return written
+    lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"hospstudy-write{i}") for i in range(max(1, threads))]
+    open_files: list[dict] = [{} for _ in lanes]  # each lane's writer: {"path": ..., "writer": ...}
 
-    with ThreadPoolExecutor(threads) as pool:
-        written = sum(pool.map(one, tasks))
+    def write(lane: int, path: Path, piece: pa.RecordBatch, nos: np.ndarray, ids: pa.Array) -> None:
+        """In lane ``lane``'s thread: the piece into the file at ``path`` (the lane's file until
+        another path comes)."""
+        f = open_files[lane]
+        if f.get("path") != path:
+            if f.get("writer") is not None:
+                f["writer"].close()
+            f["path"], f["writer"] = path, None
+            f["writer"] = pq.ParquetWriter(path, schema, compression="snappy", store_schema=False,
+                                           dictionary_pagesize_limit=8 << 20)
+        stay = piece.column(0).to_numpy()
+        pos = np.minimum(np.searchsorted(nos, stay), max(len(nos) - 1, 0))
+        if len(nos) == 0 or not (nos[pos] == stay).all():
+            raise AssertionError("a billing row without its admission")  # a bug, not bad input
+        # kind: its index in L.KINDS, which is in text order
+        f["writer"].write_batch(pa.record_batch([
+            dictionary(pos, ids), piece.column(1), dictionary(piece.column(2).to_numpy().astype(np.intp), kinds),
+            dictionary(piece.column(3).to_numpy(), code_text), piece.column(4)], schema=schema))
+
+    # the pieces in flight are held outside DuckDB: its sort gets the rest of the memory limit
+    limit = _setting_bytes(con, "memory_limit")
+    con.execute(f"SET memory_limit = '{max(limit - _PENDING_BYTES, limit // 2)}B'")
+    rows_cur, ids_cur = con.cursor(), con.cursor()
+    pending: deque = deque()
+    written, part, year, in_part, path = 0, -1, -1, 0, None
+    try:
+        rows = rows_cur.execute("""SELECT stay_no, service_date, kind, code_rank, quantity
+          FROM ef_billing JOIN code_rank USING (code_id)
+          ORDER BY stay_no, service_date, code_rank, kind, quantity""")
+        admissions = _AdmissionIds(ids_cur.execute("SELECT stay_no, admission_id FROM admissions_out ORDER BY stay_no"))
+        for b in _batches(rows, _BATCH_ROWS):
+            stay = b.column(0).to_numpy()
+            start = 0
+            while start < b.num_rows:
+                y = int(np.searchsorted(year_last, stay[start]))  # the row's fiscal year
+                if y == len(years):
+                    raise AssertionError("a billing row without its admission")  # a bug, not bad input
+                if y != year or in_part >= PART_ROWS:
+                    part = part + 1 if y == year else 0
+                    if y != year:
+                        (folder / f"fiscal_year={int(years[y][0])}").mkdir(parents=True)
+                    year, in_part = y, 0
+                    path = folder / f"fiscal_year={int(years[y][0])}" / f"data_{part:05d}.parquet"
+                    lane = (lane + 1) % len(lanes) if written else 0
+                end = min(int(np.searchsorted(stay, year_last[y], side="right")), start + PART_ROWS - in_part)
+                nos, ids = admissions.cover(int(stay[start]), int(stay[end - 1]))
+                pending.append(lanes[lane].submit(write, lane, path, b.slice(start, end - start), nos, ids))
+                written += end - start
+                in_part += end - start
+                start = end
+                while len(pending) > _PENDING:
+                    pending.popleft().result()  # a writing thread's error is raised here
+        while pending:
+            pending.popleft().result()
+    finally:
+        for lane in lanes:
+            lane.shutdown(cancel_futures=True)
+        for f in open_files:
+            if f.get("writer") is not None:
+                f["writer"].close()
+        rows_cur.close()
+        ids_cur.close()
+        con.execute(f"SET memory_limit = '{limit}B'")
     con.execute("DROP TABLE code_rank")
-    if not (written == total == staged):  # a row lost by the years, the parts or the code ranks: a bug, not bad input
+    if written != staged:  # a row lost by the sort or the pieces: a bug, not bad input
         raise AssertionError(f"billing: {written} rows written of {staged}")
 
 
