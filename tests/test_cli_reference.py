@@ -13,3 +13,15 @@ def test_every_command_is_in_the_cli_reference():
     assert {"synth", "validate", "cohort", "analyze", "run", "demo", "report", "check-disclosure"} <= set(names)
     missing = [n for n in names if f"## `hospstudy {n}`" not in doc]
     assert not missing, f"docs/cli.md lacks {missing}: run .venv/bin/python tools/cli_reference.py"
+
+
+def test_cli_reference_is_current():
+    """docs/cli.md is what tools/cli_reference.py writes from today's --help texts (an option
+    added or a help text changed without regenerating it fails here)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "tools" / "cli_reference.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    assert tool.render() == doc, "docs/cli.md is stale: run .venv/bin/python tools/cli_reference.py"

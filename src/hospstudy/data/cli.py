@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         keep_identifiers: bool = typer.Option(False, "--keep-identifiers", help="Keep postcode, insurer numbers and doctor codes in DB/private/ (dropped by default)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing database in --out."),
         workers: Optional[int] = typer.Option(None, "--workers", min=1, max=64, help="Threads: 1 reads raw files in one thread (no pool cutting and typing blocks) and writes billing in one; also DuckDB's threads while building (default: every CPU)."),
-        memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help="DuckDB's memory limit while importing, e.g. 512MB (default: $HOSPSTUDY_MEMORY_LIMIT or 1GB); past it the work tables spill to disk. Peak memory is about this plus 0.6-0.9 GB."),
+        memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help="DuckDB's memory limit while importing, e.g. 512MB (default: $HOSPSTUDY_MEMORY_LIMIT or 1GB); past it the work tables spill to disk. Peak memory is about this plus 0.3-0.8 GB (measured at 512MB and 1GB)."),
     ):
         """Import raw DPC Form 1 and EF files into a database. Exit 0 clean, 1 lines rejected (the rest imported), 2 unusable input."""
         from hospstudy.data.dpc import import_dpc
