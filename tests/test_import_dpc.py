@@ -618,3 +618,31 @@ def test_billing_written_in_parts_keeps_its_order(tmp_path, imported, monkeypatc
         assert len({k[2] for k in keys}) > 1
     # the writer sorts by the kind's index in L.KINDS: the same order only while KINDS is sorted
     assert list(L.KINDS) == sorted(L.KINDS) and set(L.KINDS) == set(BILLING_KINDS)
+
+
+def test_admission_ids_streamed_past_stays_without_billing(monkeypatch):
+    """The billing writer's admission ids come from a stream sorted by stay: each piece takes the
+    ids of its own stays only, across the stream's batches and past long runs of admissions
+    without billing; a stay without an admission comes back as another stay number (the writer
+    then stops: a bug, not bad input)."""
+    import duckdb
+    import numpy as np
+
+    import hospstudy.data.dpc.importer as imp
+
+    monkeypatch.setattr(imp, "_BATCH_ROWS", 7)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE a AS SELECT i::INTEGER AS stay_no, 'id-' || i AS admission_id FROM range(1, 1001) t(i) WHERE i % 97 <> 0")
+    ids = imp._AdmissionIds(con.execute("SELECT stay_no, admission_id FROM a ORDER BY stay_no"))
+    pieces = [[1, 2, 3], [5, 40, 41], [42], [500, 501, 900], [996, 999]]
+    for stays in pieces:
+        nos, got = ids.of(np.array(stays, np.int64))
+        assert nos.tolist() == stays and got.to_pylist() == [f"id-{s}" for s in stays]
+        assert len(ids._chunks) <= 2  # the batches behind the pieces were let go
+    con.execute("DELETE FROM a")
+    con.execute("INSERT INTO a SELECT i::INTEGER, 'id-' || i FROM range(1, 30) t(i) WHERE i <> 10")
+    ids = imp._AdmissionIds(con.execute("SELECT stay_no, admission_id FROM a ORDER BY stay_no"))
+    nos, got = ids.of(np.array([9, 10, 11], np.int64))
+    assert nos.tolist() == [9, 11, 11]  # 10 has no admission
+    nos, got = ids.of(np.array([28, 29, 31], np.int64))
+    assert nos.tolist() == [28, 29]  # past the last admission: fewer numbers than stays

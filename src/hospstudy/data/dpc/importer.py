@@ -437,31 +437,36 @@ _PENDING_BYTES = 128 << 20
 
 class _AdmissionIds:
     """The admission ids by stay number, read from a stream sorted by stay number as far as the
-    billing rows have reached (the ids of the stays behind them are let go)."""
+    billing rows have reached: the ids of the stays behind them are let go, and only the ids of
+    the stays a piece holds are taken (a piece can span many admissions without billing, e.g.
+    hospitals without EF files: their ids are read past, never gathered)."""
 
     def __init__(self, result):
         from hospstudy.data.dpc.ef import _batches
 
         self._batches = iter(_batches(result, _BATCH_ROWS))
         self._chunks: list[tuple[np.ndarray, pa.Array]] = []  # (stay numbers, ids), in order
-        self._done = False
 
-    def cover(self, lo: int, hi: int) -> tuple[np.ndarray, pa.Array]:
-        """The stay numbers in ``[lo, hi]`` (sorted) and their ids."""
-        while self._chunks and self._chunks[0][0][-1] < lo:
-            self._chunks.pop(0)
-        while not self._done and (not self._chunks or self._chunks[-1][0][-1] < hi):
-            b = next(self._batches, None)
-            if b is None:
-                self._done = True
-            elif b.num_rows:
-                self._chunks.append((b.column(0).to_numpy(), b.column(1)))
-        nos, ids = [], []
-        for n, a in self._chunks:
-            i, j = np.searchsorted(n, lo), np.searchsorted(n, hi, side="right")
-            if j > i:
-                nos.append(n[i:j])
-                ids.append(a.slice(i, j - i))
+    def of(self, stays: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+        """For ``stays`` (sorted, unique, after every stay of the calls before): the stay number
+        found for each (the next one where a stay has no admission: the caller checks) and its id."""
+        nos, ids, i = [], [], 0
+        while i < len(stays):
+            while self._chunks and self._chunks[0][0][-1] < stays[i]:
+                self._chunks.pop(0)
+            if not self._chunks:
+                b = next(self._batches, None)
+                if b is None:
+                    break
+                if b.num_rows:
+                    self._chunks.append((b.column(0).to_numpy(), b.column(1)))
+                continue
+            n, a = self._chunks[0]
+            j = int(np.searchsorted(stays, n[-1], side="right"))  # the stays up to this chunk's last
+            pos = np.searchsorted(n, stays[i:j])
+            nos.append(n[pos])
+            ids.append(a.take(pa.array(pos)))
+            i = j
         if len(nos) == 1:
             return nos[0], ids[0]
         return (np.concatenate(nos), pa.concat_arrays(ids)) if nos else (np.empty(0, np.int64), pa.array([], pa.string()))
@@ -568,7 +573,8 @@ def _write_billing(con, folder: Path, codes: EF.Codes, staged: int, threads: int
                     path = folder / f"fiscal_year={int(years[y][0])}" / f"data_{part:05d}.parquet"
                     lane = (lane + 1) % len(lanes) if written else 0
                 end = min(int(np.searchsorted(stay, year_last[y], side="right")), start + PART_ROWS - in_part)
-                nos, ids = admissions.cover(int(stay[start]), int(stay[end - 1]))
+                piece_stays = stay[start:end]
+                nos, ids = admissions.of(piece_stays[np.r_[True, piece_stays[1:] != piece_stays[:-1]]])
                 pending.append(lanes[lane].submit(write, lane, path, b.slice(start, end - start), nos, ids))
                 written += end - start
                 in_part += end - start
