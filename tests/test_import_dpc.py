@@ -358,13 +358,18 @@ def test_malformed_lines_get_their_named_reason(tmp_path):
     assert df.loc[df.reason == "no_form1_stay", "severity"].tolist() == ["rejected"]
 
 
-@pytest.mark.parametrize("workers, keep, years", [(1, False, None), (2, True, (2016, 2016))])
-def test_ef_read_in_passes_gives_the_same_database_and_report(tmp_path, monkeypatch, workers, keep, years):
+@pytest.mark.parametrize("workers, keep, years, block", [(1, False, None, None), (2, True, (2016, 2016), None),
+                                                        (2, False, None, 300)])
+def test_ef_read_in_passes_gives_the_same_database_and_report(tmp_path, monkeypatch, workers, keep, years, block):
     """Stays over the budget: EF read in passes, each over the stays of a range of patients
     (the budget forced down to a few bytes: about a pass per patient). Every line is read by one
-    pass only, rejected lines included: the same database, identifiers and report as in one pass."""
-    from hospstudy.data.dpc import importer
+    pass only, rejected lines included: the same database, identifiers and report as in one pass.
+    With small blocks, the passes after the first pass over the blocks none of whose patients
+    are theirs, and it is all the same."""
+    from hospstudy.data.dpc import importer, rawfiles
 
+    if block:
+        monkeypatch.setattr(rawfiles, "CHUNK_BYTES", block)
     raw, _ = _malformed_raw(tmp_path)
     kw = dict(workers=workers, keep_identifiers=keep, fiscal_years=years, show_progress=False)
     one = import_dpc(raw, FIX / "facilities.csv", tmp_path / "one", **kw)
@@ -382,6 +387,9 @@ def test_ef_read_in_passes_gives_the_same_database_and_report(tmp_path, monkeypa
     assert many.exit_code == one.exit_code == 1
     md = (tmp_path / "many" / "import_report.md").read_text(encoding="utf-8")
     assert f"EF read in {many.report['ef_passes']} passes" in md and "EF read in" not in (tmp_path / "one" / "import_report.md").read_text(encoding="utf-8")
+    skipped = many.report["ef_blocks_skipped"]
+    assert one.report["ef_blocks_skipped"] == 0 and (skipped > 10 if block else skipped >= 0)
+    assert f"passed over {skipped:,} block(s)" in md
 
 
 def _f1(pid: int, code: str, p: dict, seq: str = "1", admit: str = "20160901") -> str:

@@ -221,6 +221,9 @@ class Parsed:
     f17_widths: dict  # width of field 17 -> lines (lines that are EF data: imported or act rows)
     qty_empty: int  # imported lines with 使用量 empty
     categories: dict  # データ区分 -> imported lines
+    first_line: int = 1
+    lines: int = 0  # lines of the block
+    patients: tuple | None = None  # (least, greatest) patient of the lines with a valid key (None: none)
 
 
 @dataclass
@@ -232,9 +235,14 @@ class Tally:
     f17_widths: dict = dataclass_field(default_factory=dict)  # file_id -> {width: lines}
     qty_empty: int = 0
     categories: dict = dataclass_field(default_factory=dict)
+    # (file_id, first line) -> (lines, patients) of each EF block read: a later pass passes over a
+    # block none of whose patients is in its range (:meth:`skips`)
+    blocks: dict = dataclass_field(default_factory=dict)
+    skipped: int = 0  # blocks passed over by later passes
 
     def add(self, p: Parsed) -> None:
         f = p.file_id
+        self.blocks[(f, p.first_line)] = (p.lines, p.patients)
         self.imported[f] = self.imported.get(f, 0) + p.imported
         self.years.setdefault(f, set()).update(p.fiscal_years.tolist())
         w = self.f17_widths.setdefault(f, {})
@@ -243,6 +251,27 @@ class Tally:
         self.qty_empty += p.qty_empty
         for k, n in p.categories.items():
             self.categories[k] = self.categories.get(k, 0) + n
+
+    def skips(self, stays: "Stays", advance=None):
+        """For a pass after the first: ``skip(file, first_line, nbytes)`` for
+        :func:`hospstudy.data.dpc.rawfiles.iter_files`, the block's lines when the first pass
+        read it and no line of it has a valid key in this pass's patients (nothing of it is this
+        pass's: lines without a valid key are the first pass's), else None. The Ministry's
+        files, one per hospital, are then read once, not once per pass."""
+        lo, hi = stays.lo, stays.hi
+
+        def skip(f, first_line: int, nbytes: int):
+            known = self.blocks.get((f.file_id, first_line))
+            if known is None:
+                return None
+            lines, pats = known
+            if pats is not None and pats[1] >= lo and (hi is None or pats[0] < hi):
+                return None
+            self.skipped += 1
+            if advance is not None:
+                advance(nbytes)
+            return lines
+        return skip
 
 
 def billing_kind(receipt_code: pa.Array, interp_no: pa.Array, category: pa.Array) -> np.ndarray:
@@ -416,9 +445,12 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     # the fiscal years of the admission dates (bincount, not np.unique: a 1M-line sort per block)
     fy = S.ymd_fiscal_year(v_ad[ok_ad if own is None else ok_ad & own])
     years = np.flatnonzero(np.bincount(fy - 1800)) + 1800 if len(fy) else np.zeros(0, np.int64)
+    valid = ok_fac & ok_id
+    pats = _pat(v_fac[valid], v_id[valid]) if valid.any() else None
     return Parsed(tables=tables, file_id=file_id, imported=m, fiscal_years=years,
                   f17_widths=f17_widths, qty_empty=int(np.count_nonzero(q_empty[imp])),
-                  categories=dict(zip(cats.field("values").to_pylist(), cats.field("counts").to_pylist())))
+                  categories=dict(zip(cats.field("values").to_pylist(), cats.field("counts").to_pylist())),
+                  first_line=first_line, lines=n, patients=None if pats is None else (int(pats.min()), int(pats.max())))
 
 
 def build(con) -> None:

@@ -225,6 +225,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
             _write_identifiers(con, private)
         rep = _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_years, tables, keep_identifiers)
         rep["ef_passes"] = len(passes)
+        rep["ef_blocks_skipped"] = tally.skipped
         rep["seconds"] = round(time.perf_counter() - t0, 2)
         t5, c5 = time.perf_counter(), time.process_time()
         # wall and CPU seconds (this process, every thread) per phase
@@ -312,7 +313,9 @@ class _Staging:
         # boundaries); each file's blocks stream through an Arrow reader into INSERT statements
         # of at most INSERT_BLOCKS blocks (below); an EF block's few other rows (rejected
         # lines, surgery codes) are inserted after each statement.
-        for _, chunks in groupby(R.iter_files(staged, self.workers), key=lambda t: t[0].file_id):
+        # a pass after the first passes over the blocks that hold none of its patients
+        skip = None if stays is None or stays.first else self.tally.skips(stays, lambda nbytes: bar.advance(task, nbytes))
+        for _, chunks in groupby(R.iter_files(staged, self.workers, skip=skip), key=lambda t: t[0].file_id):
             f, _, first = next(chunks)
             main = "f1_stage" if kind == "form1" else "ef_billing"
             schema = (first if kind == "form1" else first.tables[main]).schema

@@ -220,7 +220,7 @@ def read_block(data: bytes, nf: int, cols, encoding: str) -> S.Block:
     return blk
 
 
-def iter_files(items, workers: int = 1, chunk_bytes: int | None = None):
+def iter_files(items, workers: int = 1, chunk_bytes: int | None = None, skip=None):
     """Yield ``(file, first_line_number, table)`` for each ``(file, parse, cols)`` of ``items``,
     file after file, in blocks of about ``chunk_bytes`` cut at line ends: only the fields ``cols``
     (0-based) are cut, and ``parse(block, first_line)`` turns each :class:`~.split.Block` into an
@@ -230,7 +230,11 @@ def iter_files(items, workers: int = 1, chunk_bytes: int | None = None):
     parser and numpy's large operations release the GIL), across file boundaries: the next file's
     first blocks are typed while the caller takes this file's last ones. This thread reads each
     block and counts its lines (so every block knows its first line number before it is typed)
-    and hands the tables on in order. At most ``workers`` + 1 blocks are in flight."""
+    and hands the tables on in order. At most ``workers`` + 1 blocks are in flight.
+
+    ``skip(file, first_line, nbytes)``, when given, is asked before each block is read: a number
+    of lines means the block is passed over unread (it has that many; the next block's line
+    numbers follow it); None, the block is read."""
 
     def job(f, nf, enc, parse, cols, data, first_line):
         try:
@@ -248,6 +252,9 @@ def iter_files(items, workers: int = 1, chunk_bytes: int | None = None):
                 enc = "utf-8-or-cp932"
             line_no = 1
             for start, end in _boundaries(f.path, f.size, chunk_bytes or CHUNK_BYTES):
+                if skip is not None and (lines := skip(f, line_no, end - start)) is not None:
+                    line_no += lines
+                    continue
                 data = _read(f.path, start, end)
                 yield f, nf, enc, parse, cols, data, line_no
                 line_no += S.count_lines(np.frombuffer(data, dtype=np.uint8))

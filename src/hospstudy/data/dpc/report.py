@@ -96,7 +96,9 @@ def render_md(rep: dict) -> str:
     out += [f"- {n}" for n in rep["notes"]]
     if rep.get("ef_passes", 1) > 1:
         out.append(f"- EF read in {rep['ef_passes']} passes, each over the stays of one range of patients (the stays' arrays "
-                   "would have taken more than half of the memory limit); each line counted by its patient's pass only")
+                   "would have taken more than half of the memory limit); each line counted by its patient's pass only; "
+                   f"the passes after the first passed over {rep.get('ef_blocks_skipped', 0):,} block(s) of EF lines "
+                   "holding none of their patients")
     out.append("")
     return "\n".join(out)
 
