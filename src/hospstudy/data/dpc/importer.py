@@ -538,7 +538,7 @@ def _write_billing(con, folder: Path, codes: EF.Codes, staged: int, threads: int
         if f.get("path") != path:
             if f.get("writer") is not None:
                 f["writer"].close()
-            f["path"], f["writer"] = path, None
+            f["path"], f["writer"] = path, None  # (None if the new file cannot be opened)
             f["writer"] = pq.ParquetWriter(path, schema, compression="snappy", store_schema=False,
                                            dictionary_pagesize_limit=8 << 20)
         stay = piece.column(0).to_numpy()
@@ -587,8 +587,8 @@ def _write_billing(con, folder: Path, codes: EF.Codes, staged: int, threads: int
         while pending:
             pending.popleft().result()
     finally:
-        for lane in lanes:
-            lane.shutdown(cancel_futures=True)
+        for pool in lanes:
+            pool.shutdown(cancel_futures=True)
         for f in open_files:
             if f.get("writer") is not None:
                 f["writer"].close()
