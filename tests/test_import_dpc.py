@@ -552,7 +552,8 @@ def test_ef_lines_find_their_stay_by_key_and_admission_date():
                      day("2015-05-10"), day("2015-05-10")])
     want = np.ones(len(fac), dtype=bool)
     want[-1] = False  # a line that failed its own checks is not looked up
-    j = stays.find(fac, pid, days, want)
+    pat = EF.patients(fac, pid)
+    j = stays.find(pat, days, want)
     assert (j[4:] == -1).all()
     assert [EF.STAY_STATUSES[stays.status[k]] for k in j[:4]] == ["ok", "incomplete_stay", "ok", "unknown_facility"]
     assert stays.stay_no[j[0]] == 1 and stays.stay_no[j[2]] == 2 and stays.stay_no[j[1]] == 0
@@ -567,9 +568,9 @@ def test_ef_lines_find_their_stay_by_key_and_admission_date():
     found, owners = [], np.zeros(len(fac), dtype=int)
     for i, (lo, hi) in enumerate(ranges):
         part = EF.Stays.load(con, lo, hi, first=i == 0)
-        own = part.owns(fac, pid, key_ok)
+        own = part.owns(pat, key_ok)
         owners += own
-        jj = part.find(fac, pid, days, want & own)
+        jj = part.find(pat, days, want & own)
         found += [(int(fac[k]), int(pid[k]), EF.STAY_STATUSES[part.status[jj[k]]], int(part.stay_no[jj[k]]))
                   for k in np.flatnonzero(jj >= 0)]
         assert len(part.keys) >= 1 and (jj[~own] == -1).all()

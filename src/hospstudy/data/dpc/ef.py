@@ -150,23 +150,22 @@ class Stays:
             raise AssertionError("stays: a status not in ef.STAY_STATUSES, or rows lost")
         return out
 
-    def owns(self, fac: np.ndarray, pid: np.ndarray, key_ok: np.ndarray) -> np.ndarray | None:
+    def owns(self, pat: np.ndarray, key_ok: np.ndarray) -> np.ndarray | None:
         """Which lines this pass reads (None: every line): a valid key in ``[lo, hi)``, or no
-        valid key and the first pass."""
+        valid key and the first pass; ``pat``: each line's patient (:func:`patients`)."""
         if self.lo == 0 and self.hi is None:
             return None
-        pat = _pat(fac, pid)
         inside = pat >= np.uint64(self.lo)
         if self.hi is not None:
             inside &= pat < np.uint64(self.hi)
         return np.where(key_ok, inside, self.first)
 
-    def find(self, fac: np.ndarray, pid: np.ndarray, day: np.ndarray, want: np.ndarray) -> np.ndarray:
-        """The index of each line's stay (-1: none) where ``want``; fac, pid, day as staged."""
-        out = np.full(len(fac), -1, dtype=np.int64)
+    def find(self, pat: np.ndarray, day: np.ndarray, want: np.ndarray) -> np.ndarray:
+        """The index of each line's stay (-1: none) where ``want``; ``pat``: each line's patient
+        (:func:`patients`), ``day``: its admission date as staged."""
+        out = np.full(len(pat), -1, dtype=np.int64)
         if not len(self.keys) or not want.any():
             return out
-        pat = _pat(fac, pid)
         p = np.minimum(np.searchsorted(self.pats, pat), len(self.pats) - 1)
         hit = want & (self.pats[p] == pat)
         key = (p.astype(np.int64) << _DAY_BITS) | (np.where(hit, day, 0) + _DAYS0)
@@ -176,7 +175,7 @@ class Stays:
         return out
 
 
-def _pat(fac: np.ndarray, pid: np.ndarray) -> np.ndarray:
+def patients(fac: np.ndarray, pid: np.ndarray) -> np.ndarray:
     """A patient as one integer (0 where the key was not valid: fac and pid 0)."""
     return fac.astype(np.uint64) * np.uint64(_PAT) + pid.astype(np.uint64)
 
@@ -310,7 +309,9 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     ok_fac, v_fac = b.digits(_F["facility_code"], 9)
     ok_id, v_id = b.digits(_F["data_id"], 10)
     # the lines this pass reads (None: every line); the others are left to their own pass
-    own = stays.owns(v_fac, v_id, ok_fac & ok_id)
+    valid = ok_fac & ok_id  # the stay key's 施設コード and データ識別番号
+    pat = patients(v_fac, v_id)  # once: which lines are this pass's, their stays, the block's range
+    own = stays.owns(pat, valid)
     ok_ad, v_ad = b.digits(_F["admit_ymd"], 8)
     ok_ad, d_ad = S.ymd_days(ok_ad, v_ad)
     ok_sv, v_sv = b.digits(_F["service_ymd"], 8)
@@ -334,7 +335,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     gr = np.full(g, None, dtype=object)
     done = np.zeros(g, dtype=bool) if own is None else ~own  # (another pass's lines count as done, never as rejected)
     act_line = np.zeros(g, dtype=bool)
-    for mask, why in ((hdr, "header_line"), (~(ok_fac & ok_id), "bad_code"), (~(ok_ad & ok_sv), "bad_date"), (act, "ef_act_line"),
+    for mask, why in ((hdr, "header_line"), (~valid, "bad_code"), (~(ok_ad & ok_sv), "bad_date"), (act, "ef_act_line"),
                       (no_rc, "bad_code"), (~q_empty & ~q_ok, "bad_number")):
         sel = mask & ~done
         if sel.any():
@@ -366,7 +367,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     f17_widths = dict(zip(*(x.tolist() for x in np.unique(f17[data_line], return_counts=True))))
 
     # The stay of every line that passed its own checks: the join, the stay's reasons
-    st = stays.find(v_fac, v_id, d_ad, ~done)
+    st = stays.find(pat, d_ad, ~done)
     has = st >= 0
     sti = np.where(has, st, 0)
     s_ad = d_ad  # a line's stay has the line's admission date
@@ -445,8 +446,7 @@ def parse_chunk(b: S.Block, first_line: int, file_id: int, keep_identifiers: boo
     # the fiscal years of the admission dates (bincount, not np.unique: a 1M-line sort per block)
     fy = S.ymd_fiscal_year(v_ad[ok_ad if own is None else ok_ad & own])
     years = np.flatnonzero(np.bincount(fy - 1800)) + 1800 if len(fy) else np.zeros(0, np.int64)
-    valid = ok_fac & ok_id
-    pats = _pat(v_fac[valid], v_id[valid]) if valid.any() else None
+    pats = pat[valid] if valid.any() else None
     return Parsed(tables=tables, file_id=file_id, imported=m, fiscal_years=years,
                   f17_widths=f17_widths, qty_empty=int(np.count_nonzero(q_empty[imp])),
                   categories=dict(zip(cats.field("values").to_pylist(), cats.field("counts").to_pylist())),
