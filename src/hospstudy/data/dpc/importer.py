@@ -538,7 +538,7 @@ def _write_billing(con, folder: Path, codes: EF.Codes, staged: int, threads: int
         if f.get("path") != path:
             if f.get("writer") is not None:
                 f["writer"].close()
-            f["path"], f["writer"] = path, None  # (None if the new file cannot be opened)
+            f["path"], f["writer"] = path, None  # (stays None if the new file cannot be opened)
             f["writer"] = pq.ParquetWriter(path, schema, compression="snappy", store_schema=False,
                                            dictionary_pagesize_limit=8 << 20)
         stay = piece.column(0).to_numpy()
@@ -555,7 +555,7 @@ def _write_billing(con, folder: Path, codes: EF.Codes, staged: int, threads: int
     con.execute(f"SET memory_limit = '{max(limit - _PENDING_BYTES, limit // 2)}B'")
     rows_cur, ids_cur = con.cursor(), con.cursor()
     pending: deque = deque()
-    written, part, year, in_part, path = 0, -1, -1, 0, None
+    written, files, part, year, in_part, path = 0, 0, -1, -1, 0, None
     try:
         rows = rows_cur.execute("""SELECT stay_no, service_date, kind, code_rank, quantity
           FROM ef_billing JOIN code_rank USING (code_id)
@@ -574,7 +574,8 @@ def _write_billing(con, folder: Path, codes: EF.Codes, staged: int, threads: int
                         (folder / f"fiscal_year={int(years[y][0])}").mkdir(parents=True)
                     year, in_part = y, 0
                     path = folder / f"fiscal_year={int(years[y][0])}" / f"data_{part:05d}.parquet"
-                    lane = (lane + 1) % len(lanes) if written else 0
+                    lane = files % len(lanes)  # files take turns
+                    files += 1
                 end = min(int(np.searchsorted(stay, year_last[y], side="right")), start + PART_ROWS - in_part)
                 piece_stays = stay[start:end]
                 nos, ids = admissions.of(piece_stays[np.r_[True, piece_stays[1:] != piece_stays[:-1]]])
