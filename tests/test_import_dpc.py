@@ -359,13 +359,14 @@ def test_malformed_lines_get_their_named_reason(tmp_path):
 
 
 @pytest.mark.parametrize("workers, keep, years, block", [(1, False, None, None), (2, True, (2016, 2016), None),
-                                                        (2, False, None, 300)])
+                                                        (2, False, None, 300), (1, False, None, 1)])
 def test_ef_read_in_passes_gives_the_same_database_and_report(tmp_path, monkeypatch, workers, keep, years, block):
     """Stays over the budget: EF read in passes, each over the stays of a range of patients
     (the budget forced down to a few bytes: about a pass per patient). Every line is read by one
     pass only, rejected lines included: the same database, identifiers and report as in one pass.
-    With small blocks, the passes after the first pass over the blocks none of whose patients
-    are theirs, and it is all the same."""
+    With small blocks, the first pass reads only the keys of the blocks none of whose lines is
+    its, the passes after it pass over the blocks none of whose patients are theirs, and it is
+    all the same (block 1: a block per line)."""
     from hospstudy.data.dpc import importer, rawfiles
 
     if block:
@@ -390,6 +391,9 @@ def test_ef_read_in_passes_gives_the_same_database_and_report(tmp_path, monkeypa
     skipped = many.report["ef_blocks_skipped"]
     assert one.report["ef_blocks_skipped"] == 0 and (skipped > 10 if block else skipped >= 0)
     assert f"passed over {skipped:,} block(s)" in md
+    keys_only = many.report["ef_blocks_keys_only"]  # the first pass: blocks none of whose lines is its
+    assert one.report["ef_blocks_keys_only"] == 0 and (keys_only > 5 if block else keys_only >= 0)
+    assert f"read only the keys of {keys_only:,} block(s)" in md
 
 
 def _f1(pid: int, code: str, p: dict, seq: str = "1", admit: str = "20160901") -> str:
@@ -578,6 +582,68 @@ def test_ef_lines_find_their_stay_by_key_and_admission_date():
     assert sorted(found) == sorted([(123456789, 1, "ok", 1), (123456789, 1, "incomplete_stay", 0), (987654321, 1, "ok", 2),
                                     (1, 9999999999, "unknown_facility", 0)])
 
+
+
+def _ef_line(fac: str, pid: str, admit: str, **fields) -> str:
+    v = {"facility_code": fac, "data_id": pid, "admit_ymd": admit, "discharge_ymd": "20150520", "category": "21",
+         "detail_no": "001", "receipt_code": "620000001", "quantity": "1", "service_ymd": admit, "flags17": "0", **fields}
+    return "\t".join(v.get(name, "") for name in L.EF_FIELDS)
+
+
+def test_a_block_is_its_patients_passes_whatever_its_lines(tmp_path):
+    """EF in passes: a line that breaks the layout but begins with its key written plainly (9
+    digits, a tab, 10 digits, a tab) is its patient's pass's, and its key counts in the block's
+    range of patients (else a later pass could pass over the block and lose it); a line without
+    such a key is the first pass's. The first pass reads only the keys of a block all of whose
+    lines begin with theirs and none of which is its (Stays.foreign), with the same range."""
+    import duckdb
+    import numpy as np
+
+    from hospstudy.data.dpc import ef as EF
+    from hospstudy.data.dpc import rawfiles as R
+
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE stays AS SELECT * FROM (VALUES
+        (123456789, 1::BIGINT, DATE '2015-05-10', 'ok'), (987654321, 1::BIGINT, DATE '2015-05-10', 'ok'))
+        t(fac, pid, admit_date, status)""")
+    con.execute("""CREATE TABLE admissions_out AS SELECT * FROM (VALUES
+        (123456789, 1::BIGINT, DATE '2015-05-10', DATE '2015-05-20', 2015::SMALLINT, 1),
+        (987654321, 1::BIGINT, DATE '2015-05-10', DATE '2015-05-20', 2015::SMALLINT, 2))
+        t(fac, pid, admit_date, discharge_date, fiscal_year, stay_no)""")
+    first_pat, later_pat = 123456789 * 10**10 + 1, 987654321 * 10**10 + 1
+    passes = [EF.Stays.load(con, 0, later_pat, first=True), EF.Stays.load(con, later_pat, None, first=False)]
+    assert passes[0].owns(np.array([first_pat, later_pat], np.uint64), np.ones(2, bool)).tolist() == [True, False]
+    short = "987654321\t0000000001\t20150510\t21\t001"  # the later pass's patient, 5 fields
+    good = _ef_line("987654321", "0000000001", "20150510")
+    # a blank line (no key: the first pass's) and the later patient's short line in one block
+    data = ("\r\n" + short + "\r\n").encode("cp932")
+    assert EF.scan_keys(data) is None and all(p.foreign(data, 0, 1) is None for p in passes)
+    reasons = []
+    for p in passes:
+        parsed = EF.parse_chunk(R.read_block(data, L.EF_N, EF.cols(False), "cp932"), 1, 0, False, p, EF.Codes())
+        rej = parsed.tables.get("ef_rejects")
+        reasons.append([] if rej is None else list(zip(rej["line_no"].to_pylist(), rej["reason"].to_pylist())))
+        assert parsed.patients == (later_pat, later_pat) and parsed.lines == 2
+    assert reasons == [[(1, "blank_line")], [(2, "short_line")]]
+    # lines that all begin with their key, none of them the first pass's: their keys only
+    data = (short + "\n" + good).encode("cp932")  # (the last line without LF counts)
+    pats, n = EF.scan_keys(data)
+    assert n == 2 and pats.tolist() == [later_pat, later_pat]
+    stub = passes[0].foreign(data, 3, 40)
+    assert stub.keys_only and (stub.file_id, stub.first_line, stub.lines, stub.imported) == (3, 40, 2, 0)
+    assert stub.patients == (later_pat, later_pat) and stub.tables["ef_billing"].schema == EF.BILLING_SCHEMA
+    assert passes[1].foreign(data, 3, 40) is None  # (not the first pass: its blocks are split and parsed)
+    parsed = EF.parse_chunk(R.read_block(data, L.EF_N, EF.cols(False), "cp932"), 40, 3, False, passes[1], EF.Codes())
+    assert parsed.imported == 1 and parsed.tables["ef_rejects"]["reason"].to_pylist() == ["short_line"]
+    assert parsed.tables["ef_billing"].schema == EF.BILLING_SCHEMA
+    # a line of the first pass's patient in the block: the block is split and parsed by it
+    assert passes[0].foreign((good.replace("987654321", "123456789") + "\n" + short).encode("cp932"), 0, 1) is None
+    # a key the first pass cannot tell from its bytes alone (padded, short, not digits, a header): parsed
+    for line in (" " + good, good.replace("987654321", "98765432"), good.replace("0000000001", "000000000x"),
+                 "\t".join(L.EF_FIELDS), ""):
+        assert EF.scan_keys((good + "\n" + line + "\n").encode("cp932")) is None, line
+        assert EF.line_key(line) is None
+    assert EF.line_key(short) == later_pat
 
 def test_duckdb_size_settings_read_in_bytes():
     """The import lends DuckDB's memory limit to the stays' arrays while EF is read: it reads the

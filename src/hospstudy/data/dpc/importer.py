@@ -226,6 +226,7 @@ def import_dpc(raw, facilities, out, *, encoding: str = "auto", fiscal_years: tu
         rep = _report(con, files, other_lines, tally, raw, facilities, fac_enc, fiscal_years, tables, keep_identifiers)
         rep["ef_passes"] = len(passes)
         rep["ef_blocks_skipped"] = tally.skipped
+        rep["ef_blocks_keys_only"] = tally.keys_only
         rep["seconds"] = round(time.perf_counter() - t0, 2)
         t5, c5 = time.perf_counter(), time.process_time()
         # wall and CPU seconds (this process, every thread) per phase
@@ -315,7 +316,9 @@ class _Staging:
         # lines, surgery codes) are inserted after each statement.
         # a pass after the first passes over the blocks that hold none of its patients
         skip = None if stays is None or stays.first else self.tally.skips(stays, lambda nbytes: bar.advance(task, nbytes))
-        for _, chunks in groupby(R.iter_files(staged, self.workers, skip=skip), key=lambda t: t[0].file_id):
+        # the first of several passes reads only the keys of a block none of whose lines is its
+        peek = None if stays is None else lambda f, data, first_line: stays.foreign(data, f.file_id, first_line)
+        for _, chunks in groupby(R.iter_files(staged, self.workers, skip=skip, peek=peek), key=lambda t: t[0].file_id):
             f, _, first = next(chunks)
             main = "f1_stage" if kind == "form1" else "ef_billing"
             schema = (first if kind == "form1" else first.tables[main]).schema

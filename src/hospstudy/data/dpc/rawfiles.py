@@ -220,7 +220,7 @@ def read_block(data: bytes, nf: int, cols, encoding: str) -> S.Block:
     return blk
 
 
-def iter_files(items, workers: int = 1, chunk_bytes: int | None = None, skip=None):
+def iter_files(items, workers: int = 1, chunk_bytes: int | None = None, skip=None, peek=None):
     """Yield ``(file, first_line_number, table)`` for each ``(file, parse, cols)`` of ``items``,
     file after file, in blocks of about ``chunk_bytes`` cut at line ends: only the fields ``cols``
     (0-based) are cut, and ``parse(block, first_line)`` turns each :class:`~.split.Block` into an
@@ -234,10 +234,14 @@ def iter_files(items, workers: int = 1, chunk_bytes: int | None = None, skip=Non
 
     ``skip(file, first_line, nbytes)``, when given, is asked before each block is read: a number
     of lines means the block is passed over unread (it has that many; the next block's line
-    numbers follow it); None, the block is read."""
+    numbers follow it); None, the block is read. ``peek(file, data, first_line)``, when given, is
+    asked in the threads before a block read is split: a table means the block is that table,
+    unsplit (its lines are counted here all the same); None, it is split and parsed."""
 
     def job(f, nf, enc, parse, cols, data, first_line):
         try:
+            if peek is not None and (table := peek(f, data, first_line)) is not None:
+                return None, table, None
             blk = read_block(data, nf, cols, enc)
             return blk, parse(blk, first_line), None
         except S.Undecodable as e:
@@ -273,9 +277,9 @@ def iter_files(items, workers: int = 1, chunk_bytes: int | None = None, skip=Non
                 enc_name = {"cp932": "CP932", "utf-8": "UTF-8", "utf-8-or-cp932": "UTF-8 or CP932"}[err.encoding]
                 raise DataUnusableError(f"{f.rel} line {line_no + err.line}: cannot be decoded as {enc_name}; "
                                         "check the file or pass --encoding")
-            if blk.encoding == "cp932" and f.encoding != "cp932":
+            if blk is not None and blk.encoding == "cp932" and f.encoding != "cp932":
                 f.encoding = "cp932"
-            if blk.n == 0:
+            if blk is not None and blk.n == 0:
                 continue
             yield f, line_no, table
     finally:

@@ -97,8 +97,9 @@ def render_md(rep: dict) -> str:
     if rep.get("ef_passes", 1) > 1:
         out.append(f"- EF read in {rep['ef_passes']} passes, each over the stays of one range of patients (the stays' arrays "
                    "would have taken more than half of the memory limit); each line counted by its patient's pass only; "
-                   f"the passes after the first passed over {rep.get('ef_blocks_skipped', 0):,} block(s) of EF lines "
-                   "holding none of their patients")
+                   f"the first pass read only the keys of {rep.get('ef_blocks_keys_only', 0):,} block(s) of EF lines "
+                   f"holding none of its patients, the passes after it passed over {rep.get('ef_blocks_skipped', 0):,} "
+                   "block(s) holding none of theirs")
     out.append("")
     return "\n".join(out)
 
