@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # EF lines -> the DuckDB memory limits to import them with ("1GB/3 passes": 1GB, the stays' budget
 # forced down so that EF is read in 3 passes, as past ~20M stays at 1GB; "/by hospital": the EF
 # lines of the same input ordered by hospital, as the Ministry's per-hospital files, where the
-# passes after the first pass over the blocks holding none of their patients)
+# first pass reads only the keys of the blocks none of whose lines is its and the passes after it
+# pass over the blocks holding none of their patients)
 SIZES = {1_000_000: ["1GB"], 5_000_000: ["1GB", "512MB", "1GB/3 passes", "1GB/3 passes/by hospital"],
          20_000_000: ["1GB", "1GB/3 passes"], **({50_000_000: ["1GB"]} if FULL else {})}
 EF_PER_STAY = 20
@@ -56,7 +57,8 @@ me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.R
 hwm = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
 print(json.dumps({"seconds": secs, "rss_mib": hwm / 1024, "cpu_s": me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime,
                   "lines": r.lines, "tables": r.tables, "timings": r.report["timings"], "cpu": r.report["cpu_seconds"],
-                  "exit": r.exit_code, "passes": r.report["ef_passes"], "skipped": r.report["ef_blocks_skipped"]}))
+                  "exit": r.exit_code, "passes": r.report["ef_passes"], "skipped": r.report["ef_blocks_skipped"],
+                  "keys_only": r.report["ef_blocks_keys_only"]}))
 """
 
 
@@ -168,7 +170,8 @@ def run() -> list[dict]:
                     {"area": "import", "case": case, "metric": "peak RSS", "value": round(res["rss_mib"]), "unit": "MiB",
                      "note": f"VmHWM of one process (Arrow reader and typing in a pool of 2 threads; DuckDB memory_limit {mem}; "
                              f"EF read in {res['passes']} pass(es)"
-                             + (f"; {res['skipped']:,} blocks passed over by the later passes" if res["passes"] > 1 else "") + ")"},
+                             + (f"; the first pass read only the keys of {res['keys_only']:,} blocks, the later passes passed over "
+                                f"{res['skipped']:,}" if res["passes"] > 1 else "") + ")"},
                 ]
                 for r in rows[-4:]:
                     r.update(ef_lines=n, limit=limit)  # for summary(); not printed
