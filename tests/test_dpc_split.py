@@ -115,10 +115,11 @@ _NOT_QUITE = st.sampled_from([b"", b"/", b":", b" ", b"a", b"\x00", b"\xff", "ï¼
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 10), st.lists(st.tuples(_DIGITS, _NOT_QUITE, st.integers(0, 12)), min_size=1, max_size=40),
-       st.booleans())
-def test_fixed_digits_match_python(width, fields, end_to_end):
-    """Values of ``width`` ASCII digits, end to end in one buffer (a column of Arrow's reader: the
-    SWAR path for width >= 8) or scattered; some broken by a byte that is not a digit."""
+       st.booleans(), st.integers(0, 12))
+def test_fixed_digits_match_python(width, fields, end_to_end, gap):
+    """Values of ``width`` ASCII digits, at a constant stride in one buffer (end to end, a column
+    of Arrow's reader, or ``gap`` bytes apart, a column of gathered rows: read in place, SWAR for
+    width >= 8) or scattered; some broken by a byte that is not a digit."""
     vals = []
     for digits, bad, at in fields:
         v = ((digits * 3)[:width].rjust(width, "7") if end_to_end else digits).encode()
@@ -127,9 +128,10 @@ def test_fixed_digits_match_python(width, fields, end_to_end):
         vals.append(v)
     if end_to_end:
         vals = [v[:width].ljust(width, b"1") for v in vals]
-    buf = b"xy" + b"".join(vals) + b"z"
+    sep = b"\t" * gap if end_to_end else b""
+    buf = b"xy" + sep.join(vals) + b"z"
     lens = np.array([len(v) for v in vals])
-    s = 2 + np.concatenate([[0], np.cumsum(lens)[:-1]])
+    s = 2 + np.concatenate([[0], np.cumsum(lens + len(sep))[:-1]])
     ok, val = S.fixed_digits(np.frombuffer(buf, np.uint8), s, s + lens, width)
     for i, v in enumerate(vals):
         want = len(v) == width and all(48 <= c <= 57 for c in v)

@@ -315,15 +315,15 @@ _HIGH, _ZEROS, _SIXES, _THREES = _U(0xF0F0F0F0F0F0F0F0), _U(0x3030303030303030),
 _LOW2, _MUL1, _MUL2 = _U(0x000000FF000000FF), _U(100 + (1000000 << 32)), _U(1 + (10000 << 32))
 
 
-def _swar_digits(base: np.ndarray, n: int, width: int):
-    """(ok, value) of ``n`` values of ``width`` (>= 8) bytes lying end to end in ``base``."""
-    x = np.ndarray((n,), "<u8", buffer=base, strides=(width,))  # each value's first 8 bytes
+def _swar_digits(base: np.ndarray, n: int, width: int, step: int):
+    """(ok, value) of ``n`` values of ``width`` (>= 8) bytes, one every ``step`` bytes of ``base``."""
+    x = np.ndarray((n,), "<u8", buffer=base, strides=(step,))  # each value's first 8 bytes
     ok = ((x & _HIGH) | (((x + _SIXES) & _HIGH) >> _U(4))) == _THREES
     v = x - _ZEROS
     v = v * _U(10) + (v >> _U(8))
     v = ((((v & _LOW2) * _MUL1) + (((v >> _U(16)) & _LOW2) * _MUL2)) >> _U(32)).astype(np.int64)
     for k in range(8, width):
-        d = base[k::width] - np.uint8(48)
+        d = base[k::step] - np.uint8(48)
         ok &= d <= 9
         v = v * 10 + d
     return ok, np.where(ok, v, 0)
@@ -336,16 +336,24 @@ def fixed_digits(a: np.ndarray, s: np.ndarray, e: np.ndarray, width: int, value:
     n = len(s)
     if len(a) == 0 or n == 0:
         return ok, np.zeros(n, np.int64)
-    if ok.all() and s[-1] - s[0] == (n - 1) * width:
-        # the values lie end to end (a column of Arrow's reader): a view of the bytes, no gather
-        # (1,000,000 EF lines: the four key and date checks 1.2 -> 0.2 CPU s)
-        base = a[s[0]: s[0] + n * width]
-        if width >= 8:
-            ok, val = _swar_digits(base, n, width)
-            return ok, (val if value else None)
-        m = base.reshape(n, width) - np.uint8(48)
+    step = int(s[1] - s[0]) if n > 1 else width
+    if ok.all() and step >= width and (n == 1 or (np.diff(s) == step).all()):
+        # the values at a constant stride, end to end (a column of Arrow's reader) or a column of
+        # rows gathered beforehand (ef.scan_keys): a view of the bytes, no gather (1,000,000 EF
+        # lines: the four key and date checks 1.2 -> 0.2 CPU s)
+        base = a[s[0]: s[0] + (n - 1) * step + width]
     else:
-        m = a[np.minimum(s[:, None] + np.arange(width), len(a) - 1)] - np.uint8(48)
+        # gathered end to end (the bytes past a shorter value are read, and it is not ok anyway)
+        idx = s[:, None] + np.arange(width)
+        if s.max() + width > len(a):
+            np.minimum(idx, len(a) - 1, out=idx)
+        base, step = a[idx].reshape(-1), width
+    if width >= 8:
+        # (gathered: 45,467 values of 9, 10 and 8 digits 22.7-26.3 -> 15.9-18.5 ms, 2026-12-07)
+        swar_ok, val = _swar_digits(base, n, width, step)
+        ok &= swar_ok
+        return ok, (np.where(ok, val, 0) if value else None)
+    m = np.lib.stride_tricks.as_strided(base, (n, width), (step, 1)) - np.uint8(48)
     ok &= (m <= 9).all(axis=1)
     if not value:
         return ok, None
